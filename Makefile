@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo_output
+DEMO_DATE ?= 2026-11-26
+DEMO_ROWS ?= 200000
+# Beam's DirectRunner first tries to download the Prism binary; pick the in-process runner.
+RUNNER ?= FnApiRunner
+
+.PHONY: venv test demo bench clean
+
+$(VENV)/.installed: requirements.lock setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q tests
+
+demo: venv
+	$(PY) -m datagen.events --rows $(DEMO_ROWS) --run_date $(DEMO_DATE) --timezone Asia/Seoul \
+	    --seed 7 --out_dir $(DEMO_DIR)/events
+	$(PY) -m beam_jobs.daily --runner=$(RUNNER) --events=$(DEMO_DIR)/events \
+	    --run_date=$(DEMO_DATE) --timezone=Asia/Seoul --output_dir=$(DEMO_DIR)/out
+	$(PY) -m beam_jobs.report --output_dir=$(DEMO_DIR)/out --run_date=$(DEMO_DATE)
+
+bench: venv
+	$(PY) benchmarks/cooccurrence_bench.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""One module per Dataflow job: options, build(pipeline, options), run(argv=None)."""

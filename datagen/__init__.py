@@ -1,0 +1,1 @@
+"""Seeded generator of sample event days in the BigQuery export layout."""

@@ -1,0 +1,1 @@
+"""Data contracts: the events table, the TFDV schema and the names every stage shares."""

@@ -1,0 +1,86 @@
+"""The events table contract and every name the stages share.
+
+This module is the one place for column names, event names, aliases and
+reason codes. ``schemas/events_table.json`` is the same contract in
+BigQuery's JSON schema form; a test keeps the two equal.
+"""
+
+import pyarrow as pa
+
+# (name, BigQuery type, mode), in the table's column order.
+COLUMNS = (
+    ("event_id", "STRING", "REQUIRED"),
+    ("event_timestamp", "TIMESTAMP", "REQUIRED"),
+    ("event_name", "STRING", "REQUIRED"),
+    ("source", "STRING", "REQUIRED"),
+    ("user_id", "STRING", "NULLABLE"),
+    ("article_id", "STRING", "NULLABLE"),
+    ("region_id", "STRING", "NULLABLE"),
+    ("category_id", "STRING", "NULLABLE"),
+    ("price", "INT64", "NULLABLE"),
+    ("platform", "STRING", "NULLABLE"),
+    ("properties", "STRING", "NULLABLE"),
+)
+COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+PARTITION_COLUMN = "event_timestamp"
+
+# BigQuery type -> Arrow type of the table's Parquet export.
+ARROW_TYPES = {
+    "STRING": pa.string(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "INT64": pa.int64(),
+}
+
+
+def arrow_schema() -> pa.Schema:
+    """The contract as an Arrow schema. Every field is nullable: rows that
+    break REQUIRED are quarantined by the row checks, not rejected by the reader."""
+    return pa.schema([pa.field(name, ARROW_TYPES[bq_type]) for name, bq_type, _ in COLUMNS])
+
+
+CLIENT = "client"
+SERVER = "server"
+SOURCES = (CLIENT, SERVER)
+
+IMPRESSION = "impression"
+ARTICLE_VIEW = "article_view"
+ARTICLE_LIKE = "article_like"
+CHAT_START = "chat_start"
+SEARCH = "search"
+ARTICLE_CREATED = "article_created"
+ARTICLE_SOLD = "article_sold"
+ARTICLE_DELETED = "article_deleted"
+
+CLIENT_EVENTS = (IMPRESSION, ARTICLE_VIEW, ARTICLE_LIKE, CHAT_START, SEARCH)
+SERVER_EVENTS = (ARTICLE_CREATED, ARTICLE_SOLD, ARTICLE_DELETED)
+EVENT_NAMES = CLIENT_EVENTS + SERVER_EVENTS
+# Legacy clients still send these; they mean article_view.
+LEGACY_ALIASES = {"item_click": ARTICLE_VIEW, "click_item": ARTICLE_VIEW}
+
+# Names that need a user_id; every name but search needs an article_id.
+USER_REQUIRED_EVENTS = CLIENT_EVENTS
+ARTICLE_OPTIONAL_EVENTS = (SEARCH,)
+
+# Rows that count as a user interacting with an article (the graph's input).
+INTERACTION_EVENTS = (ARTICLE_VIEW, ARTICLE_LIKE, CHAT_START)
+
+PLATFORMS = ("ios", "android", "web", "server")
+
+ID_COLUMNS = ("event_id", "user_id", "article_id", "region_id", "category_id")
+MAX_ID_LENGTH = 128
+
+# Quarantine reasons, in the order the row checks apply them; a row is
+# quarantined with the first that fails.
+REASONS = (
+    "missing_event_id",
+    "bad_timestamp",
+    "unknown_event_name",
+    "source_mismatch",
+    "missing_user_id",
+    "missing_article_id",
+    "malformed_id",
+    "negative_price",
+    "bad_properties",
+)
+
+ENVIRONMENTS = {CLIENT: "CLIENT", SERVER: "SERVER"}

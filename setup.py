@@ -1,0 +1,26 @@
+"""Packaging for the preprocessing suite.
+
+Versions live in requirements.lock (the one source of versions); setup.py names
+what the code imports, and the Makefile, CI and the worker image install the lock.
+"""
+
+import setuptools
+
+setuptools.setup(
+    name="marketplace-preprocessing",
+    version="0.1.0",
+    description="Apache Beam preprocessing suite: validated events, co-occurrence graphs, "
+                "training examples for the marketplace ML team",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["beam_jobs", "transforms", "schemas", "datagen",
+                                               "flex_templates"]),
+    package_data={"schemas": ["*.json", "*.pbtxt"]},
+    install_requires=[
+        "apache-beam[gcp]",
+        "tensorflow-data-validation",
+        "tensorflow-transform",
+        "pyarrow",
+        "google-cloud-bigquery",
+        "dill",
+    ],
+)

@@ -1,0 +1,1 @@
+"""Composite PTransforms and the plain functions they call, one concern a module."""

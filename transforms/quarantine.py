@@ -1,0 +1,171 @@
+"""The row-check stage: out-of-span rows counted, bad rows quarantined with a
+reason, duplicates dropped, and a tally that reconciles every row read.
+
+The rules are plain functions in transforms/checks.py; this module wraps them in
+Beam. Valid rows are sharded by a hash of event_id so that one shard holds every
+copy of an event id, and de-duplication needs no per-row keys.
+"""
+
+from typing import Dict, List
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+
+from schemas import contract
+from transforms import checks
+from transforms.sharding import shard_ids, split_by_shard
+from transforms.span import DaySpan
+
+TALLY_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "duplicates_dropped", "rows_valid")
+
+
+def empty_tally() -> Dict:
+    tally = {key: 0 for key in TALLY_KEYS}
+    tally["quarantined_by_reason"] = {}
+    tally["input_anomalies"] = []
+    return tally
+
+
+def merge_tallies(tallies) -> Dict:
+    """Sum partial tallies; input anomalies are merged per feature."""
+    total = empty_tally()
+    anomalies: Dict[str, Dict] = {}
+    for tally in tallies:
+        for key in TALLY_KEYS:
+            total[key] += tally.get(key, 0)
+        for reason, count in tally.get("quarantined_by_reason", {}).items():
+            total["quarantined_by_reason"][reason] = \
+                total["quarantined_by_reason"].get(reason, 0) + count
+        for anomaly in tally.get("input_anomalies", []):
+            anomalies.setdefault(anomaly["feature"], anomaly)
+    total["quarantined_by_reason"] = dict(sorted(total["quarantined_by_reason"].items()))
+    total["input_anomalies"] = [anomalies[f] for f in sorted(anomalies)]
+    return total
+
+
+def missing_column_anomalies(missing: List) -> List[Dict]:
+    """(file, columns) records -> one ERROR anomaly per contract column absent from input."""
+    files_by_column: Dict[str, List[str]] = {}
+    for path, columns in missing:
+        for column in columns:
+            files_by_column.setdefault(column, []).append(path)
+    return [{"feature": column, "severity": "ERROR",
+             "description": f"column {column} of the events contract is missing from "
+                            f"{len(files)} input file(s), e.g. {sorted(files)[0]}"}
+            for column, files in sorted(files_by_column.items())]
+
+
+class MergeTallies(beam.CombineFn):
+    def create_accumulator(self):
+        return empty_tally()
+
+    def add_input(self, accumulator, tally):
+        return merge_tallies([accumulator, tally])
+
+    def merge_accumulators(self, accumulators):
+        return merge_tallies(accumulators)
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class CheckRowsFn(beam.DoFn):
+    """Record batch -> (shard, valid rows), quarantined rows, and a tally."""
+
+    QUARANTINE = "quarantine"
+    TALLY = "tally"
+
+    def __init__(self, start_us: int, end_us: int, num_shards: int):
+        self._start_us, self._end_us, self._num_shards = start_us, end_us, num_shards
+        self._counters = {}
+        self._out_of_span = Metrics.counter("events", "out_of_span")
+
+    def _counter(self, reason):
+        if reason not in self._counters:
+            self._counters[reason] = Metrics.counter("quarantine", reason)
+        return self._counters[reason]
+
+    def process(self, batch: pa.RecordBatch):
+        result = checks.check_rows(batch, self._start_us, self._end_us)
+        by_reason = checks.reason_counts(result.quarantined)
+        for reason, count in by_reason.items():
+            self._counter(reason).inc(count)
+        self._out_of_span.inc(result.out_of_span)
+        tally = empty_tally()
+        tally.update(rows_read=batch.num_rows, out_of_span=result.out_of_span,
+                     rows_quarantined=result.quarantined.num_rows,
+                     quarantined_by_reason=by_reason)
+        yield beam.pvalue.TaggedOutput(self.TALLY, tally)
+        if result.quarantined.num_rows:
+            yield beam.pvalue.TaggedOutput(self.QUARANTINE, result.quarantined)
+        valid = pa.Table.from_batches([result.valid])
+        shards = shard_ids(valid.column("event_id"), self._num_shards)
+        yield from split_by_shard(valid, shards, self._num_shards)
+
+
+class DropDuplicatesFn(beam.DoFn):
+    """All valid rows of one event-id shard -> one de-duplicated table and a tally."""
+
+    TALLY = "tally"
+
+    def __init__(self):
+        self._dropped = Metrics.counter("events", "duplicates_dropped")
+        self._valid = Metrics.counter("events", "rows_valid")
+
+    def process(self, element):
+        shard, tables = element
+        table = pa.concat_tables(list(tables))
+        kept, dropped = checks.deduplicate(table)
+        self._dropped.inc(dropped)
+        self._valid.inc(kept.num_rows)
+        tally = empty_tally()
+        tally.update(duplicates_dropped=dropped, rows_valid=kept.num_rows)
+        yield beam.pvalue.TaggedOutput(self.TALLY, tally)
+        yield shard, kept
+
+
+class CheckEvents(beam.PTransform):
+    """Row checks, quarantine and de-duplication of one day.
+
+    Input: the dict from ReadEvents. Output dict:
+      "valid": PCollection of (shard, pa.Table) - de-duplicated valid rows, names normalised;
+      "quarantine": PCollection of str - JSON lines, the original row plus the reason;
+      "counts": PCollection with one dict - rows_read, out_of_span, rows_quarantined,
+                quarantined_by_reason, duplicates_dropped, rows_valid, input_anomalies.
+    """
+
+    def __init__(self, span: DaySpan, num_shards: int = 8):
+        super().__init__()
+        if num_shards < 1:
+            raise ValueError(f"--dedup_shards={num_shards} must be >= 1")
+        self._span, self._num_shards = span, num_shards
+
+    def expand(self, inputs):
+        checked = inputs["batches"] | "CheckRows" >> beam.ParDo(
+            CheckRowsFn(self._span.start_us, self._span.end_us, self._num_shards)).with_outputs(
+            CheckRowsFn.QUARANTINE, CheckRowsFn.TALLY, main="valid")
+        deduped = (checked.valid
+                   | "GroupByEventId" >> beam.GroupByKey()
+                   | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn()).with_outputs(
+                       DropDuplicatesFn.TALLY, main="valid"))
+        lines = checked[CheckRowsFn.QUARANTINE] | "FormatQuarantine" >> beam.FlatMap(
+            checks.quarantine_lines)
+        input_anomalies = (inputs["missing_columns"]
+                           | "CollectMissingColumns" >> beam.combiners.ToList()
+                           | "DescribeMissingColumns" >> beam.Map(
+                               lambda missing: dict(empty_tally(),
+                                                    input_anomalies=missing_column_anomalies(
+                                                        missing))))
+        counts = ((checked[CheckRowsFn.TALLY], deduped[DropDuplicatesFn.TALLY], input_anomalies)
+                  | "GatherTallies" >> beam.Flatten()
+                  | "SumTallies" >> beam.CombineGlobally(MergeTallies()))
+        return {"valid": deduped.valid, "quarantine": lines, "counts": counts}
+
+
+def interactions(table: pa.Table) -> pa.Table:
+    """The rows the graph counts: valid rows named article_view, article_like or chat_start."""
+    import pyarrow.compute as pc
+    mask = pc.is_in(table.column("event_name"),
+                    value_set=pa.array(contract.INTERACTION_EVENTS))
+    return table.filter(mask)

@@ -1,0 +1,237 @@
+"""Reading one day of events: BigQuery (Storage Read API) or the table's Parquet
+export layout (local or gs://), as Arrow record batches with the contract schema.
+
+Nothing here calls a cloud API while the pipeline is built: a Flex Template
+launcher and an offline dry run both build it. Listing files and checking the
+BigQuery table's schema are pipeline steps.
+"""
+
+import datetime as dt
+import re
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from schemas import contract
+from transforms.span import DaySpan
+
+READ_BATCH_ROWS = 131072
+MISSING_COLUMNS = "missing_columns"   # tag of the side output naming absent columns
+
+# bq://project.dataset.table; project ids may be domain-scoped (example.com:project).
+_BQ_TABLE_RE = re.compile(
+    r"^bq://(?P<project>(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9])"
+    r"\.(?P<dataset>[A-Za-z0-9_]{1,1024})\.(?P<table>[A-Za-z0-9_-]{1,1024})$")
+
+
+class BigQueryTable(NamedTuple):
+    project: str
+    dataset: str
+    table: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.project}:{self.dataset}.{self.table}"
+
+
+def parse_bigquery_table(events: str) -> BigQueryTable:
+    match = _BQ_TABLE_RE.match(events)
+    if not match:
+        raise ValueError(
+            f"--events={events!r} is not a BigQuery table of the form "
+            "bq://project.dataset.table (letters, digits, '_' and '-' only)")
+    return BigQueryTable(match["project"], match["dataset"], match["table"])
+
+
+def row_restriction(span: DaySpan, column: str = contract.PARTITION_COLUMN) -> str:
+    """Storage Read API filter selecting exactly the UTC partitions overlapping the span.
+
+    Built from parsed dates only (never from option text), so BigQuery prunes
+    the table's DATE(event_timestamp) partitions."""
+    dates = span.utc_dates()
+    first: dt.date = dates[0]
+    after: dt.date = dates[-1] + dt.timedelta(days=1)
+    return (f"{column} >= TIMESTAMP '{first.isoformat()} 00:00:00+00' "
+            f"AND {column} < TIMESTAMP '{after.isoformat()} 00:00:00+00'")
+
+
+def partition_dirs(events_dir: str, span: DaySpan) -> List[str]:
+    """The export layout's partition directories that the span overlaps."""
+    root = events_dir.rstrip("/")
+    return [f"{root}/dt={d.isoformat()}" for d in span.utc_dates()]
+
+
+def conform(table, origin: str) -> Tuple[pa.RecordBatch, List[str]]:
+    """Cast a batch read from `origin` to the contract schema.
+
+    Columns absent from the input become nulls and are returned by name (the
+    validation gate reports them); a column that cannot be cast fails the job
+    naming the file and the column."""
+    arrays, missing = [], []
+    names = set(table.schema.names)
+    n = table.num_rows
+    for field in contract.arrow_schema():
+        if field.name not in names:
+            missing.append(field.name)
+            arrays.append(pa.nulls(n, field.type))
+            continue
+        column = table.column(field.name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if column.type != field.type:
+            try:
+                if pa.types.is_timestamp(field.type) and pa.types.is_timestamp(column.type) \
+                        and column.type.tz is None:
+                    column = pc.assume_timezone(column, "UTC")
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise ValueError(
+                    f"{origin}: column {field.name} has type {column.type}, which does not "
+                    f"convert to the contract's {field.type}: {err}") from err
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=contract.arrow_schema()), missing
+
+
+def list_parquet_files(partition_dir: str) -> List[str]:
+    """Parquet files of one partition directory, sorted; none when the day has no data."""
+    pattern = f"{partition_dir}/*.parquet"
+    result = FileSystems.match([pattern])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
+class ReadParquetFile(beam.DoFn):
+    """One export file -> contract record batches; absent columns to MISSING_COLUMNS."""
+
+    def __init__(self):
+        self.rows_read = Metrics.counter("events", "rows_read")
+
+    def process(self, path: str):
+        import pyarrow.parquet as pq
+        try:
+            handle = FileSystems.open(path, compression_type="uncompressed")
+            parquet = pq.ParquetFile(handle)
+            batches = parquet.iter_batches(batch_size=READ_BATCH_ROWS)
+            first = True
+            for raw in batches:
+                batch, missing = conform(raw, path)
+                if first and missing:
+                    yield beam.pvalue.TaggedOutput(MISSING_COLUMNS, (path, tuple(missing)))
+                first = False
+                self.rows_read.inc(batch.num_rows)
+                yield batch
+            if first and parquet.metadata.num_rows == 0:
+                _, missing = conform(parquet.schema_arrow.empty_table(), path)
+                if missing:
+                    yield beam.pvalue.TaggedOutput(MISSING_COLUMNS, (path, tuple(missing)))
+        except (OSError, pa.ArrowException) as err:
+            raise IOError(f"cannot read events file {path}: {err}") from err
+
+
+def rows_to_batch(rows: Sequence[Dict]) -> pa.RecordBatch:
+    """BigQuery DIRECT_READ rows (dicts) -> one contract record batch."""
+    columns = {name: [row.get(name) for row in rows] for name in contract.COLUMN_NAMES}
+    stamps = []
+    for value in columns["event_timestamp"]:
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" UTC", "+00:00"))
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        stamps.append(value)
+    columns["event_timestamp"] = stamps
+    return pa.RecordBatch.from_pydict(columns, schema=contract.arrow_schema())
+
+
+def contract_mismatches(fields: Iterable[Tuple[str, str, str]]) -> List[str]:
+    """Differences between a table's (name, type, mode) fields and the contract."""
+    aliases = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+    actual = {name: (aliases.get(t, t), mode or "NULLABLE") for name, t, mode in fields}
+    problems = []
+    for name, bq_type, mode in contract.COLUMNS:
+        if name not in actual:
+            problems.append(f"column {name} is missing")
+            continue
+        got_type, got_mode = actual[name]
+        if got_type != bq_type:
+            problems.append(f"column {name} is {got_type}, the contract says {bq_type}")
+        if mode == "REQUIRED" and got_mode == "REPEATED" or mode != got_mode and \
+                got_mode == "REPEATED":
+            problems.append(f"column {name} is REPEATED, the contract says {mode}")
+    return problems
+
+
+def check_bigquery_schema(table: BigQueryTable):
+    """Pipeline step: compare the live table's schema with the contract."""
+    from google.cloud import bigquery
+    client = bigquery.Client(project=table.project)
+    live = client.get_table(f"{table.project}.{table.dataset}.{table.table}")
+    problems = contract_mismatches((f.name, f.field_type, f.mode) for f in live.schema)
+    if problems:
+        raise ValueError(f"BigQuery table {table.spec} does not match schemas/events_table.json: "
+                         + "; ".join(problems))
+    return table.spec
+
+
+def bigquery_read_kwargs(table: BigQueryTable, span: DaySpan) -> Dict:
+    return dict(
+        method=beam.io.ReadFromBigQuery.Method.DIRECT_READ,
+        table=table.spec,
+        selected_fields=list(contract.COLUMN_NAMES),
+        row_restriction=row_restriction(span),
+        use_native_datetime=True,
+    )
+
+
+class ReadEvents(beam.PTransform):
+    """The day's events as contract record batches.
+
+    Outputs a dict: "batches" (PCollection[pa.RecordBatch]) and "missing_columns"
+    (PCollection of (file, column names) for input files lacking contract columns).
+    """
+
+    def __init__(self, events: str, span: DaySpan):
+        super().__init__()
+        if not events:
+            raise ValueError("--events is required: bq://project.dataset.table or a directory "
+                             "in the export layout <dir>/dt=YYYY-MM-DD/*.parquet")
+        self._events = events
+        self._span = span
+        self._table = parse_bigquery_table(events) if events.startswith("bq://") else None
+
+    def expand(self, pbegin):
+        if self._table is not None:
+            return self._expand_bigquery(pbegin)
+        files = (pbegin
+                 | "ListPartitions" >> beam.Create(partition_dirs(self._events, self._span))
+                 | "ListFiles" >> beam.FlatMap(list_parquet_files)
+                 | "SpreadFiles" >> beam.Reshuffle())
+        read = files | "ReadFiles" >> beam.ParDo(ReadParquetFile()).with_outputs(
+            MISSING_COLUMNS, main="batches")
+        return {"batches": read.batches, "missing_columns": read[MISSING_COLUMNS]}
+
+    def _expand_bigquery(self, pbegin):
+        table = self._table
+        checked = (pbegin | "NameTable" >> beam.Create([table])
+                   | "CheckTableSchema" >> beam.Map(check_bigquery_schema))
+        rows = pbegin | "ReadTable" >> beam.io.ReadFromBigQuery(
+            **bigquery_read_kwargs(table, self._span))
+        batches = (rows
+                   | "BatchRows" >> beam.BatchElements(min_batch_size=1024,
+                                                       max_batch_size=READ_BATCH_ROWS)
+                   | "RowsToArrow" >> beam.Map(
+                       lambda rows, _checked: rows_to_batch(rows),
+                       _checked=beam.pvalue.AsSingleton(checked)))
+        counted = batches | "CountRows" >> beam.Map(_count_rows)
+        missing = pbegin | "NoMissingColumns" >> beam.Create([])
+        return {"batches": counted, "missing_columns": missing}
+
+
+_ROWS_READ = Metrics.counter("events", "rows_read")
+
+
+def _count_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
+    _ROWS_READ.inc(batch.num_rows)
+    return batch

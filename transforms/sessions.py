@@ -1,0 +1,112 @@
+"""Browsing sessions and the article pairs they contain, as numpy arrays.
+
+Everything here works on integer codes (users, articles) and int64 microsecond
+timestamps, whole shards at a time; the Beam stage maps strings to codes.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class Sessions(NamedTuple):
+    """One entry per position of a collapsed session, sessions in order, positions in order."""
+
+    session: np.ndarray   # int64 session number, non-decreasing
+    article: np.ndarray   # int64 article code
+    weight: np.ndarray    # float64 event weight (the largest of a collapsed run)
+
+
+def interaction_order(table: pa.Table) -> np.ndarray:
+    """Row order for sessionising: by user, then (event_timestamp, event_id), ids in byte order."""
+    return pc.sort_indices(table, sort_keys=[("user_id", "ascending"),
+                                             ("event_timestamp", "ascending"),
+                                             ("event_id", "ascending")]).to_numpy()
+
+
+def _starts(flags: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(flags)
+
+
+def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight: np.ndarray,
+               gap_us: int, max_events_per_user: int = 0,
+               max_session_length: int = 0) -> Sessions:
+    """Sessions of rows already in (user, timestamp, event_id) order.
+
+    A new session starts at a new user or when the gap to the previous
+    interaction is strictly greater than `gap_us`. `max_events_per_user` (0: off)
+    keeps each user's first N rows; consecutive repeats of an article collapse to
+    one position keeping the largest weight; `max_session_length` (0: off) then
+    cuts sessions into consecutive pieces of that length.
+    """
+    user = np.asarray(user)
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    article = np.asarray(article, dtype=np.int64)
+    weight = np.asarray(weight, dtype=np.float64)
+    n = len(user)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Sessions(empty, empty, np.zeros(0, dtype=np.float64))
+    new_user = np.empty(n, dtype=bool)
+    new_user[0] = True
+    np.not_equal(user[1:], user[:-1], out=new_user[1:])
+    if max_events_per_user:
+        user_start = _starts(new_user)
+        rank = np.arange(n) - np.repeat(user_start, np.diff(np.append(user_start, n)))
+        keep = rank < max_events_per_user
+        user, ts_us, article, weight = user[keep], ts_us[keep], article[keep], weight[keep]
+        new_user = new_user[keep]
+        n = len(user)
+    new_session = new_user.copy()
+    new_session[1:] |= (ts_us[1:] - ts_us[:-1]) > gap_us
+    # Collapse runs of the same article inside a session.
+    run_start = new_session.copy()
+    run_start[1:] |= article[1:] != article[:-1]
+    starts = _starts(run_start)
+    run_weight = np.maximum.reduceat(weight, starts) if n else weight
+    session = np.cumsum(new_session)[starts] - 1
+    article = article[starts]
+    if max_session_length:
+        m = len(article)
+        first = np.empty(m, dtype=bool)
+        first[0] = True
+        np.not_equal(session[1:], session[:-1], out=first[1:])
+        sess_start = _starts(first)
+        pos = np.arange(m) - np.repeat(sess_start, np.diff(np.append(sess_start, m)))
+        piece_start = first | (pos % max_session_length == 0)
+        session = np.cumsum(piece_start) - 1
+    return Sessions(session.astype(np.int64), article, run_weight)
+
+
+class Pairs(NamedTuple):
+    """Ordered article pairs, one per counted position pair (both directions)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray   # w_i * w_j
+
+
+def window_pairs(sessions: Sessions, window: int, with_weights: bool = False) -> Pairs:
+    """Every position pair i != j of a session with |i - j| <= window and different articles."""
+    session, article, weight = sessions
+    srcs, dsts, ws = [], [], []
+    for d in range(1, window + 1):
+        if d >= len(article):
+            break
+        mask = (session[d:] == session[:-d]) & (article[d:] != article[:-d])
+        left = article[:-d][mask]
+        right = article[d:][mask]
+        srcs += [left, right]
+        dsts += [right, left]
+        if with_weights:
+            w = weight[:-d][mask] * weight[d:][mask]
+            ws += [w, w]
+    if not srcs:
+        empty = np.zeros(0, dtype=np.int64)
+        return Pairs(empty, empty, np.zeros(0, dtype=np.float64))
+    src = np.concatenate(srcs)
+    dst = np.concatenate(dsts)
+    w = np.concatenate(ws) if with_weights else np.ones(0, dtype=np.float64)
+    return Pairs(src, dst, w)

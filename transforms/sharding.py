@@ -1,0 +1,95 @@
+"""Stable, vectorised hashing of string columns, for sharding rows by a key.
+
+Python's ``hash()`` of a str changes from process to process, so it cannot
+decide which shard a user or an event id goes to. This hash is a pure function
+of the UTF-8 bytes, computed over a whole Arrow array at once.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_POWERS = None  # filled lazily: multipliers for byte positions 0..63
+
+
+def _powers() -> np.ndarray:
+    global _POWERS
+    if _POWERS is None:
+        base = np.uint64(0x100000001B3)
+        powers = np.empty(64, dtype=np.uint64)
+        value = np.uint64(1)
+        with np.errstate(over="ignore"):
+            for i in range(64):
+                powers[i] = value
+                value = value * base
+        _POWERS = powers
+    return _POWERS
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads every input bit over the output."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(30))
+        h = h * np.uint64(0xBF58476D1CE4E5B9)
+        h = h ^ (h >> np.uint64(27))
+        h = h * np.uint64(0x94D049BB133111EB)
+        h = h ^ (h >> np.uint64(31))
+    return h
+
+
+def stable_hash(strings) -> np.ndarray:
+    """uint64 hash of each string of an Arrow string array (nulls hash as the empty string)."""
+    arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+    arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    n = len(arr)
+    out = np.zeros(n, dtype=np.uint64)
+    if n == 0:
+        return out
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None \
+        else np.zeros(0, dtype=np.uint8)
+    # Blocks of strings keep the per-byte temporaries small (and in cache).
+    for lo in range(0, n, _BLOCK):
+        hi = min(n, lo + _BLOCK)
+        out[lo:hi] = _hash_block(data, offsets[lo:hi + 1])
+    return _mix(out)
+
+
+_BLOCK = 16384
+
+
+def _hash_block(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    lengths = np.diff(offsets)
+    h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    first, last = int(offsets[0]), int(offsets[-1])
+    if last == first:
+        return h
+    local = offsets - first
+    pos = np.arange(last - first, dtype=np.int64) - np.repeat(local[:-1], lengths)
+    with np.errstate(over="ignore"):
+        terms = (data[first:last].astype(np.uint64) + np.uint64(1)) * _powers()[pos & 63] \
+            * (np.uint64(1) + (pos >> 6).astype(np.uint64) * np.uint64(0x632BE59BD9B4E019))
+        nonempty = lengths > 0
+        h[nonempty] += np.add.reduceat(terms, local[:-1][nonempty])
+    return h
+
+
+def shard_ids(strings, num_shards: int) -> np.ndarray:
+    """Shard number in [0, num_shards) of each string, the same in every process."""
+    return (stable_hash(strings) % np.uint64(num_shards)).astype(np.int64)
+
+
+def split_by_shard(table: pa.Table, shards: np.ndarray, num_shards: int):
+    """Yield (shard, sub-table) for each non-empty shard, rows kept in their order."""
+    if table.num_rows == 0:
+        return
+    order = np.argsort(shards, kind="stable")
+    counts = np.bincount(shards, minlength=num_shards)
+    sorted_table = table.take(pa.array(order))
+    start = 0
+    for shard in range(num_shards):
+        count = int(counts[shard])
+        if count:
+            yield shard, sorted_table.slice(start, count)
+        start += count
