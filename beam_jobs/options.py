@@ -139,3 +139,42 @@ def require(value, flag: str, form: str):
 def resolve_day(run_date: str, timezone: str,
                 now: Optional[dt.datetime] = None) -> span_lib.DaySpan:
     return span_lib.resolve_span(run_date, timezone, now)
+
+
+LOCAL_RUNNER = "FnApiRunner"
+
+
+def pipeline_options(argv: Optional[List[str]]) -> PipelineOptions:
+    """The whole argv as Beam options. With no --runner, the in-process FnApiRunner
+    (Beam's DirectRunner would first try to download the Prism binary)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    options = PipelineOptions(argv)
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = LOCAL_RUNNER
+    return options
+
+
+def run_pipeline(pipeline, options: PipelineOptions):
+    """Run; wait only for local runners (a Flex Template launcher must not wait)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    result = pipeline.run()
+    runner = (options.view_as(StandardOptions).runner or "").lower()
+    if "dataflow" not in runner:
+        result.wait_until_finish()
+    return result
+
+
+def main(run, argv: Optional[List[str]] = None) -> None:
+    """Entry point: a failed run exits non-zero with its reason as the last line."""
+    import logging
+    import sys
+    import traceback
+    logging.getLogger().setLevel(logging.INFO if "--verbose" in (argv or sys.argv) else
+                                 logging.WARNING)
+    try:
+        run([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--verbose"])
+    except Exception as err:  # the top level: report and exit non-zero
+        traceback.print_exc()
+        message = str(err).strip().splitlines()
+        print(f"\nFAILED: {message[-1] if message else type(err).__name__}", file=sys.stderr)
+        sys.exit(1)

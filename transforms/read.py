@@ -235,3 +235,61 @@ _ROWS_READ = Metrics.counter("events", "rows_read")
 def _count_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     _ROWS_READ.inc(batch.num_rows)
     return batch
+
+
+def read_summary(validation_day_dir: str) -> Dict:
+    """The summary.json of one validated day."""
+    import json
+    path = f"{validation_day_dir.rstrip('/')}/summary.json"
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: the day was never validated")
+    with FileSystems.open(path, compression_type="uncompressed") as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def blessed_summary(validated_root: str, run_date: str) -> Dict:
+    """Pipeline step: the validation summary of <root>/../validation/dt=<run_date>,
+    which must say the day is blessed."""
+    root = validated_root.rstrip("/").rpartition("/")[0]
+    summary = read_summary(f"{root}/validation/dt={run_date}")
+    if not summary.get("blessed"):
+        raise ValueError(
+            f"day {run_date} under {root} is not blessed (summary.json: blessed="
+            f"{summary.get('blessed')}, reasons={summary.get('gate_reasons')}); refusing to "
+            "build from it")
+    return summary
+
+
+def read_parquet_table(path: str) -> pa.Table:
+    import pyarrow.parquet as pq
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            table = pq.read_table(handle)
+    except (OSError, pa.ArrowException) as err:
+        raise IOError(f"cannot read validated file {path}: {err}") from err
+    batch, missing = conform(table, path)
+    if missing:
+        raise ValueError(f"{path} lacks contract columns {missing}: not a validated file")
+    return pa.Table.from_batches([batch])
+
+
+class ReadValidatedEvents(beam.PTransform):
+    """The validated Parquet of a blessed day: {"valid": PCollection[pa.Table],
+    "gate": PCollection with the day's validation summary}."""
+
+    def __init__(self, validated_root: str, run_date: str):
+        super().__init__()
+        self._root, self._run_date = validated_root.rstrip("/"), run_date
+
+    def expand(self, pbegin):
+        run_date, root = self._run_date, self._root
+        gate = (pbegin | "NameValidatedDay" >> beam.Create([root])
+                | "RequireBlessedDay" >> beam.Map(blessed_summary, run_date))
+        tables = (pbegin
+                  | "ListValidatedDay" >> beam.Create([f"{root}/dt={run_date}"])
+                  | "ListValidatedFiles" >> beam.FlatMap(list_parquet_files)
+                  | "SpreadValidatedFiles" >> beam.Reshuffle()
+                  | "ReadValidatedFiles" >> beam.Map(
+                      lambda path, _gate: read_parquet_table(path),
+                      _gate=beam.pvalue.AsSingleton(gate)))
+        return {"valid": tables, "gate": gate}

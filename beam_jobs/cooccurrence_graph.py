@@ -1,0 +1,102 @@
+"""Article co-occurrence graph of one day: edges, ranked neighbour lists, nodes
+with a stable article index, as GZIP TFRecords of tf.train.Example.
+
+python -m beam_jobs.cooccurrence_graph (--events=... | --validated_events=DIR/validated) \
+    --run_date=YYYY-MM-DD --output_dir=DIR [graph options] [Beam options]
+"""
+
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+
+from beam_jobs import options as opts
+from beam_jobs import validate_events
+from transforms.cooccurrence import BuildCooccurrenceGraph, GraphParams, parse_event_weights
+from transforms.publish import PublishFiles, StageFiles, previous_index, staging_dir_for
+from transforms.span import DaySpan
+
+OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions, opts.GraphOptions)
+DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, nodes, stable "
+               "article index) from validated events; with --events the day is validated "
+               "inline and an unblessed day publishes nothing.")
+GRAPH_OPTION_NAMES = ("session_gap_minutes", "graph_window", "min_pair_count", "weighting",
+                      "rank_by", "top_k", "max_session_length", "max_events_per_user",
+                      "event_weights", "index_from", "graph_shards")
+
+
+def graph_params(args) -> GraphParams:
+    return GraphParams(
+        session_gap_minutes=args.session_gap_minutes, window=args.graph_window,
+        min_pair_count=args.min_pair_count, weighting=args.weighting, rank_by=args.rank_by,
+        top_k=args.top_k, max_session_length=args.max_session_length,
+        max_events_per_user=args.max_events_per_user,
+        event_weights=parse_event_weights(args.event_weights),
+        num_shards=args.graph_shards).check()
+
+
+def build_graph(pipeline, args, span: DaySpan, valid, gate) -> Dict:
+    """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/."""
+    out = args.output_dir.rstrip("/")
+    day = span.run_date.isoformat()
+    params = graph_params(args)
+    index_from = args.index_from or ""
+    known = (pipeline | "StartIndex" >> beam.Create([None])
+             | "ReadPreviousIndex" >> beam.Map(
+                 lambda _: previous_index(out, day, index_from)))
+    built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, known)
+    shards = params.num_shards
+    named = (
+        built["edges"] | "NameEdges" >> beam.Map(lambda e: ("edges", e[0], shards, e[1])),
+        built["neighbors"] | "NameNeighbors" >> beam.Map(
+            lambda e: ("neighbors", e[0], shards, e[1])),
+        built["nodes"] | "NameNodes" >> beam.Map(lambda b: ("nodes", 0, 1, b)),
+        built["index"] | "NameIndex" >> beam.Map(lambda b: ("index", 0, 1, b)),
+    )
+    final_dir = f"{out}/cooccurrence/dt={day}"
+    manifest = {
+        "run_date": day, "timezone": span.timezone,
+        "span_utc": [span.start.isoformat(), span.end.isoformat()],
+        "input": args.validated_events or args.events,
+        "options": {name: getattr(args, name) for name in GRAPH_OPTION_NAMES},
+    }
+    published = (named | "GatherGraphFiles" >> beam.Flatten()
+                 | "StageGraph" >> beam.ParDo(StageFiles(staging_dir_for(final_dir), "tfrecord"))
+                 | "PublishGraph" >> PublishFiles(final_dir, manifest, gate))
+    return {"published": published}
+
+
+def check_args(args) -> None:
+    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
+    if bool(args.events) == bool(args.validated_events):
+        raise ValueError("give exactly one of --events (raw, validated inline) and "
+                         "--validated_events (<output_dir>/validated of a blessed day)")
+    if args.events:
+        validate_events.check_args(args)
+    graph_params(args)
+
+
+def read_valid(pipeline, args, span: DaySpan):
+    """(valid rows, gate) from raw events validated inline, or from a blessed day."""
+    if args.events:
+        validated = validate_events.build_validation(pipeline, args, span)
+        return validated["valid"], validated["gate"]
+    from transforms.read import ReadValidatedEvents
+    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
+        args.validated_events, span.run_date.isoformat())
+    return read["valid"], read["gate"]
+
+
+def run(argv: Optional[List[str]] = None):
+    args, _ = opts.parse(argv, "python -m beam_jobs.cooccurrence_graph", OPTION_CLASSES,
+                         DESCRIPTION)
+    check_args(args)
+    span = opts.resolve_day(args.run_date, args.timezone)
+    options = opts.pipeline_options(argv)
+    pipeline = beam.Pipeline(options=options)
+    valid, gate = read_valid(pipeline, args, span)
+    build_graph(pipeline, args, span, valid, gate)
+    return opts.run_pipeline(pipeline, options)
+
+
+if __name__ == "__main__":
+    opts.main(run)

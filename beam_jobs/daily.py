@@ -1,0 +1,39 @@
+"""The whole day in one pipeline: read -> validate (gate) -> co-occurrence graph.
+
+python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
+    --output_dir=DIR [every stage's options] [Beam options]
+"""
+
+from typing import List, Optional
+
+import apache_beam as beam
+
+from beam_jobs import cooccurrence_graph, validate_events
+from beam_jobs import options as opts
+
+OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions, opts.GraphOptions)
+DESCRIPTION = ("The daily job: validate the day's events (quarantine, TFDV gate), then build "
+               "the co-occurrence graph; nothing is published for an unblessed day.")
+
+
+def check_args(args) -> None:
+    validate_events.check_args(args)
+    if args.validated_events:
+        raise ValueError("the daily job validates --events itself; --validated_events is for "
+                         "python -m beam_jobs.cooccurrence_graph")
+    cooccurrence_graph.graph_params(args)
+
+
+def run(argv: Optional[List[str]] = None):
+    args, _ = opts.parse(argv, "python -m beam_jobs.daily", OPTION_CLASSES, DESCRIPTION)
+    check_args(args)
+    span = opts.resolve_day(args.run_date, args.timezone)
+    options = opts.pipeline_options(argv)
+    pipeline = beam.Pipeline(options=options)
+    validated = validate_events.build_validation(pipeline, args, span)
+    cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"], validated["gate"])
+    return opts.run_pipeline(pipeline, options)
+
+
+if __name__ == "__main__":
+    opts.main(run)
