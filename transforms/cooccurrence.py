@@ -9,6 +9,7 @@ A popular article never makes a hot key: keys are shard numbers, and each user
 shard sends at most one partial count per pair.
 """
 
+import math
 from typing import Dict, NamedTuple, Optional
 
 import apache_beam as beam
@@ -39,7 +40,7 @@ class GraphParams(NamedTuple):
 
     def check(self) -> "GraphParams":
         problems = []
-        if not self.session_gap_minutes >= 0:
+        if not (math.isfinite(self.session_gap_minutes) and self.session_gap_minutes >= 0):
             problems.append(f"--session_gap_minutes={self.session_gap_minutes} must be >= 0")
         if self.window < 1:
             problems.append(f"--graph_window={self.window} must be >= 1")
@@ -83,10 +84,12 @@ def parse_event_weights(text: str) -> Optional[Dict[str, float]]:
             weight = float(value)
         except ValueError:
             weight = float("nan")
-        if not sep or name not in contract.INTERACTION_EVENTS or not weight > 0:
+        if not sep or name not in contract.INTERACTION_EVENTS or \
+                not (math.isfinite(weight) and weight > 0) or name in weights:
             raise ValueError(
                 f"--event_weights={text!r}: each item must be <event>:<positive number> with "
-                f"<event> one of {', '.join(contract.INTERACTION_EVENTS)}; got {item!r}")
+                f"<event> one of {', '.join(contract.INTERACTION_EVENTS)}, each once, and a finite "
+                f"positive weight; got {item!r}")
         weights[name] = weight
     missing = [n for n in contract.INTERACTION_EVENTS if n not in weights]
     if missing:
@@ -213,8 +216,7 @@ class CountShardPairs(beam.DoFn):
         frequency = np.bincount(sess.article, minlength=n_articles).astype(np.int64)
         regions = table.select(["article_id", "region_id"]).filter(
             pc.is_valid(table.column("region_id")))
-        region_counts = regions.group_by(["article_id", "region_id"]).aggregate(
-            [("region_id", "count")]).rename_columns(["n", "article_id", "region_id"])
+        region_counts = graph.count_by(regions, ["article_id", "region_id"])
         yield beam.pvalue.TaggedOutput(self.NODES, (shard, (frequency, region_counts)))
 
         dst_shard = counts.src % p.num_shards

@@ -115,15 +115,22 @@ def region_mode(article: pa.Array, region: pa.Array) -> pa.Table:
     at least one row with a region."""
     table = pa.table({"article_id": article, "region_id": region}).filter(
         pc.is_valid(region))
-    return region_mode_from_counts(
-        table.group_by(["article_id", "region_id"]).aggregate([("region_id", "count")])
-        .rename_columns(["n", "article_id", "region_id"]))
+    return region_mode_from_counts(count_by(table, ["article_id", "region_id"]))
+
+
+def count_by(table: pa.Table, keys) -> pa.Table:
+    """Rows per distinct key tuple: a table (n, *keys), columns picked by name."""
+    grouped = table.group_by(keys).aggregate([(keys[0], "count")])
+    return pa.table([grouped.column(f"{keys[0]}_count")] + [grouped.column(k) for k in keys],
+                    names=["n"] + list(keys))
 
 
 def region_mode_from_counts(counts: pa.Table) -> pa.Table:
     """Same as region_mode, from a table (n, article_id, region_id) of partial
     counts (the same pair may appear several times; they are summed)."""
-    summed = counts.group_by(["article_id", "region_id"]).aggregate([("n", "sum")])
+    grouped = counts.group_by(["article_id", "region_id"]).aggregate([("n", "sum")])
+    summed = pa.table([grouped.column("n_sum"), grouped.column("article_id"),
+                       grouped.column("region_id")], names=["n_sum", "article_id", "region_id"])
     ranked = summed.sort_by([("article_id", "ascending"), ("n_sum", "descending"),
                              ("region_id", "ascending")])
     ids = ranked.column("article_id").combine_chunks()

@@ -39,7 +39,7 @@ class BigQueryTable(NamedTuple):
 
 
 def parse_bigquery_table(events: str) -> BigQueryTable:
-    match = _BQ_TABLE_RE.match(events)
+    match = _BQ_TABLE_RE.fullmatch(events)
     if not match:
         raise ValueError(
             f"--events={events!r} is not a BigQuery table of the form "
@@ -157,9 +157,8 @@ def contract_mismatches(fields: Iterable[Tuple[str, str, str]]) -> List[str]:
         got_type, got_mode = actual[name]
         if got_type != bq_type:
             problems.append(f"column {name} is {got_type}, the contract says {bq_type}")
-        if mode == "REQUIRED" and got_mode == "REPEATED" or mode != got_mode and \
-                got_mode == "REPEATED":
-            problems.append(f"column {name} is REPEATED, the contract says {mode}")
+        if got_mode != mode:
+            problems.append(f"column {name} is {got_mode}, the contract says {mode}")
     return problems
 
 

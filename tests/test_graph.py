@@ -1,0 +1,715 @@
+"""Tier 1: pair counts, edge weights, top-K, node attributes and the article index.
+
+The end-to-end tests compose the plain functions the graph stage calls
+(interaction_order -> sessionize -> window_pairs -> count_pairs ->
+merge_pair_counts -> edge_weights -> filter -> top_k) and compare them with
+`reference_graph`, an independent dict-and-loop reading of the graph rules:
+
+1. Interactions are article_view, article_like and chat_start rows.
+2. Per user, by (event_timestamp, event_id), ids in byte order; a session ends
+   where the gap to the next interaction is strictly greater than the gap.
+3. Consecutive repeats of an article collapse to one position (largest weight).
+4. Positions i != j of a session with |i - j| <= window and different articles
+   add 1 to c(a_i, a_j) (so A B A B gives c(A, B) = 4).
+5. Pairs with c >= min_pair_count are kept; weights use c(a), N computed before
+   that filter; float64 then float32; ppmi drops weight-0 edges; each source
+   keeps its top_k by rank value descending, then dst ascending (byte order).
+6. max_session_length cuts collapsed sessions; max_events_per_user keeps a
+   user's first N interactions; with event weights the weightings use the sum
+   of w_i * w_j instead of c.
+"""
+
+import collections
+import math
+import random
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from transforms import graph
+from transforms import sessions as sessions_lib
+
+MIN = 60_000_000
+GAP = 30 * MIN
+INTERACTIONS = ("article_view", "article_like", "chat_start")
+# Dyadic weights: every product and sum below is exact in float64, so the
+# reference and the module agree to the last bit whatever order they sum in.
+WEIGHTS = {"article_view": 1.0, "article_like": 3.0, "chat_start": 0.5}
+
+
+class Row(NamedTuple):
+    user: str
+    ts: int          # microseconds
+    event_id: str
+    article: str
+    name: str = "article_view"
+    region: Optional[str] = None
+
+
+class Params(NamedTuple):
+    gap_us: int = GAP
+    window: int = 5
+    min_pair_count: int = 1
+    weighting: str = "count"
+    rank_by: str = "weight"
+    top_k: int = 50
+    max_session_length: int = 0
+    max_events_per_user: int = 0
+    weights: Optional[Dict[str, float]] = None
+
+
+def key(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+# ---------------------------------------------------------------- the reference
+
+def reference_sessions(rows: List[Row], p: Params) -> List[List[list]]:
+    """Sessions as lists of [article, weight] positions."""
+    by_user = collections.defaultdict(list)
+    for row in rows:
+        if row.name in INTERACTIONS:
+            by_user[row.user].append(row)
+    out = []
+    for user in sorted(by_user, key=key):
+        events = sorted(by_user[user], key=lambda r: (r.ts, key(r.event_id)))
+        if p.max_events_per_user:
+            events = events[:p.max_events_per_user]
+        user_sessions = []
+        previous = None
+        for row in events:
+            weight = p.weights[row.name] if p.weights else 1.0
+            if previous is None or row.ts - previous > p.gap_us:
+                user_sessions.append([])
+            current = user_sessions[-1]
+            if current and current[-1][0] == row.article:
+                current[-1][1] = max(current[-1][1], weight)
+            else:
+                current.append([row.article, weight])
+            previous = row.ts
+        for session in user_sessions:
+            size = p.max_session_length or len(session)
+            for lo in range(0, len(session), size):
+                out.append(session[lo:lo + size])
+    return out
+
+
+def reference_counts(rows: List[Row], p: Params):
+    count = collections.defaultdict(int)
+    wcount = collections.defaultdict(float)
+    for session in reference_sessions(rows, p):
+        for i, (a, wa) in enumerate(session):
+            for j, (b, wb) in enumerate(session):
+                if i != j and abs(i - j) <= p.window and a != b:
+                    count[(a, b)] += 1
+                    wcount[(a, b)] += wa * wb
+    return dict(count), dict(wcount)
+
+
+def reference_graph(rows: List[Row], p: Params):
+    """[(src, dst, count, float32 weight)] by src (byte order), then rank."""
+    count, wcount = reference_counts(rows, p)
+    measure = wcount if p.weights else count
+    node = collections.defaultdict(float)
+    for (a, _), value in measure.items():
+        node[a] += value
+    total = 0.0
+    for value in measure.values():
+        total += value
+    by_src = collections.defaultdict(list)
+    for (a, b), c in count.items():
+        m = measure[(a, b)]
+        if p.weighting == "count":
+            w = float(m)
+        elif p.weighting == "ppmi":
+            w = max(0.0, math.log(m * total / (node[a] * node[b])))
+        elif p.weighting == "jaccard":
+            w = m / (node[a] + node[b] - m)
+        elif p.weighting == "cosine":
+            w = m / math.sqrt(node[a] * node[b])
+        else:
+            raise AssertionError(p.weighting)
+        if c < p.min_pair_count or (p.weighting == "ppmi" and w == 0.0):
+            continue
+        w32 = float(np.float32(w))
+        rank = w32 if p.rank_by == "weight" else c
+        by_src[a].append((-rank, key(b), b, c, w32))
+    edges = []
+    for a in sorted(by_src, key=key):
+        for _, _, b, c, w32 in sorted(by_src[a])[:p.top_k]:
+            edges.append((a, b, c, w32))
+    return edges
+
+
+def reference_frequency(rows: List[Row], p: Params) -> Dict[str, int]:
+    freq = collections.Counter()
+    for session in reference_sessions(rows, p):
+        for article, _ in session:
+            freq[article] += 1
+    return dict(freq)
+
+
+def reference_region_mode(rows: List[Row]) -> Dict[str, str]:
+    counts = collections.defaultdict(collections.Counter)
+    for row in rows:
+        if row.region is not None:
+            counts[row.article][row.region] += 1
+    return {a: min(c.items(), key=lambda item: (-item[1], key(item[0])))[0]
+            for a, c in counts.items()}
+
+
+def reference_index(frequency: Dict[str, int], known: Dict[str, int]):
+    index = dict(known)
+    start = max(known.values()) + 1 if known else 1
+    new = sorted((a for a in frequency if a not in known), key=lambda a: (-frequency[a], key(a)))
+    for i, article in enumerate(new):
+        index[article] = start + i
+    return index
+
+
+# ---------------------------------------------------------------- the module, composed
+
+def module_graph(rows: List[Row], p: Params, parts: int = 3):
+    """The graph functions composed the way the stage composes them; users are
+    spread over `parts` partial counts that are then merged."""
+    rows = [r for r in rows if r.name in INTERACTIONS]
+    table = pa.table({
+        "user_id": pa.array([r.user for r in rows], pa.string()),
+        "event_timestamp": pa.array([r.ts for r in rows], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")),
+        "event_id": pa.array([r.event_id for r in rows], pa.string()),
+        "article_id": pa.array([r.article for r in rows], pa.string()),
+        "event_name": pa.array([r.name for r in rows], pa.string()),
+    })
+    articles = pa.array(sorted({r.article for r in rows}, key=key), pa.string())
+    n = len(articles)
+    table = table.take(pa.array(sessions_lib.interaction_order(table)))
+    users = pc.dictionary_encode(table.column("user_id").combine_chunks()).indices.to_numpy()
+    codes = pc.index_in(table.column("article_id").combine_chunks(),
+                        value_set=articles).to_numpy().astype(np.int64)
+    ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
+    names = table.column("event_name").to_pylist()
+    weights = np.array([p.weights[x] if p.weights else 1.0 for x in names], dtype=np.float64)
+    partials, frequency = [], np.zeros(n, dtype=np.int64)
+    for part in range(parts):
+        mask = users % parts == part
+        sess = sessions_lib.sessionize(users[mask], ts[mask], codes[mask], weights[mask],
+                                       p.gap_us, p.max_events_per_user, p.max_session_length)
+        frequency += np.bincount(sess.article, minlength=n)
+        pairs = sessions_lib.window_pairs(sess, p.window, with_weights=bool(p.weights))
+        partials.append(graph.count_pairs(pairs.src, pairs.dst,
+                                          pairs.weight if p.weights else None, n))
+    counts = graph.merge_pair_counts(partials, n)
+    measure = counts.wcount if p.weights else counts.count
+    node = np.bincount(counts.src, weights=measure, minlength=n)
+    w64 = graph.edge_weights(measure, node[counts.src], node[counts.dst], float(node.sum()),
+                             p.weighting)
+    assert w64.dtype == np.float64
+    keep = counts.count >= p.min_pair_count
+    if p.weighting == "ppmi":
+        keep &= w64 > 0
+    src, dst, count = counts.src[keep], counts.dst[keep], counts.count[keep]
+    w32 = w64[keep].astype(np.float32)
+    chosen = graph.top_k(src, dst, w32 if p.rank_by == "weight" else count, p.top_k)
+    ids = articles.to_pylist()
+    edges = [(ids[s], ids[d], int(c), float(w))
+             for s, d, c, w in zip(src[chosen], dst[chosen], count[chosen], w32[chosen])]
+    return edges, {ids[i]: int(f) for i, f in enumerate(frequency) if f}
+
+
+def assert_same_graph(rows: List[Row], p: Params):
+    got, frequency = module_graph(rows, p)
+    assert got == reference_graph(rows, p), p
+    assert frequency == reference_frequency(rows, p), p
+    return got
+
+
+def session(user: str, articles: str, start_minute: int = 0, names=None) -> List[Row]:
+    """One session of one user: one row per character, a minute apart."""
+    names = names or ["article_view"] * len(articles)
+    return [Row(user, (start_minute + i) * MIN, f"{user}-{start_minute + i:05d}", a, name)
+            for i, (a, name) in enumerate(zip(articles, names))]
+
+
+def approx_eq(got: float, expected: float) -> bool:
+    return got == float(np.float32(expected))
+
+
+# ---------------------------------------------------------------- count_pairs / merge
+
+def test_count_pairs_unweighted():
+    counts = graph.count_pairs(np.array([1, 2, 1, 1, 0, 3]), np.array([2, 1, 2, 3, 3, 0]),
+                               None, 4)
+    assert counts.src.tolist() == [0, 1, 1, 2, 3]
+    assert counts.dst.tolist() == [3, 2, 3, 1, 0]
+    assert counts.count.tolist() == [1, 2, 1, 1, 1]
+    assert counts.count.dtype == np.int64
+    assert counts.wcount is None
+
+
+def test_count_pairs_weighted():
+    counts = graph.count_pairs(np.array([1, 2, 1, 1]), np.array([2, 1, 2, 3]),
+                               np.array([1.5, 2.0, 0.25, 3.0]), 4)
+    assert list(zip(counts.src.tolist(), counts.dst.tolist(), counts.count.tolist(),
+                    counts.wcount.tolist())) == [(1, 2, 2, 1.75), (1, 3, 1, 3.0), (2, 1, 1, 2.0)]
+    assert counts.wcount.dtype == np.float64
+
+
+def test_count_pairs_of_nothing():
+    for weight in (None, np.zeros(0)):
+        counts = graph.count_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), weight, 5)
+        assert counts.src.tolist() == counts.dst.tolist() == counts.count.tolist() == []
+        assert (counts.wcount is None) == (weight is None)
+
+
+def test_count_pairs_uses_the_last_article_code():
+    counts = graph.count_pairs(np.array([99, 0, 99]), np.array([0, 99, 0]), None, 100)
+    assert list(zip(counts.src.tolist(), counts.dst.tolist(), counts.count.tolist())) == [
+        (0, 99, 1), (99, 0, 2)]
+
+
+def test_merge_pair_counts_sums_the_same_pairs():
+    a = graph.PairCounts(np.array([0, 1]), np.array([1, 2]), np.array([2, 1]), None)
+    b = graph.PairCounts(np.array([0, 2]), np.array([1, 1]), np.array([5, 3]), None)
+    c = graph.PairCounts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                         None)
+    merged = graph.merge_pair_counts([a, c, b], 3)
+    assert list(zip(merged.src.tolist(), merged.dst.tolist(), merged.count.tolist())) == [
+        (0, 1, 7), (1, 2, 1), (2, 1, 3)]
+    assert merged.wcount is None and merged.count.dtype == np.int64
+
+
+def test_merge_pair_counts_weighted():
+    a = graph.PairCounts(np.array([0, 1]), np.array([1, 2]), np.array([2, 1]),
+                         np.array([1.5, 0.5]))
+    b = graph.PairCounts(np.array([0]), np.array([1]), np.array([1]), np.array([0.25]))
+    merged = graph.merge_pair_counts([a, b], 3)
+    assert list(zip(merged.src.tolist(), merged.dst.tolist(), merged.count.tolist(),
+                    merged.wcount.tolist())) == [(0, 1, 3, 1.75), (1, 2, 1, 0.5)]
+
+
+def test_merge_pair_counts_of_no_parts():
+    merged = graph.merge_pair_counts([], 3)
+    assert merged.src.tolist() == merged.dst.tolist() == merged.count.tolist() == []
+    assert merged.wcount is None
+
+
+def test_count_then_merge_equals_counting_everything_at_once():
+    rng = np.random.default_rng(5)
+    src = rng.integers(0, 30, 5000)
+    dst = rng.integers(0, 30, 5000)
+    weight = rng.integers(1, 8, 5000) / 4.0
+    whole = graph.count_pairs(src, dst, weight, 30)
+    cuts = [0, 1, 1000, 1001, 3500, 5000]
+    parts = [graph.count_pairs(src[lo:hi], dst[lo:hi], weight[lo:hi], 30)
+             for lo, hi in zip(cuts, cuts[1:])]
+    merged = graph.merge_pair_counts(parts, 30)
+    for field in graph.PairCounts._fields:
+        assert getattr(merged, field).tolist() == getattr(whole, field).tolist(), field
+    expected = collections.Counter(zip(src.tolist(), dst.tolist()))
+    assert dict(zip(zip(whole.src.tolist(), whole.dst.tolist()), whole.count.tolist())) == \
+        dict(expected)
+
+
+# ---------------------------------------------------------------- edge_weights / top_k
+
+def test_edge_weights_formulas():
+    m = np.array([4, 1, 3])
+    a = np.array([4, 4, 5])
+    b = np.array([4, 8, 3])
+    n = 20
+    assert graph.edge_weights(m, a, b, n, "count").tolist() == [4.0, 1.0, 3.0]
+    assert graph.edge_weights(m, a, b, n, "ppmi").tolist() == [
+        math.log(4 * 20 / 16), 0.0, math.log(3 * 20 / 15)]   # ln(20 / 32) < 0 -> 0
+    assert graph.edge_weights(m, a, b, n, "jaccard").tolist() == [4 / 4, 1 / 11, 3 / 5]
+    assert graph.edge_weights(m, a, b, n, "cosine").tolist() == [
+        4 / math.sqrt(16), 1 / math.sqrt(32), 3 / math.sqrt(15)]
+    for weighting in graph.WEIGHTINGS:
+        assert graph.edge_weights(m, a, b, n, weighting).dtype == np.float64
+
+
+def test_edge_weights_ppmi_clips_negative_pmi_to_zero():
+    # c = 1, c(a) = c(b) = 4, N = 14: ln(14 / 16) < 0.
+    got = graph.edge_weights(np.array([1, 3]), np.array([4, 4]), np.array([4, 3]), 14.0, "ppmi")
+    assert got.tolist() == [0.0, math.log(3 * 14 / 12)]
+
+
+def test_edge_weights_unknown_weighting():
+    with pytest.raises(ValueError, match="--weighting='tfidf'"):
+        graph.edge_weights(np.ones(1), np.ones(1), np.ones(1), 1.0, "tfidf")
+
+
+def test_top_k_by_rank_then_dst_within_each_source():
+    src = np.array([2, 0, 0, 0, 0, 2, 1, 0])
+    dst = np.array([5, 4, 3, 7, 1, 6, 0, 2])
+    rank = np.array([1.0, 0.5, 0.5, 0.9, 0.1, 1.0, 3.0, 0.5], dtype=np.float32)
+    got = graph.top_k(src, dst, rank, 2)
+    # source 0: 0.9 (7), then the 0.5 tie broken by dst: 2, 3, 4 -> keeps 7, 2.
+    assert got.tolist() == [3, 7, 6, 0, 5]
+    assert graph.top_k(src, dst, rank, 10).tolist() == [3, 7, 2, 1, 4, 6, 0, 5]
+    assert graph.top_k(src, dst, rank, 1).tolist() == [3, 6, 0]
+
+
+def test_top_k_with_integer_counts_and_nothing():
+    got = graph.top_k(np.array([0, 0, 0]), np.array([9, 8, 7]), np.array([2, 5, 2]), 2)
+    assert got.tolist() == [1, 2]
+    assert graph.top_k(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 3).tolist() \
+        == []
+
+
+# ---------------------------------------------------------------- hand-computed graphs
+
+def test_abab_gives_count_four_every_weighting():
+    rows = session("u", "ABAB")
+    expected = {"count": 4.0, "ppmi": math.log(2.0), "jaccard": 1.0, "cosine": 1.0}
+    for weighting, weight in expected.items():
+        got = assert_same_graph(rows, Params(weighting=weighting))
+        assert got == [("A", "B", 4, float(np.float32(weight))),
+                       ("B", "A", 4, float(np.float32(weight)))]
+
+
+def test_abc_window_one_and_two():
+    rows = session("u", "ABC")
+    # window 1: c(A,B) = c(B,C) = 1 both ways; c(A) = c(C) = 1, c(B) = 2, N = 4.
+    got = assert_same_graph(rows, Params(window=1, weighting="jaccard"))
+    assert got == [("A", "B", 1, 0.5), ("B", "A", 1, 0.5), ("B", "C", 1, 0.5),
+                   ("C", "B", 1, 0.5)]
+    got = assert_same_graph(rows, Params(window=1, weighting="cosine"))
+    r = float(np.float32(1 / math.sqrt(2)))
+    assert got == [("A", "B", 1, r), ("B", "A", 1, r), ("B", "C", 1, r), ("C", "B", 1, r)]
+    ln2 = float(np.float32(math.log(2)))
+    got = assert_same_graph(rows, Params(window=1, weighting="ppmi"))
+    assert got == [("A", "B", 1, ln2), ("B", "A", 1, ln2), ("B", "C", 1, ln2),
+                   ("C", "B", 1, ln2)]
+    # window 2: every pair once; c(x) = 2, N = 6, ppmi = ln(1.5).
+    got = assert_same_graph(rows, Params(window=2, weighting="ppmi"))
+    w = float(np.float32(math.log(1.5)))
+    assert got == [(a, b, 1, w) for a in "ABC" for b in "ABC" if a != b]
+
+
+def test_ppmi_drops_negative_edges_and_totals_ignore_the_min_pair_count():
+    # A B x3, C D x3, A C x1 (separate users): c(A,B) = 3, c(C,D) = 3, c(A,C) = 1,
+    # c(A) = 4, c(B) = 3, c(C) = 4, c(D) = 3, N = 14.
+    rows = (session("u1", "AB") + session("u2", "AB") + session("u3", "AB")
+            + session("u4", "CD") + session("u5", "CD") + session("u6", "CD")
+            + session("u7", "AC"))
+    ab = float(np.float32(math.log(3 * 14 / 12)))
+    # ppmi(A,C) = ln(14/16) < 0: dropped even with min_pair_count 1.
+    assert assert_same_graph(rows, Params(weighting="ppmi")) == [
+        ("A", "B", 3, ab), ("B", "A", 3, ab), ("C", "D", 3, ab), ("D", "C", 3, ab)]
+    # The count weighting keeps A-C; min_pair_count 2 removes it but not from c(A), N.
+    assert assert_same_graph(rows, Params(weighting="count")) == [
+        ("A", "B", 3, 3.0), ("A", "C", 1, 1.0), ("B", "A", 3, 3.0), ("C", "D", 3, 3.0),
+        ("C", "A", 1, 1.0), ("D", "C", 3, 3.0)]
+    jab = float(np.float32(3 / (4 + 3 - 3)))
+    assert assert_same_graph(rows, Params(weighting="jaccard", min_pair_count=2)) == [
+        ("A", "B", 3, jab), ("B", "A", 3, jab), ("C", "D", 3, jab), ("D", "C", 3, jab)]
+
+
+def test_gap_and_collapse_and_event_names():
+    rows = [
+        Row("u", 0, "e1", "A"), Row("u", 1 * MIN, "e2", "A", "article_like"),
+        Row("u", 2 * MIN, "e3", "X", "impression"),        # not an interaction
+        Row("u", 2 * MIN, "e4", "B", "chat_start"),
+        Row("u", 2 * MIN + GAP, "e5", "C"),                # gap == 30 min: same session
+        Row("u", 3 * MIN + 2 * GAP + 1, "e6", "D"),        # gap > 30 min: new session
+        Row("u", 3 * MIN + 2 * GAP + 1, "e7", "E", "search"),
+    ]
+    got = assert_same_graph(rows, Params(window=1))
+    assert got == [("A", "B", 1, 1.0), ("B", "A", 1, 1.0), ("B", "C", 1, 1.0),
+                   ("C", "B", 1, 1.0)]
+    assert module_graph(rows, Params(window=1))[1] == {"A": 1, "B": 1, "C": 1, "D": 1}
+
+
+def test_equal_timestamps_are_ordered_by_event_id_bytes():
+    # At the same instant "Z" < "a" in byte order: the session is B A C, not A B C.
+    rows = [Row("u", 0, "a", "A"), Row("u", 0, "Z", "B"), Row("u", MIN, "b", "C")]
+    assert assert_same_graph(rows, Params(window=1)) == [
+        ("A", "B", 1, 1.0), ("A", "C", 1, 1.0), ("B", "A", 1, 1.0), ("C", "A", 1, 1.0)]
+
+
+def test_event_weights_replace_counts_in_the_weightings():
+    # like(A) view(B) chat(C), window 2: w(A,B) = 3, w(B,C) = 0.5, w(A,C) = 1.5.
+    rows = session("u", "ABC", names=["article_like", "article_view", "chat_start"])
+    p = Params(window=2, weights=WEIGHTS)
+    assert assert_same_graph(rows, p._replace(weighting="count")) == [
+        ("A", "B", 1, 3.0), ("A", "C", 1, 1.5), ("B", "A", 1, 3.0), ("B", "C", 1, 0.5),
+        ("C", "A", 1, 1.5), ("C", "B", 1, 0.5)]
+    # c(A) = 4.5, c(B) = 3.5, c(C) = 2, N = 10.
+    cos = {("A", "B"): 3 / math.sqrt(4.5 * 3.5), ("A", "C"): 1.5 / math.sqrt(9.0),
+           ("B", "C"): 0.5 / math.sqrt(7.0)}
+    got = assert_same_graph(rows, p._replace(weighting="cosine"))
+    assert got == [("A", "B", 1, float(np.float32(cos["A", "B"]))),
+                   ("A", "C", 1, float(np.float32(cos["A", "C"]))),
+                   ("B", "A", 1, float(np.float32(cos["A", "B"]))),
+                   ("B", "C", 1, float(np.float32(cos["B", "C"]))),
+                   ("C", "A", 1, float(np.float32(cos["A", "C"]))),
+                   ("C", "B", 1, float(np.float32(cos["B", "C"])))]
+    # rank by count: all counts are 1, so the order is by dst.
+    got = assert_same_graph(rows, p._replace(weighting="count", rank_by="count", top_k=1))
+    assert got == [("A", "B", 1, 3.0), ("B", "A", 1, 3.0), ("C", "A", 1, 1.5)]
+
+
+def test_collapsed_run_keeps_the_largest_weight():
+    rows = [Row("u", 0, "e1", "A", "chat_start"), Row("u", MIN, "e2", "A", "article_like"),
+            Row("u", 2 * MIN, "e3", "A"), Row("u", 3 * MIN, "e4", "B")]
+    got = assert_same_graph(rows, Params(weights=WEIGHTS))
+    assert got == [("A", "B", 1, 3.0), ("B", "A", 1, 3.0)]
+
+
+def test_max_session_length_and_max_events_per_user():
+    rows = session("u", "AABCDE")   # collapsed: A B C D E
+    assert assert_same_graph(rows, Params(window=5, max_session_length=2)) == [
+        ("A", "B", 1, 1.0), ("B", "A", 1, 1.0), ("C", "D", 1, 1.0), ("D", "C", 1, 1.0)]
+    # First 4 rows: A A B C.
+    assert assert_same_graph(rows, Params(window=5, max_events_per_user=4)) == [
+        ("A", "B", 1, 1.0), ("A", "C", 1, 1.0), ("B", "A", 1, 1.0), ("B", "C", 1, 1.0),
+        ("C", "A", 1, 1.0), ("C", "B", 1, 1.0)]
+    assert module_graph(rows, Params(max_events_per_user=4))[1] == {"A": 1, "B": 1, "C": 1}
+
+
+def test_top_k_ties_go_to_the_smaller_dst_in_byte_order():
+    # Source "h" meets "a", "Z", "é" and "b" once each: counts tie.
+    rows = (session("u1", "hZ") + session("u2", "ha") + session("u3", "hé")
+            + session("u4", "hb"))
+    got = assert_same_graph(rows, Params(weighting="count", top_k=2))
+    assert [e for e in got if e[0] == "h"] == [("h", "Z", 1, 1.0), ("h", "a", 1, 1.0)]
+
+
+def test_rank_by_count_differs_from_rank_by_weight():
+    # H-A three times, H-B once, B-C once: jaccard(H,B) = 1/(4+2-1) = 0.2 and
+    # jaccard(H,A) = 3/(4+3-3) = 0.75; from B: jaccard(B,H) = 0.2, jaccard(B,C) = 1/(2+1-1).
+    rows = (session("u1", "HA") + session("u2", "HA") + session("u3", "HA")
+            + session("u4", "HB") + session("u5", "BC"))
+    by_weight = assert_same_graph(rows, Params(weighting="jaccard", top_k=1))
+    by_count = assert_same_graph(rows, Params(weighting="jaccard", rank_by="count", top_k=1))
+    assert [e[:2] for e in by_weight] == [("A", "H"), ("B", "C"), ("C", "B"), ("H", "A")]
+    assert [e[:2] for e in by_count] == [("A", "H"), ("B", "C"), ("C", "B"), ("H", "A")]
+    by_weight = assert_same_graph(rows, Params(weighting="ppmi", top_k=1))
+    by_count = assert_same_graph(rows, Params(weighting="ppmi", rank_by="count", top_k=1))
+    # ppmi: c(H) = 4, c(A) = 3, c(B) = 2, c(C) = 1, N = 10.
+    # From B: ppmi(B,H) = ln(10/8), ppmi(B,C) = ln(10/2): weight picks C, count ties -> C.
+    # From H: ppmi(H,A) = ln(30/12), ppmi(H,B) = ln(10/8): both pick A.
+    assert [e[:2] for e in by_weight] == [("A", "H"), ("B", "C"), ("C", "B"), ("H", "A")]
+    assert by_weight == by_count
+
+
+# ---------------------------------------------------------------- randomized comparison
+
+def random_rows(rng: random.Random, n_users: int, pool: List[str], hot: Optional[str] = None,
+                hot_rate: float = 0.0) -> List[Row]:
+    names = list(INTERACTIONS) * 3 + ["impression", "search", "article_created"]
+    regions = ["r1", "r2", "R0", "é", None]
+    steps = [0, 0, 1, MIN, 5 * MIN, GAP - 1, GAP, GAP, GAP + 1, 3 * GAP]
+    rows = []
+    serial = 0
+    for u in range(n_users):
+        user = rng.choice(["u", "U", "ü"]) + str(u)
+        ts = rng.randrange(0, 10 * GAP)
+        article = rng.choice(pool)
+        for _ in range(rng.randrange(1, 26)):
+            ts += rng.choice(steps)
+            r = rng.random()
+            if hot is not None and r < hot_rate:
+                article = hot
+            elif r > 0.7:
+                pass    # repeat the previous article
+            else:
+                article = rng.choice(pool)
+            serial += 1
+            event_id = rng.choice(["e", "E", "é"]) + str(rng.randrange(1000)) + f"-{serial}"
+            rows.append(Row(user, ts, event_id, article, rng.choice(names), rng.choice(regions)))
+    rng.shuffle(rows)
+    return rows
+
+
+OPTIONS = [
+    {},
+    {"max_session_length": 3},
+    {"max_events_per_user": 7},
+    {"weights": WEIGHTS},
+    {"weights": WEIGHTS, "max_session_length": 2, "max_events_per_user": 12},
+]
+
+
+def test_randomized_graphs_match_the_reference():
+    rng = random.Random(20261126)
+    pool = ["A", "B", "a", "b", "Z", "é", "a1", "A0", "한"]
+    seen = collections.Counter()
+    for trial in range(40):
+        rows = random_rows(rng, rng.randrange(1, 7), pool[:rng.randrange(2, len(pool) + 1)])
+        base = Params(window=rng.randrange(1, 5), min_pair_count=rng.randrange(1, 4),
+                      top_k=rng.randrange(1, 5))
+        for options in OPTIONS:
+            for weighting in graph.WEIGHTINGS:
+                for rank_by in graph.RANK_BY:
+                    p = base._replace(weighting=weighting, rank_by=rank_by, **options)
+                    edges = assert_same_graph(rows, p)
+                    seen["edges"] += len(edges)
+                    count, _ = reference_counts(rows, p)
+                    seen["pairs"] += len(count)
+                    per_src = collections.Counter(e[0] for e in edges)
+                    seen["full_top_k"] += sum(1 for v in per_src.values() if v == p.top_k)
+    # The trials are not degenerate: edges, truncation and filtering all happen.
+    assert seen["edges"] > 1000 and seen["full_top_k"] > 200
+    assert seen["pairs"] * 8 > seen["edges"] * 8 + 1000
+
+
+def test_hot_article_in_most_sessions():
+    rng = random.Random(99)
+    pool = [f"art{i:02d}" for i in range(15)]
+    rows = random_rows(rng, 60, pool, hot="HOT", hot_rate=0.45)
+    sessions_with_hot = sum(1 for s in reference_sessions(rows, Params())
+                            if any(a == "HOT" for a, _ in s))
+    all_sessions = len(reference_sessions(rows, Params()))
+    assert sessions_with_hot * 2 > all_sessions
+    for options in OPTIONS:
+        for weighting in graph.WEIGHTINGS:
+            for rank_by in graph.RANK_BY:
+                p = Params(window=3, min_pair_count=2, top_k=3, weighting=weighting,
+                           rank_by=rank_by, **options)
+                edges = assert_same_graph(rows, p)
+                hot_edges = [e for e in edges if e[0] == "HOT"]
+                assert len(hot_edges) == 3, p
+                if weighting == "count" and rank_by == "count" and not options:
+                    # HOT's neighbours are its three most frequent co-occurring articles.
+                    count, _ = reference_counts(rows, p)
+                    best = sorted(((-c, b) for (a, b), c in count.items() if a == "HOT"))[:3]
+                    assert [(e[1], e[2]) for e in hot_edges] == [(b, -c) for c, b in best]
+
+
+# ---------------------------------------------------------------- nodes: region and index
+
+def region_table(table: pa.Table) -> Dict[str, str]:
+    assert table.schema.names == ["article_id", "region_id"]
+    return dict(zip(table.column("article_id").to_pylist(), table.column("region_id").to_pylist()))
+
+
+def test_region_mode_literal():
+    article = pa.array(["a", "a", "a", "b", "b", "b", "c", "d", "d", "e"])
+    region = pa.array(["r2", "r1", "r2", "r2", "r1", None, None, "Z", "a", "x"])
+    got = graph.region_mode(article, region)
+    # a: r2 twice; b: r1/r2 tie -> r1; c: no region -> absent; d: "Z" < "a" in byte order.
+    assert region_table(got) == {"a": "r2", "b": "r1", "d": "Z", "e": "x"}
+    assert got.column("article_id").to_pylist() == ["a", "b", "d", "e"]
+
+
+def test_region_mode_of_nothing():
+    got = graph.region_mode(pa.array([], pa.string()), pa.array([], pa.string()))
+    assert region_table(got) == {}
+    got = graph.region_mode(pa.array(["a"]), pa.array([None], pa.string()))
+    assert region_table(got) == {}
+    assert got.schema == pa.schema([("article_id", pa.string()), ("region_id", pa.string())])
+
+
+def test_region_mode_from_counts_sums_partial_counts():
+    counts = pa.table({"n": pa.array([2, 1, 2, 1, 3], pa.int64()),
+                       "article_id": ["a", "a", "a", "b", "b"],
+                       "region_id": ["r1", "r2", "r2", "r9", "r0"]})
+    # a: r1 = 2, r2 = 3 -> r2; b: r0 = 3.
+    assert region_table(graph.region_mode_from_counts(counts)) == {"a": "r2", "b": "r0"}
+
+
+def test_region_mode_randomized_against_the_reference():
+    rng = random.Random(4)
+    for _ in range(30):
+        rows = random_rows(rng, rng.randrange(1, 8), ["A", "B", "a", "é", "Z", "ab"])
+        rows = [r for r in rows if r.name in INTERACTIONS]
+        expected = reference_region_mode(rows)
+        article = pa.array([r.article for r in rows], pa.string())
+        region = pa.array([r.region for r in rows], pa.string())
+        assert region_table(graph.region_mode(article, region)) == expected
+        # The same from partial counts of three parts (as the shards send them).
+        partial = []
+        for part in range(3):
+            t = pa.table({"article_id": article, "region_id": region}).filter(
+                pa.array([i % 3 == part for i in range(len(rows))]))
+            t = t.filter(pc.is_valid(t.column("region_id")))
+            agg = t.group_by(["article_id", "region_id"]).aggregate([("region_id", "count")])
+            partial.append(pa.table({"n": agg.column("region_id_count"),
+                                     "article_id": agg.column("article_id"),
+                                     "region_id": agg.column("region_id")}))
+        assert region_table(graph.region_mode_from_counts(pa.concat_tables(partial))) == expected
+
+
+def test_assign_index_literal():
+    index, full = graph.assign_index(pa.array(["a", "b", "c", "d"]), np.array([5, 9, 5, 1]),
+                                     pa.array(["c", "x"]), np.array([4, 2]))
+    # New: b (9), a (5), d (1) after the largest known index 4.
+    assert index.tolist() == [6, 5, 4, 7]
+    assert full.column("article_id").to_pylist() == ["x", "c", "b", "a", "d"]
+    assert full.column("index").to_pylist() == [2, 4, 5, 6, 7]
+    assert full.schema == pa.schema([("article_id", pa.string()), ("index", pa.int64())])
+
+
+def test_assign_index_first_day_starts_at_one_and_ties_go_by_id():
+    index, full = graph.assign_index(pa.array(["B", "a", "b", "é"]), np.array([2, 3, 2, 2]),
+                                     pa.array([], pa.string()), np.array([], dtype=np.int64))
+    assert index.tolist() == [2, 1, 3, 4]
+    assert full.column("article_id").to_pylist() == ["a", "B", "b", "é"]
+    assert full.column("index").to_pylist() == [1, 2, 3, 4]
+
+
+def test_assign_index_is_stable_over_days():
+    day1, full1 = graph.assign_index(pa.array(["a", "b", "c"]), np.array([1, 2, 3]),
+                                     pa.array([], pa.string()), np.array([], dtype=np.int64))
+    assert day1.tolist() == [3, 2, 1]
+    known_ids, known_index = full1.column("article_id").combine_chunks(), \
+        full1.column("index").to_numpy()
+    day2, full2 = graph.assign_index(pa.array(["b", "d", "e"]), np.array([1, 1, 7]),
+                                     known_ids, known_index)
+    assert day2.tolist() == [2, 5, 4]
+    assert list(zip(full2.column("article_id").to_pylist(), full2.column("index").to_pylist())) \
+        == [("c", 1), ("b", 2), ("a", 3), ("e", 4), ("d", 5)]
+    # The published index is written as binary; read back it still matches.
+    day3, _ = graph.assign_index(pa.array(["a", "f"]), np.array([1, 1]),
+                                 full2.column("article_id").combine_chunks().cast(pa.binary()),
+                                 full2.column("index").to_numpy())
+    assert day3.tolist() == [3, 6]
+
+
+def test_assign_index_rejects_a_reserved_index():
+    with pytest.raises(ValueError, match="0 is reserved"):
+        graph.assign_index(pa.array(["a"]), np.array([1]), pa.array(["b"]), np.array([0]))
+
+
+def test_assign_index_randomized_against_the_reference():
+    rng = random.Random(8)
+    universe = ["A", "B", "a", "b", "é", "Z", "z", "a1", "b2", "한", "x", "y"]
+    for _ in range(50):
+        today = sorted(rng.sample(universe, rng.randrange(0, len(universe) + 1)), key=key)
+        frequency = {a: rng.randrange(1, 4) for a in today}
+        known_ids = rng.sample(universe, rng.randrange(0, 8))
+        known = dict(zip(known_ids, rng.sample(range(1, 40), len(known_ids))))
+        index, full = graph.assign_index(
+            pa.array(today, pa.string()), np.array([frequency[a] for a in today], dtype=np.int64),
+            pa.array(list(known), pa.string()), np.array(list(known.values()), dtype=np.int64))
+        expected = reference_index(frequency, known)
+        assert index.tolist() == [expected[a] for a in today]
+        assert list(zip(full.column("article_id").to_pylist(),
+                        full.column("index").to_pylist())) == sorted(expected.items(),
+                                                                     key=lambda kv: kv[1])
+
+
+# ---------------------------------------------------------------- the graph's parameters
+# (transforms/cooccurrence.py checks what these functions receive.)
+
+def test_event_weights_must_be_finite():
+    # BUG: float("inf") > 0, so "inf" (and "1e400") pass as a <positive number>;
+    # an infinite weight makes every weighted measure inf and ppmi/jaccard/cosine NaN.
+    from transforms.cooccurrence import parse_event_weights
+    for text in ("article_view:inf,article_like:3,chat_start:5",
+                 "article_view:1,article_like:1e400,chat_start:5"):
+        with pytest.raises(ValueError, match="--event_weights="):
+            parse_event_weights(text)
+
+
+def test_session_gap_must_be_finite():
+    # BUG: check() accepts session_gap_minutes=inf (inf >= 0), then gap_us raises
+    # OverflowError on a worker instead of a ValueError naming the option at start.
+    from transforms.cooccurrence import GraphParams
+    with pytest.raises(ValueError, match="--session_gap_minutes="):
+        GraphParams(session_gap_minutes=float("inf")).check()

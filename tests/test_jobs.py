@@ -1,0 +1,275 @@
+"""Tier 3: whole jobs through run(argv) on generated days, compared with an
+independent reference. One expensive pipeline run is shared per scenario
+(session-scoped fixtures)."""
+
+import datetime as dt
+import gzip
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_jobs import cooccurrence_graph, daily, validate_events
+from datagen.events import generate_events, write_export_layout
+from schemas import contract
+from tests.graph_reference import reference_graph
+from transforms.publish import decode_examples, read_tfrecord_file
+
+RUN_DATE = "2026-11-26"
+DAY = dt.date(2026, 11, 26)
+LOCAL = ["--runner=FnApiRunner"]
+
+
+def write_day(root, n, seed, breakage=None, run_date=DAY):
+    day = generate_events(n, run_date, seed=seed, breakage=breakage)
+    write_export_layout(day.table, str(root), null_partition=run_date,
+                        drop_columns=day.drop_columns)
+    return day
+
+
+def read_set(day_dir, file_set):
+    """All rows of one published file set, as a list of dicts (bytes decoded)."""
+    rows = []
+    for name in sorted(os.listdir(day_dir)):
+        if name.startswith(file_set + "-") and name.endswith(".tfrecord.gz"):
+            batch = decode_examples(read_tfrecord_file(os.path.join(day_dir, name)))
+            cols = {n: batch.column(i).to_pylist() for i, n in enumerate(batch.schema.names)}
+            for i in range(batch.num_rows):
+                row = {}
+                for key, values in cols.items():
+                    value = [v.decode() if isinstance(v, bytes) else v for v in values[i]]
+                    row[key] = value
+                rows.append(row)
+    return rows
+
+
+def file_rows(path):
+    """The decoded records of one TFRecord file, in file order. (Bytes can differ
+    between processes: protobuf map entries serialise in no fixed order.)"""
+    batch = decode_examples(read_tfrecord_file(path))
+    return sorted(batch.schema.names), [
+        tuple(tuple(batch.column(n)[i].as_py()) for n in sorted(batch.schema.names))
+        for i in range(batch.num_rows)]
+
+
+def validated_rows(out, run_date=RUN_DATE):
+    table = pq.read_table(
+        [os.path.join(out, "validated", f"dt={run_date}", f)
+         for f in sorted(os.listdir(os.path.join(out, "validated", f"dt={run_date}")))
+         if f.endswith(".parquet")], partitioning=None)
+    d = table.to_pydict()
+    stamps = table.column("event_timestamp").cast(pa.int64()).to_pylist()
+    return [{"user_id": d["user_id"][i], "event_id": d["event_id"][i], "ts": stamps[i],
+             "article_id": d["article_id"][i], "event_name": d["event_name"][i],
+             "region_id": d["region_id"][i]} for i in range(table.num_rows)], table
+
+
+def summary_of(out, run_date=RUN_DATE):
+    with open(os.path.join(out, "validation", f"dt={run_date}", "summary.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory):
+    """A dirty-but-acceptable day through the daily job, with default options."""
+    root = tmp_path_factory.mktemp("daily")
+    day = write_day(root / "events", 12000, seed=3)
+    out = str(root / "out")
+    daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
+                       "--timezone=Asia/Seoul", f"--output_dir={out}"])
+    return day, out, root
+
+
+def test_counts_reconcile_with_what_was_planted(clean_run):
+    day, out, _ = clean_run
+    s = summary_of(out)
+    planted = day.planted
+    assert s["rows_read"] == day.table.num_rows
+    assert s["out_of_span"] == planted["out_of_span"]
+    assert s["quarantined_by_reason"] == {r: planted[r] for r in contract.REASONS if planted[r]}
+    assert s["rows_quarantined"] == sum(planted[r] for r in contract.REASONS)
+    assert s["duplicates_dropped"] == planted["duplicate_event_id"]
+    assert s["rows_read"] == (s["out_of_span"] + s["rows_quarantined"]
+                              + s["duplicates_dropped"] + s["rows_valid"])
+    assert s["blessed"] is True and s["overridden"] is False
+
+
+def test_quarantine_lines_carry_each_reason(clean_run):
+    day, out, _ = clean_run
+    qdir = os.path.join(out, "quarantine", f"dt={RUN_DATE}")
+    reasons = {}
+    for name in os.listdir(qdir):
+        with gzip.open(os.path.join(qdir, name), "rt", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                assert set(row) == set(contract.COLUMN_NAMES) | {"_error_reason", "_error_detail"}
+                reasons[row["_error_reason"]] = reasons.get(row["_error_reason"], 0) + 1
+    assert reasons == {r: day.planted[r] for r in contract.REASONS if day.planted[r]}
+
+
+def test_validated_rows_are_unique_normalised_and_in_span(clean_run):
+    day, out, _ = clean_run
+    rows, table = validated_rows(out)
+    assert table.num_rows == summary_of(out)["rows_valid"]
+    assert table.schema == contract.arrow_schema()
+    ids = table.column("event_id").to_pylist()
+    assert len(ids) == len(set(ids))
+    names = set(table.column("event_name").to_pylist())
+    assert names <= set(contract.EVENT_NAMES) and "article_view" in names
+    ts = table.column("event_timestamp").cast(pa.int64()).to_numpy()
+    assert ts.min() >= day.span.start_us and ts.max() < day.span.end_us
+
+
+def test_graph_matches_the_reference_at_defaults(clean_run):
+    _, out, _ = clean_run
+    rows, _ = validated_rows(out)
+    edges, neighbours, frequency, region = reference_graph(rows)
+    gdir = os.path.join(out, "cooccurrence", f"dt={RUN_DATE}")
+    got_edges = {(e["src_article_id"][0], e["dst_article_id"][0]):
+                 (e["count"][0], e["weight"][0]) for e in read_set(gdir, "edges")}
+    assert len(edges) > 100
+    assert got_edges == edges
+    got_neighbours = {n["article_id"][0]: n["neighbor_ids"] for n in read_set(gdir, "neighbors")}
+    assert got_neighbours == neighbours
+    nodes = {n["article_id"][0]: n for n in read_set(gdir, "nodes")}
+    assert {a: n["frequency"][0] for a, n in nodes.items()} == frequency
+    assert {a: n["region_id"][0] for a, n in nodes.items() if n["region_id"]} == region
+    # First day: indexes 1..n by frequency desc, then id.
+    expected_order = sorted(frequency, key=lambda a: (-frequency[a], a.encode()))
+    assert {a: nodes[a]["index"][0] for a in nodes} == \
+        {a: i + 1 for i, a in enumerate(expected_order)}
+    manifest = json.load(open(os.path.join(gdir, "manifest.json")))
+    assert manifest["file_sets"]["edges"]["rows"] == len(edges)
+    assert manifest["file_sets"]["nodes"]["rows"] == len(frequency)
+    assert manifest["options"]["weighting"] == "ppmi"
+    assert os.path.exists(os.path.join(gdir, "_SUCCESS"))
+
+
+@pytest.fixture(scope="session")
+def count_graph_runs(clean_run, tmp_path_factory):
+    """The graph job on the blessed day's validated Parquet, count-ranked, once with
+    one worker and once with two worker processes."""
+    _, out, _ = clean_run
+    outs = []
+    for workers in (1, 2):
+        target = str(tmp_path_factory.mktemp(f"graph{workers}"))
+        # The graph job reads <root>/validated and its sibling validation/ summary.
+        extra = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"] \
+            if workers > 1 else []
+        cooccurrence_graph.run(LOCAL + extra + [
+            f"--validated_events={out}/validated", f"--run_date={RUN_DATE}",
+            f"--output_dir={target}", "--weighting=count", "--rank_by=count",
+            "--min_pair_count=1"])
+        outs.append(target)
+    return out, outs
+
+
+def test_count_graph_matches_the_reference(count_graph_runs):
+    source, (one, _) = count_graph_runs
+    rows, _ = validated_rows(source)
+    edges, neighbours, _, _ = reference_graph(rows, weighting="count", rank_by="count",
+                                              min_pair_count=1)
+    gdir = os.path.join(one, "cooccurrence", f"dt={RUN_DATE}")
+    got = {(e["src_article_id"][0], e["dst_article_id"][0]): (e["count"][0], e["weight"][0])
+           for e in read_set(gdir, "edges")}
+    assert got == edges
+    assert {n["article_id"][0]: n["neighbor_ids"] for n in read_set(gdir, "neighbors")} == \
+        neighbours
+
+
+def test_one_and_two_workers_publish_the_same_files(count_graph_runs):
+    _, (one, two) = count_graph_runs
+    d1 = os.path.join(one, "cooccurrence", f"dt={RUN_DATE}")
+    d2 = os.path.join(two, "cooccurrence", f"dt={RUN_DATE}")
+    names = sorted(n for n in os.listdir(d1) if n.endswith(".tfrecord.gz"))
+    assert names == sorted(n for n in os.listdir(d2) if n.endswith(".tfrecord.gz"))
+    for name in names:
+        assert file_rows(os.path.join(d1, name)) == file_rows(os.path.join(d2, name)), name
+
+
+def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_factory):
+    """The next day continues the index: known articles keep theirs, new ones append."""
+    _, out, root = clean_run
+    gdir = os.path.join(out, "cooccurrence", f"dt={RUN_DATE}")
+    first = {n["article_id"][0]: n["index"][0] for n in read_set(gdir, "index")}
+    nxt = "2026-11-27"
+    write_day(root / "events_next", 12000, seed=4, run_date=dt.date(2026, 11, 27))
+    # A new seed is a new catalogue: its drift from day one is real, so override.
+    daily.run(LOCAL + [f"--events={root / 'events_next'}", f"--run_date={nxt}",
+                       f"--output_dir={out}", "--allow_anomalies"])
+    ndir = os.path.join(out, "cooccurrence", f"dt={nxt}")
+    second = {n["article_id"][0]: n["index"][0] for n in read_set(ndir, "index")}
+    assert {a: second[a] for a in first} == first
+    new = [a for a in second if a not in first]
+    nodes = {n["article_id"][0]: n for n in read_set(ndir, "nodes")}
+    expected = sorted(new, key=lambda a: (-nodes[a]["frequency"][0], a.encode()))
+    assert [second[a] for a in expected] == list(range(max(first.values()) + 1,
+                                                       max(first.values()) + 1 + len(new)))
+    assert sorted(second.values()) == list(range(1, len(second) + 1))
+    # Running the first day again publishes the same records.
+    before = {n: file_rows(os.path.join(gdir, n)) for n in os.listdir(gdir)
+              if n.endswith(".tfrecord.gz")}
+    daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
+                       f"--output_dir={out}"])
+    after = {n: file_rows(os.path.join(gdir, n)) for n in os.listdir(gdir)
+             if n.endswith(".tfrecord.gz")}
+    assert after == before
+
+
+@pytest.mark.parametrize("breakage,feature", [
+    ("drop_column:platform", "platform"),
+    ("unknown_name:0.3", None),
+])
+def test_a_broken_day_is_refused_and_nothing_is_published(tmp_path, breakage, feature):
+    write_day(tmp_path / "events", 6000, seed=5, breakage=breakage)
+    out = str(tmp_path / "out")
+    with pytest.raises(Exception, match="not blessed"):
+        daily.run(LOCAL + [f"--events={tmp_path / 'events'}", f"--run_date={RUN_DATE}",
+                           f"--output_dir={out}"])
+    s = summary_of(out)
+    assert s["blessed"] is False
+    if feature:
+        assert any(a["feature"] == feature and a["severity"] == "ERROR" for a in s["anomalies"])
+    else:
+        assert s["quarantined_by_reason"]["unknown_event_name"] >= 0.3 * 6000 * 0.9
+    assert not os.path.exists(os.path.join(out, "cooccurrence", f"dt={RUN_DATE}"))
+    assert not os.path.exists(os.path.join(out, "validated", f"dt={RUN_DATE}"))
+
+
+def test_price_drift_against_the_last_blessed_day_is_refused(tmp_path):
+    prev = dt.date(2026, 11, 25)
+    write_day(tmp_path / "events", 6000, seed=6, run_date=prev)
+    out = str(tmp_path / "out")
+    validate_events.run(LOCAL + [f"--events={tmp_path / 'events'}", "--run_date=2026-11-25",
+                                 f"--output_dir={out}"])
+    assert summary_of(out, "2026-11-25")["blessed"] is True
+    write_day(tmp_path / "events", 6000, seed=7, breakage="price_x1000")
+    with pytest.raises(Exception, match="not blessed"):
+        daily.run(LOCAL + [f"--events={tmp_path / 'events'}", f"--run_date={RUN_DATE}",
+                           f"--output_dir={out}"])
+    s = summary_of(out)
+    assert s["blessed"] is False and s["previous_blessed_date"] == "2026-11-25"
+    assert any(a["feature"] == "price" for a in s["anomalies"])
+    assert not os.path.exists(os.path.join(out, "cooccurrence", f"dt={RUN_DATE}"))
+
+
+def test_tensorflow_reads_the_published_examples(clean_run):
+    """The GPU trainers' reader: tf.data over the GZIP TFRecords."""
+    import tensorflow as tf
+    _, out, _ = clean_run
+    gdir = os.path.join(out, "cooccurrence", f"dt={RUN_DATE}")
+    files = sorted(os.path.join(gdir, n) for n in os.listdir(gdir) if n.startswith("edges-"))
+    spec = {"src_article_id": tf.io.FixedLenFeature([], tf.string),
+            "dst_article_id": tf.io.FixedLenFeature([], tf.string),
+            "count": tf.io.FixedLenFeature([], tf.int64),
+            "weight": tf.io.FixedLenFeature([], tf.float32)}
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+        lambda r: tf.io.parse_single_example(r, spec))
+    got = {(e["src_article_id"].numpy().decode(), e["dst_article_id"].numpy().decode()):
+           (int(e["count"].numpy()), float(e["weight"].numpy())) for e in ds}
+    expected = {(e["src_article_id"][0], e["dst_article_id"][0]): (e["count"][0], e["weight"][0])
+                for e in read_set(gdir, "edges")}
+    assert got == expected
