@@ -80,9 +80,10 @@ def read_valid(pipeline, args, span: DaySpan):
     if args.events:
         validated = validate_events.build_validation(pipeline, args, span)
         return validated["valid"], validated["gate"]
+    from transforms.cooccurrence import INTERACTION_COLUMNS
     from transforms.read import ReadValidatedEvents
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, span.run_date.isoformat())
+        args.validated_events, span.run_date.isoformat(), columns=INTERACTION_COLUMNS)
     return read["valid"], read["gate"]
 
 

@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
-GZIP_LEVEL = 3
+GZIP_LEVEL = 1   # fastest; level 6 saves about 3% on these records
 
 _MASK_DELTA = 0xA282EAD8
 

@@ -259,13 +259,22 @@ def blessed_summary(validated_root: str, run_date: str) -> Dict:
     return summary
 
 
-def read_parquet_table(path: str) -> pa.Table:
+def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None) -> pa.Table:
+    """One validated Parquet file (all contract columns, or just `columns`)."""
     import pyarrow.parquet as pq
+    wanted = list(columns or contract.COLUMN_NAMES)
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
-            table = pq.read_table(handle)
+            table = pq.read_table(handle, columns=wanted)
     except (OSError, pa.ArrowException) as err:
         raise IOError(f"cannot read validated file {path}: {err}") from err
+    if columns:
+        expected = contract.arrow_schema()
+        for name in wanted:
+            if table.schema.field(name).type != expected.field(name).type:
+                raise ValueError(f"{path}: column {name} is {table.schema.field(name).type}, "
+                                 f"the contract says {expected.field(name).type}")
+        return table
     batch, missing = conform(table, path)
     if missing:
         raise ValueError(f"{path} lacks contract columns {missing}: not a validated file")
@@ -276,12 +285,14 @@ class ReadValidatedEvents(beam.PTransform):
     """The validated Parquet of a blessed day: {"valid": PCollection[pa.Table],
     "gate": PCollection with the day's validation summary}."""
 
-    def __init__(self, validated_root: str, run_date: str):
+    def __init__(self, validated_root: str, run_date: str,
+                 columns: Optional[Sequence[str]] = None):
         super().__init__()
         self._root, self._run_date = validated_root.rstrip("/"), run_date
+        self._columns = tuple(columns) if columns else None
 
     def expand(self, pbegin):
-        run_date, root = self._run_date, self._root
+        run_date, root, columns = self._run_date, self._root, self._columns
         gate = (pbegin | "NameValidatedDay" >> beam.Create([root])
                 | "RequireBlessedDay" >> beam.Map(blessed_summary, run_date))
         tables = (pbegin
@@ -289,6 +300,6 @@ class ReadValidatedEvents(beam.PTransform):
                   | "ListValidatedFiles" >> beam.FlatMap(list_parquet_files)
                   | "SpreadValidatedFiles" >> beam.Reshuffle()
                   | "ReadValidatedFiles" >> beam.Map(
-                      lambda path, _gate: read_parquet_table(path),
+                      lambda path, _gate: read_parquet_table(path, columns),
                       _gate=beam.pvalue.AsSingleton(gate)))
         return {"valid": tables, "gate": gate}

@@ -81,15 +81,17 @@ def shard_ids(strings, num_shards: int) -> np.ndarray:
 
 
 def split_by_shard(table: pa.Table, shards: np.ndarray, num_shards: int):
-    """Yield (shard, sub-table) for each non-empty shard, rows kept in their order."""
+    """Yield (shard, sub-table) for each non-empty shard, rows kept in their order.
+
+    Each sub-table is a compact copy (``take``), not a slice: a pickled slice
+    would carry its parent's whole buffers into the shuffle."""
     if table.num_rows == 0:
         return
     order = np.argsort(shards, kind="stable")
     counts = np.bincount(shards, minlength=num_shards)
-    sorted_table = table.take(pa.array(order))
     start = 0
     for shard in range(num_shards):
         count = int(counts[shard])
         if count:
-            yield shard, sorted_table.slice(start, count)
+            yield shard, table.take(pa.array(order[start:start + count]))
         start += count

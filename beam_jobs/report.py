@@ -1,0 +1,94 @@
+"""Print what a day's run produced: where each output is and what it holds.
+
+python -m beam_jobs.report --output_dir=DIR --run_date=YYYY-MM-DD
+"""
+
+import argparse
+import json
+import os
+from typing import List, Optional
+
+from transforms.publish import decode_examples, read_tfrecord_file
+
+
+def _load_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _decoded(day_dir: str, file_set: str):
+    rows = []
+    for name in sorted(os.listdir(day_dir)):
+        if name.startswith(f"{file_set}-") and name.endswith(".tfrecord.gz"):
+            batch = decode_examples(read_tfrecord_file(os.path.join(day_dir, name)))
+            columns = {n: batch.column(i).to_pylist() for i, n in enumerate(batch.schema.names)}
+            rows += [{n: columns[n][i] for n in columns} for i in range(batch.num_rows)]
+    return rows
+
+
+def report(output_dir: str, run_date: str) -> List[str]:
+    """The report's lines (local output directories)."""
+    out = output_dir.rstrip("/")
+    lines = [f"Outputs of {run_date} under {os.path.abspath(out)}"]
+    vdir = f"{out}/validation/dt={run_date}"
+    if not os.path.exists(f"{vdir}/summary.json"):
+        return lines + [f"  no validation summary at {vdir}: the day was not validated"]
+    s = _load_json(f"{vdir}/summary.json")
+    verdict = "BLESSED" + (" (overridden)" if s.get("overridden") else "") if s["blessed"] \
+        else "NOT BLESSED: " + ", ".join(s.get("reasons", []))
+    lines += [
+        f"validation/  {verdict}",
+        f"  rows read {s['rows_read']:,} = out of span {s['out_of_span']:,} + quarantined "
+        f"{s['rows_quarantined']:,} + duplicates dropped {s['duplicates_dropped']:,} + valid "
+        f"{s['rows_valid']:,}",
+        "  quarantined by reason: " + (", ".join(
+            f"{r} {n:,}" for r, n in s["quarantined_by_reason"].items()) or "none"),
+        f"  anomalies: {len(s['anomalies'])}" + "".join(
+            f"\n    [{a.get('environment', '-')}] {a['severity']} {a['feature']}: "
+            f"{a['description']}" for a in s["anomalies"]),
+        f"  statistics page (opens offline): {os.path.abspath(vdir)}/stats.html",
+        f"quarantine/  {os.path.abspath(out)}/quarantine/dt={run_date}/*.jsonl.gz "
+        "(each line: the row, _error_reason, _error_detail)",
+    ]
+    validated = f"{out}/validated/dt={run_date}"
+    if os.path.exists(f"{validated}/manifest.json"):
+        m = _load_json(f"{validated}/manifest.json")
+        rows = sum(f["rows"] for f in m["file_sets"].values())
+        lines.append(f"validated/  {rows:,} rows of Parquet in {os.path.abspath(validated)}")
+    gdir = f"{out}/cooccurrence/dt={run_date}"
+    if not os.path.exists(f"{gdir}/_SUCCESS"):
+        return lines + ["cooccurrence/  not published"]
+    m = _load_json(f"{gdir}/manifest.json")
+    sets = m["file_sets"]
+    lines.append(f"cooccurrence/  {os.path.abspath(gdir)}  (weighting "
+                 f"{m['options']['weighting']}, top_k {m['options']['top_k']})")
+    for name in ("edges", "neighbors", "nodes", "index"):
+        if name in sets:
+            lines.append(f"  {name:<10}{sets[name]['rows']:>10,} records in "
+                         f"{len(sets[name]['files'])} file(s)")
+    nodes = _decoded(gdir, "nodes")
+    if nodes:
+        top = max(nodes, key=lambda n: (n["frequency"][0], n["article_id"][0]))
+        article = top["article_id"][0]
+        neighbours = {n["article_id"][0]: n for n in _decoded(gdir, "neighbors")}
+        lines.append(f"  most viewed article {article.decode()} (index {top['index'][0]}, "
+                     f"{top['frequency'][0]} interactions); its top neighbours:")
+        if article in neighbours:
+            n = neighbours[article]
+            for dst, w, c in list(zip(n["neighbor_ids"], n["neighbor_weights"],
+                                      n["neighbor_counts"]))[:5]:
+                lines.append(f"    {dst.decode():<14} weight {w:8.4f}  count {c}")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m beam_jobs.report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--output_dir", required=True, help="the jobs' --output_dir (local)")
+    parser.add_argument("--run_date", required=True, help="the day, YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    print("\n".join(report(args.output_dir, args.run_date)))
+
+
+if __name__ == "__main__":
+    main()
