@@ -15,7 +15,9 @@ from transforms.cooccurrence import BuildCooccurrenceGraph, GraphParams, parse_e
 from transforms.publish import PublishFiles, StageFiles, previous_index, staging_dir_for
 from transforms.span import DaySpan
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions, opts.GraphOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
+                  opts.GraphOptions)
+REQUIRED_OPTIONS = ("output_dir",)
 DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, nodes, stable "
                "article index) from validated events; with --events the day is validated "
                "inline and an unblessed day publishes nothing.")
@@ -34,8 +36,9 @@ def graph_params(args) -> GraphParams:
         num_shards=args.graph_shards).check()
 
 
-def build_graph(pipeline, args, span: DaySpan, valid, gate) -> Dict:
-    """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/."""
+def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict:
+    """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ (`source`
+    names the input in the manifest)."""
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     params = graph_params(args)
@@ -56,7 +59,7 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate) -> Dict:
     manifest = {
         "run_date": day, "timezone": span.timezone,
         "span_utc": [span.start.isoformat(), span.end.isoformat()],
-        "input": args.validated_events or args.events,
+        "input": source,
         "options": {name: getattr(args, name) for name in GRAPH_OPTION_NAMES},
     }
     published = (named | "GatherGraphFiles" >> beam.Flatten()
@@ -95,7 +98,7 @@ def run(argv: Optional[List[str]] = None):
     options = opts.pipeline_options(argv)
     pipeline = beam.Pipeline(options=options)
     valid, gate = read_valid(pipeline, args, span)
-    build_graph(pipeline, args, span, valid, gate)
+    build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events)
     return opts.run_pipeline(pipeline, options)
 
 

@@ -12,15 +12,13 @@ from beam_jobs import cooccurrence_graph, validate_events
 from beam_jobs import options as opts
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions, opts.GraphOptions)
+REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("The daily job: validate the day's events (quarantine, TFDV gate), then build "
                "the co-occurrence graph; nothing is published for an unblessed day.")
 
 
 def check_args(args) -> None:
     validate_events.check_args(args)
-    if args.validated_events:
-        raise ValueError("the daily job validates --events itself; --validated_events is for "
-                         "python -m beam_jobs.cooccurrence_graph")
     cooccurrence_graph.graph_params(args)
 
 
@@ -31,7 +29,8 @@ def run(argv: Optional[List[str]] = None):
     options = opts.pipeline_options(argv)
     pipeline = beam.Pipeline(options=options)
     validated = validate_events.build_validation(pipeline, args, span)
-    cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"], validated["gate"])
+    cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"], validated["gate"],
+                                  args.events)
     return opts.run_pipeline(pipeline, options)
 
 

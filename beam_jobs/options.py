@@ -11,6 +11,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from transforms import span as span_lib
 
 
+def str_to_bool(value) -> bool:
+    """Flex Templates pass every parameter as --name=value, booleans included."""
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 class EventsOptions(PipelineOptions):
     """Where a job reads the day from, which day, and where it writes."""
 
@@ -43,7 +53,7 @@ class ValidationOptions(PipelineOptions):
             "--max_quarantine_fraction", type=float, default=0.05,
             help="A day is blessed only when quarantined / (read - out of span) is under this.")
         parser.add_argument(
-            "--allow_anomalies", action="store_true", default=False,
+            "--allow_anomalies", type=str_to_bool, nargs="?", const=True, default=False,
             help="Bless the day even when the gate refuses it; summary.json says overridden.")
         parser.add_argument(
             "--stats_sample_fraction", type=float, default=1.0,
@@ -61,8 +71,8 @@ class ValidationOptions(PipelineOptions):
             help="Shards (by a hash of event_id) that de-duplication groups rows into.")
 
 
-class GraphOptions(PipelineOptions):
-    """The article co-occurrence graph."""
+class ValidatedInputOptions(PipelineOptions):
+    """Jobs that can start from an already validated, blessed day."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -70,6 +80,13 @@ class GraphOptions(PipelineOptions):
             "--validated_events", default=None,
             help="Read the validated Parquet of a blessed day (<output_dir>/validated) "
                  "instead of validating --events inline.")
+
+
+class GraphOptions(PipelineOptions):
+    """The article co-occurrence graph."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
         parser.add_argument(
             "--session_gap_minutes", type=float, default=30.0,
             help="A new session starts when the gap to the user's previous interaction is "
@@ -147,10 +164,15 @@ LOCAL_RUNNER = "FnApiRunner"
 def pipeline_options(argv: Optional[List[str]]) -> PipelineOptions:
     """The whole argv as Beam options. With no --runner, the in-process FnApiRunner
     (Beam's DirectRunner would first try to download the Prism binary)."""
-    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.options.pipeline_options import StandardOptions, WorkerOptions
     options = PipelineOptions(argv)
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = LOCAL_RUNNER
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    if "dataflow" in standard.runner.lower() and \
+            not options.view_as(WorkerOptions).sdk_container_image:
+        raise ValueError("--sdk_container_image is required with the DataflowRunner: the "
+                         "workers need the suite's image (see flex_templates/Dockerfile)")
     return options
 
 

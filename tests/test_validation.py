@@ -82,6 +82,11 @@ def test_stats_batch_columns_are_exactly_the_schema_features():
     assert out.schema.names == [f.name for f in schema.feature]
 
 
+def test_user_buckets_all_null_and_empty():
+    assert validation.user_buckets(pa.array([None, None], pa.string())).to_pylist() == [None, None]
+    assert validation.user_buckets(pa.array([], pa.string())).to_pylist() == []
+
+
 def test_user_buckets_same_id_same_bucket_across_calls():
     first = validation.user_buckets(pa.array(["u1", "u2", None, "u1"])).to_pylist()
     second = validation.user_buckets(pa.array(["u2", "u1"])).to_pylist()
@@ -349,10 +354,12 @@ def _day_counts(valid: pa.RecordBatch, rows_quarantined: int = 20) -> dict:
 
 
 def _run(output_dir, day, valid, counts, check=None, **options):
-    """ValidateDay on `valid` (in 3 batches) under the FnApiRunner."""
+    """ValidateDay on `valid` (in 3 batches, none when it has no rows) under the FnApiRunner."""
     batches = [valid.slice(0, 1000), valid.slice(1000, 700), valid.slice(1700)]
+    batches = [b for b in batches if b.num_rows]
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
-        summary = {"valid": p | "CreateValid" >> beam.Create(batches),
+        created = beam.Create(batches, reshuffle=False).with_output_types(pa.RecordBatch)
+        summary = {"valid": p | "CreateValid" >> created,
                    "counts": p | "CreateCounts" >> beam.Create([counts])} | ValidateDay(
             output_dir=str(output_dir), run_date=day, schema_path=SCHEMA_PATH, **options)
         if check is not None:
@@ -411,6 +418,24 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     assert all(not a.anomaly_info and not a.data_missing for a in anomalies.values())
     page = open(os.path.join(directory, "stats.html"), encoding="utf-8").read()
     assert "BLESSED" in page and "hour_of_day" in page
+
+
+def test_validate_day_refuses_an_empty_day(tmp_path):
+    valid = pa.RecordBatch.from_pylist([], schema=contract.arrow_schema())
+    counts = {"rows_read": 5, "out_of_span": 5, "rows_quarantined": 0, "quarantined_by_reason": {},
+              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": []}
+    with pytest.raises(Exception, match="not blessed: empty_day, anomalies"):
+        _run(tmp_path, DAY, valid, counts)
+    summary = _summary(tmp_path, DAY)
+    assert (summary["blessed"], summary["reasons"], summary["quarantine_fraction"]) == (
+        False, [EMPTY_DAY, ANOMALIES], None)
+    assert summary["stats_examples"] == {"client": 0, "server": 0}
+    assert [(a["environment"], a["description"]) for a in summary["anomalies"]] == [
+        ("CLIENT", "no CLIENT rows: the statistics are empty"),
+        ("SERVER", "no SERVER rows: the statistics are empty")]
+    assert sorted(os.listdir(_files(tmp_path, DAY))) == [
+        "anomalies.pbtxt", "stats.html", "stats_client.tfrecord", "stats_server.tfrecord",
+        "summary.json"]
 
 
 def test_validate_day_refuses_unknown_names_and_high_quarantine(tmp_path):

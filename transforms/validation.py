@@ -41,6 +41,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from schemas import contract
+from transforms.stats_html import render_stats_html
 
 # Features derived by stats_batch (the rest keep their contract names).
 HOUR_OF_DAY = "hour_of_day"
@@ -402,8 +403,6 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
                  max_quarantine_fraction: float, allow_anomalies: bool,
                  stats_sample_fraction: float, stats_seed: int) -> Tuple[dict, str]:
     """Validates the day, writes its files, returns (summary, summary.json path)."""
-    from transforms.stats_html import render_stats_html
-
     check_counts(counts)
     previous_day = find_previous_blessed(output_dir, run_date)
     previous = None if previous_day is None else load_day_stats(output_dir, previous_day)

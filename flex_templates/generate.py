@@ -1,0 +1,235 @@
+"""Flex Template metadata of every job, generated from its option declarations.
+
+    python -m flex_templates.generate           write flex_templates/<job>/metadata.json
+    python -m flex_templates.generate --check   exit 1 if a committed file is not current
+
+A job is a module of beam_jobs with OPTION_CLASSES and DESCRIPTION. Its parameters
+are the actions of the argparse parser that beam_jobs.options.job_parser builds from
+OPTION_CLASSES: name, help, default, type, choices and boolean flags come from there,
+so nothing here lists the options a second time. formats() only adds what argparse
+cannot say about a value (its regex and the console's input picker), keyed by name;
+a test checks that every key names a declared option.
+"""
+
+import argparse
+import difflib
+import importlib
+import json
+import os
+import pkgutil
+import re
+import sys
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METADATA = "metadata.json"
+
+_INT = r"^-?[0-9]+$"
+_FLOAT = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_BOOL = r"^(true|false)$"
+_GCS = r"^gs://[^\n\r]+$"
+
+
+class Format(NamedTuple):
+    regexes: Sequence[str]
+    param_type: str = "TEXT"
+
+
+def _bigquery_table_pattern() -> str:
+    """The reader's bq://project.dataset.table rule (bq:// included), without anchors
+    and with plain groups: the regexes are checked by Dataflow, not by Python, and
+    (?P<name>...) is Python's own syntax."""
+    from transforms import read
+    pattern = read._BQ_TABLE_RE.pattern.lstrip("^").rstrip("$")
+    return re.sub(r"\(\?P<\w+>", "(", pattern)
+
+
+def _event_weights_pattern() -> str:
+    from schemas import contract
+    item = r"\s*(%s):([0-9]+\.?[0-9]*|\.[0-9]+)\s*" % "|".join(
+        re.escape(name) for name in contract.INTERACTION_EVENTS)
+    return rf"^({item}(,{item})*)?$"
+
+
+def formats() -> Dict[str, Format]:
+    """Value formats argparse cannot express, by option name. On Dataflow the
+    launcher and the workers see only gs:// and bq:// data (a local path would be
+    inside the launcher's container), so paths are gs:// except the TFDV schema,
+    which may also be a file shipped in the image."""
+    return {
+        "events": Format([rf"^({_bigquery_table_pattern()}|gs://[^\n\r]+)$"]),
+        "run_date": Format([r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|auto)$"]),
+        "timezone": Format([r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"]),
+        "output_dir": Format([_GCS], "GCS_WRITE_FOLDER"),
+        "validated_events": Format([_GCS], "GCS_READ_FOLDER"),
+        "index_from": Format([_GCS], "GCS_READ_FOLDER"),
+        "tfdv_schema": Format([r"^(gs://|/)[^\n\r]+$"], "GCS_READ_FILE"),
+        "event_weights": Format([_event_weights_pattern()]),
+    }
+
+
+def job_modules() -> List[str]:
+    """Names of the beam_jobs modules that are jobs, sorted."""
+    import beam_jobs
+    names = []
+    for info in pkgutil.iter_modules(beam_jobs.__path__):
+        module = importlib.import_module(f"beam_jobs.{info.name}")
+        if hasattr(module, "OPTION_CLASSES") and hasattr(module, "DESCRIPTION"):
+            names.append(info.name)
+    return sorted(names)
+
+
+def job_parser(job: str) -> argparse.ArgumentParser:
+    from beam_jobs import options
+    module = importlib.import_module(f"beam_jobs.{job}")
+    return options.job_parser(f"python -m beam_jobs.{job}", module.OPTION_CLASSES,
+                              module.DESCRIPTION)
+
+
+def option_actions(parser: argparse.ArgumentParser) -> List[argparse.Action]:
+    """The parser's options, in declaration order, without --help."""
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+def is_boolean(action: argparse.Action) -> bool:
+    """A flag (store_true/store_false) or an option whose values are booleans."""
+    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or \
+        isinstance(action.const, bool) or isinstance(action.default, bool)
+
+
+def parameter_name(action: argparse.Action) -> str:
+    long_names = [s for s in action.option_strings if s.startswith("--")]
+    return long_names[0][2:]
+
+
+def _shown_default(action: argparse.Action) -> Optional[str]:
+    default = action.default
+    if default is None or default == "":
+        return None
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
+
+
+def parameter(action: argparse.Action, required: bool,
+              known_formats: Dict[str, Format]) -> Dict:
+    name = parameter_name(action)
+    help_text = " ".join((action.help or "").split())
+    default = _shown_default(action)
+    if default is not None:
+        help_text += f" Default: {default}."
+    known = known_formats.get(name)
+    if known is not None:
+        regexes, param_type = list(known.regexes), known.param_type
+    elif is_boolean(action):
+        regexes, param_type = [_BOOL], "BOOLEAN"
+    elif action.choices:
+        regexes = ["^(%s)$" % "|".join(re.escape(str(c)) for c in action.choices)]
+        param_type = "TEXT"
+    elif action.type is int:
+        regexes, param_type = [_INT], "NUMBER"
+    elif action.type is float:
+        regexes, param_type = [_FLOAT], "NUMBER"
+    else:
+        regexes, param_type = [], "TEXT"
+    entry = {
+        "name": name,
+        "label": name.replace("_", " ").capitalize(),
+        "helpText": help_text,
+        "isOptional": not required,
+        "paramType": param_type,
+    }
+    if regexes:
+        entry["regexes"] = regexes
+    return entry
+
+
+def metadata(job: str) -> Dict:
+    """The Flex Template metadata of one job. An option is required when argparse
+    says so, or when the job lists it in REQUIRED_OPTIONS (Beam parses every
+    PipelineOptions subclass for every pipeline, so required=True cannot be used in
+    their declarations)."""
+    module = importlib.import_module(f"beam_jobs.{job}")
+    declared_required = set(module.REQUIRED_OPTIONS) if hasattr(module, "REQUIRED_OPTIONS") \
+        else set()
+    known_formats = formats()
+    return {
+        "name": f"marketplace-preprocessing-{job.replace('_', '-')}",
+        "description": module.DESCRIPTION,
+        "parameters": [
+            parameter(a, a.required or a.dest in declared_required, known_formats)
+            for a in option_actions(job_parser(job))],
+    }
+
+
+def render(content: Dict) -> str:
+    return json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+
+
+def expected_files() -> Dict[str, str]:
+    """{path relative to flex_templates/: text} of every generated file."""
+    return {os.path.join(job, METADATA): render(metadata(job)) for job in job_modules()}
+
+
+def committed_files() -> Dict[str, str]:
+    found = {}
+    for entry in sorted(os.listdir(HERE)):
+        path = os.path.join(HERE, entry, METADATA)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                found[os.path.join(entry, METADATA)] = handle.read()
+    return found
+
+
+def check() -> List[str]:
+    """Differences between the committed files and the generated ones, as messages."""
+    expected, committed = expected_files(), committed_files()
+    problems = []
+    for rel in sorted(set(expected) | set(committed)):
+        if rel not in committed:
+            problems.append(f"flex_templates/{rel} is missing")
+        elif rel not in expected:
+            problems.append(f"flex_templates/{rel} belongs to no job in beam_jobs")
+        elif committed[rel] != expected[rel]:
+            diff = "".join(difflib.unified_diff(
+                committed[rel].splitlines(True), expected[rel].splitlines(True),
+                f"committed/{rel}", f"generated/{rel}"))
+            problems.append(f"flex_templates/{rel} is not current:\n{diff}")
+    return problems
+
+
+def write() -> List[str]:
+    written = []
+    for rel, text in expected_files().items():
+        path = os.path.join(HERE, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        written.append(f"flex_templates/{rel}")
+    return written
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flex_templates.generate",
+        description="Write (or with --check, verify) flex_templates/<job>/metadata.json "
+                    "from each job's option declarations.")
+    parser.add_argument("--check", action="store_true",
+                        help="Write nothing; exit 1 when a committed file differs from what "
+                             "would be generated.")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("run: python -m flex_templates.generate", file=sys.stderr)
+            return 1
+        return 0
+    for path in write():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Flex Template metadata, option declarations, --help, and the build files agree."""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import apache_beam
+import pytest
+import yaml
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs import options as opts
+from flex_templates import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOBS = ("cooccurrence_graph", "daily", "validate_events")
+
+
+def committed(job):
+    path = os.path.join(ROOT, "flex_templates", job, "metadata.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def declared(job):
+    """{name: argparse action} of the job's options, from its declarations."""
+    return {generate.parameter_name(a): a
+            for a in generate.option_actions(generate.job_parser(job))}
+
+
+def squeeze(text):
+    return re.sub(r"\s+", "", text)
+
+
+def our_option_classes():
+    return [value for value in vars(opts).values()
+            if isinstance(value, type) and issubclass(value, PipelineOptions)
+            and value.__module__ == opts.__name__]
+
+
+def class_options(cls):
+    parser = argparse.ArgumentParser(add_help=False, conflict_handler="resolve")
+    cls._add_argparse_args(parser)
+    return parser._actions
+
+
+def test_the_jobs_are_the_modules_with_option_classes():
+    assert tuple(generate.job_modules()) == JOBS
+
+
+def test_committed_metadata_is_current():
+    proc = subprocess.run([sys.executable, "-m", "flex_templates.generate", "--check"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_check_reports_a_stale_file(tmp_path, monkeypatch):
+    stale = tmp_path / "daily"
+    stale.mkdir()
+    (stale / "metadata.json").write_text("{}\n")
+    (tmp_path / "retired_job").mkdir()
+    (tmp_path / "retired_job" / "metadata.json").write_text("{}\n")
+    monkeypatch.setattr(generate, "HERE", str(tmp_path))
+    problems = generate.check()
+    assert [p.splitlines()[0] for p in problems] == [
+        "flex_templates/cooccurrence_graph/metadata.json is missing",
+        "flex_templates/daily/metadata.json is not current:",
+        "flex_templates/retired_job/metadata.json belongs to no job in beam_jobs",
+        "flex_templates/validate_events/metadata.json is missing",
+    ]
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_metadata_has_every_option_with_its_help(job):
+    import importlib
+    module = importlib.import_module(f"beam_jobs.{job}")
+    content = committed(job)
+    assert content["description"] == module.DESCRIPTION
+    actions = declared(job)
+    parameters = {p["name"]: p for p in content["parameters"]}
+    assert [p["name"] for p in content["parameters"]] == list(actions)
+    for name, action in actions.items():
+        entry = parameters[name]
+        assert set(entry) <= {"name", "label", "helpText", "isOptional", "paramType",
+                              "regexes"}
+        assert entry["label"] and entry["helpText"].strip(), name
+        assert squeeze(action.help) in squeeze(entry["helpText"]), name
+        assert isinstance(entry["isOptional"], bool)
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_regexes_accept_every_default_and_choice(job):
+    for name, action in declared(job).items():
+        entry = next(p for p in committed(job)["parameters"] if p["name"] == name)
+        patterns = [re.compile(r) for r in entry.get("regexes", [])]
+        values = [str(c) for c in action.choices or ()]
+        if isinstance(action.default, bool):
+            values.append("true" if action.default else "false")
+        elif action.default not in (None, ""):
+            values.append(str(action.default))
+        for value in values:
+            assert all(p.match(value) for p in patterns), (name, value)
+
+
+def test_regexes_of_known_formats():
+    params = {p["name"]: p for p in committed("daily")["parameters"]}
+
+    def accepts(name, value):
+        return all(re.match(r, value) for r in params[name]["regexes"])
+
+    assert accepts("events", "bq://demo-project.events.events")
+    assert accepts("events", "bq://example.com:demo-project.events.events")
+    assert accepts("events", "gs://demo-bucket/events")
+    assert not accepts("events", "bq://demo-project.events")
+    assert not accepts("events", "demo-project.events.events")
+    assert not accepts("events", "/data/events")
+    assert accepts("run_date", "2026-11-26") and accepts("run_date", "auto")
+    assert not accepts("run_date", "26/11/2026") and not accepts("run_date", "yesterday")
+    assert accepts("output_dir", "gs://demo-bucket/out")
+    assert not accepts("output_dir", "/tmp/out")
+    assert accepts("weighting", "jaccard") and not accepts("weighting", "pmi")
+    assert accepts("top_k", "50") and not accepts("top_k", "5.5")
+    assert accepts("session_gap_minutes", "30") and accepts("session_gap_minutes", "7.5")
+    assert not accepts("session_gap_minutes", "half")
+    assert accepts("allow_anomalies", "true") and accepts("allow_anomalies", "false")
+    assert not accepts("allow_anomalies", "yes")
+    assert accepts("event_weights", "article_view:1,article_like:3,chat_start:5")
+    assert accepts("event_weights", "")
+    assert not accepts("event_weights", "article_view=1")
+    assert params["allow_anomalies"]["paramType"] == "BOOLEAN"
+    assert params["output_dir"]["paramType"] == "GCS_WRITE_FOLDER"
+
+
+def test_formats_name_only_declared_options():
+    names = {name for job in JOBS for name in declared(job)}
+    assert set(generate.formats()) <= names
+
+
+def test_option_names_are_unique_across_our_classes():
+    classes = our_option_classes()
+    assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
+                                             "GraphOptions"}
+    seen = {}
+    for cls in classes:
+        for action in class_options(cls):
+            for key in [action.dest] + list(action.option_strings):
+                assert key not in seen, f"{key} is declared by {seen[key]} and {cls.__name__}"
+                seen[key] = cls.__name__
+
+
+def test_every_job_option_class_is_ours():
+    import importlib
+    for job in JOBS:
+        module = importlib.import_module(f"beam_jobs.{job}")
+        assert set(module.OPTION_CLASSES) <= set(our_option_classes())
+
+
+def test_option_names_do_not_collide_with_beams():
+    import apache_beam.runners.dataflow.dataflow_runner  # noqa: F401  more of Beam's options
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    beams = {c for c in subclasses(PipelineOptions) if c.__module__.startswith("apache_beam")}
+    beam_names = {s for c in beams for a in class_options(c) for s in a.option_strings}
+    beam_dests = {a.dest for c in beams for a in class_options(c)}
+    assert {"--runner", "--project", "--temp_location", "--sdk_container_image"} <= beam_names
+    for cls in our_option_classes():
+        for action in class_options(cls):
+            assert not set(action.option_strings) & beam_names, action.option_strings
+            assert action.dest not in beam_dests, action.dest
+
+
+@pytest.fixture(scope="module")
+def help_outputs():
+    """`python -m beam_jobs.<job> --help` of every job, run side by side."""
+    env = dict(os.environ, COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="3")
+    procs = {job: subprocess.Popen([sys.executable, "-m", f"beam_jobs.{job}", "--help"],
+                                   cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+             for job in JOBS}
+    outputs = {}
+    for job, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        outputs[job] = (proc.returncode, out, err)
+    return outputs
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_help_lists_every_option_with_its_help(help_outputs, job):
+    returncode, out, err = help_outputs[job]
+    assert returncode == 0, err[-3000:]
+    assert out.startswith(f"usage: python -m beam_jobs.{job}")
+    for name, action in declared(job).items():
+        assert f"--{name}" in out
+        assert squeeze(action.help) in squeeze(out), name
+
+
+BOOLEANS = [(job, name) for job in JOBS for name, a in declared(job).items()
+            if generate.is_boolean(a)]
+STORE_FLAGS = any(isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+                  for job in JOBS for a in declared(job).values())
+
+
+@pytest.mark.xfail(condition=STORE_FLAGS, strict=True,
+                   reason="a store_true/store_false flag rejects the launcher's "
+                          "--flag=true/false; declare it type=<str to bool>, nargs='?', "
+                          "const=True")
+@pytest.mark.parametrize("job,name", BOOLEANS)
+def test_boolean_options_take_flex_template_values(job, name):
+    """The Flex Template launcher passes every parameter as --name=value."""
+    parser = generate.job_parser(job)
+    action = declared(job)[name]
+    values = {}
+    for value in ("true", "false"):
+        try:
+            known, _ = parser.parse_known_args([f"--{name}={value}"])
+        except SystemExit:
+            pytest.fail(f"--{name}={value} is rejected by python -m beam_jobs.{job}")
+        values[value] = getattr(known, action.dest)
+    assert values == {"true": True, "false": False}
+    known, _ = parser.parse_known_args([f"--{name}"])
+    assert getattr(known, action.dest) is True
+    assert getattr(parser.parse_known_args([])[0], action.dest) is action.default
+
+
+def test_cloudbuild_builds_a_template_for_every_job():
+    with open(os.path.join(ROOT, "cloudbuild.yaml"), encoding="utf-8") as f:
+        build = yaml.safe_load(f)
+    assert set(build["substitutions"]) >= {"_REGION", "_REPO", "_TEMPLATE_BUCKET", "_TAG"}
+    assert build["substitutions"]["_REGION"] == "asia-northeast3"
+    assert sorted(build["substitutions"]["_JOBS"].split()) == list(JOBS)
+    steps = {s["id"]: " ".join(s["args"]) for s in build["steps"]}
+    assert "--build-arg JOB=" in steps["build-images"]
+    assert "sed -n 's/^apache-beam==//p' requirements.lock" in steps["build-images"]
+    for piece in ("gcloud dataflow flex-template build", "--sdk-language PYTHON",
+                  '--metadata-file "flex_templates/$$JOB/metadata.json"',
+                  'templates/$$JOB.json'):
+        assert piece in steps["build-templates"], piece
+
+
+def test_image_versions_come_from_the_lock_and_setup():
+    with open(os.path.join(ROOT, "requirements.lock"), encoding="utf-8") as f:
+        beam_pins = [line.split("==")[1].strip() for line in f
+                     if line.startswith("apache-beam==")]
+    assert beam_pins == [apache_beam.__version__]
+    with open(os.path.join(ROOT, "flex_templates", "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        python_requires = re.search(r'python_requires="([^"]+)"', f.read()).group(1)
+    assert python_requires == ">=3.11,<3.12"
+    assert "FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam_sdk" in dockerfile
+    assert "python311-template-launcher-base" in dockerfile
+    assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+    assert "pip install --no-cache-dir -r requirements.lock" in dockerfile
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile
+    assert "ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/beam_jobs/${JOB}.py" in dockerfile
+    # No version is written into the Dockerfile's instructions.
+    instructions = "\n".join(line for line in dockerfile.splitlines()
+                              if not line.lstrip().startswith("#"))
+    assert not re.search(r"==|\d+\.\d+\.\d+", instructions)
