@@ -3,6 +3,7 @@
 import base64
 import html.parser
 import re
+import warnings
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
@@ -45,7 +46,7 @@ def _stats():
     _strings(dataset, "event_name", [("impression", 12), ("<script>alert(1)</script>", 3)], missing=5)
     server = statistics_pb2.DatasetFeatureStatisticsList()
     dataset = server.datasets.add(num_examples=4)
-    _strings(dataset, "platform", [("server", 4)], missing=0)
+    _strings(dataset, "platform", [("server", 3), ("\uc11c\uc6b8", 1)], missing=0)
     _numeric(dataset, "hour_of_day", [(0, 4)], missing=0)
     return {"client": client, "server": server}
 
@@ -91,7 +92,9 @@ class _TagChecker(html.parser.HTMLParser):
 
 
 def test_page_is_self_contained_and_well_formed():
-    page = render_stats_html(_stats(), _summary())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a glyph missing from the chart font
+        page = render_stats_html(_stats(), _summary())
     assert page.startswith("<!DOCTYPE html>")
     checker = _TagChecker()
     checker.feed(page)
@@ -114,7 +117,8 @@ def test_page_content():
     assert "NOT BLESSED" in page
     assert "anomalies, quarantine_fraction" in page
     # Text is escaped.
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<td>#2</td><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page
+    assert '<td>#2</td><td>\uc11c\uc6b8</td><td class="num">1</td>' in page
     assert "Unexpected string values: &lt;b&gt;new &amp; odd&lt;/b&gt;" in page
     # Counts, reasons, missing share, quantiles, drift.
     assert '<td>rows quarantined</td><td class="num">100</td>' in page

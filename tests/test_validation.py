@@ -95,6 +95,28 @@ def test_user_buckets_same_id_same_bucket_across_calls():
     assert first[2] is None
 
 
+def test_stats_batches_by_source_cuts_to_environment_features():
+    schema = validation.load_schema(SCHEMA_PATH)
+    features = {source: validation.environment_features(schema, env)
+                for source, env in contract.ENVIRONMENTS.items()}
+    valid = _batch({
+        "event_id": ["e1", "e2", "e3"], "event_timestamp": [_ts(2024, 5, 1, 3)] * 3,
+        "event_name": ["impression", "article_sold", "search"],
+        "source": ["client", "server", "client"], "user_id": ["u1", "u2", "u3"],
+        "article_id": ["a1", "a2", None], "region_id": ["r1"] * 3, "category_id": ["c1"] * 3,
+        "price": [1, 2, None], "platform": ["ios", "server", "web"], "properties": [None] * 3})
+    out = validation.stats_batches_by_source(valid, features, 1.0, 0)
+    assert sorted(out) == ["client", "server"]
+    assert out["client"].schema.names == list(features["client"])
+    assert out["server"].schema.names == [n for n in features["client"] if n != "user_bucket"]
+    assert out["client"].column("event_name").to_pylist() == [["impression"], ["search"]]
+    assert out["server"].column("price").to_pylist() == [[2]]
+    assert validation.stats_batches_by_source(valid.slice(0, 0), features, 1.0, 0) == {}
+    bad = _batch({**valid.to_pydict(), "source": ["client", "backend", "client"]})
+    with pytest.raises(ValueError, match="backend"):
+        validation.stats_batches_by_source(bad, features, 1.0, 0)
+
+
 # ---------------------------------------------------------------- sample_mask
 
 
@@ -299,7 +321,7 @@ def test_anomaly_dicts():
     ({"allow_anomalies": "yes"}, "--allow_anomalies"),
     ({"run_date": "2024-05-01"}, "--run_date"),
     ({"output_dir": ""}, "--output_dir"),
-    ({"schema_path": "/nonexistent/schema.pbtxt"}, "--schema_path"),
+    ({"schema_path": "/nonexistent/schema.pbtxt"}, "--tfdv_schema"),
 ])
 def test_validate_day_checks_options(kwargs, message):
     args = {"output_dir": "/tmp/x", "run_date": dt.date(2024, 5, 1), "schema_path": SCHEMA_PATH}

@@ -68,6 +68,14 @@ def _histogram_chart(histogram: statistics_pb2.Histogram, title: str) -> str:
     return _png(figure)
 
 
+def _chart_label(rank: int, value: str) -> str:
+    """The value as a bar label; its rank ("#3") where the chart font (DejaVu, no
+    Hangul/CJK glyphs) cannot draw it: the table next to the chart has the text."""
+    if not value.isascii() or not value.isprintable():
+        return f"#{rank}"
+    return value if len(value) <= 30 else value[:29] + "\u2026"
+
+
 def _top_values_chart(values: List[str], counts: List[float], title: str) -> str:
     from matplotlib.figure import Figure
 
@@ -76,7 +84,7 @@ def _top_values_chart(values: List[str], counts: List[float], title: str) -> str
     positions = list(range(len(values)))
     axes.barh(positions, counts, color="#f58518")
     axes.set_yticks(positions)
-    axes.set_yticklabels([v if len(v) <= 30 else v[:29] + "\u2026" for v in values], fontsize=7)
+    axes.set_yticklabels([_chart_label(rank, v) for rank, v in enumerate(values, 1)], fontsize=7)
     axes.invert_yaxis()
     axes.set_title(title, fontsize=9)
     axes.tick_params(axis="x", labelsize=7)
@@ -128,8 +136,8 @@ def _string_section(feature: statistics_pb2.FeatureNameStatistics, name: str) ->
                   header=["unique values", "avg length"])]
     top = list(stats.top_values)[:_TOP_VALUES_SHOWN]
     if top:
-        out.append(_table([[v.value, v.frequency] for v in top],
-                          header=["top value", "count"]))
+        out.append(_table([[f"#{rank}", v.value, v.frequency] for rank, v in enumerate(top, 1)],
+                          header=["rank", "top value", "count"]))
         out.append(_top_values_chart([v.value for v in top], [v.frequency for v in top],
                                      f"{name}: top values"))
     return out
