@@ -27,7 +27,7 @@ def _powers() -> np.ndarray:
     return _POWERS
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
+def mix64(h: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: spreads every input bit over the output."""
     with np.errstate(over="ignore"):
         h = h ^ (h >> np.uint64(30))
@@ -53,7 +53,7 @@ def stable_hash(strings) -> np.ndarray:
     for lo in range(0, n, _BLOCK):
         hi = min(n, lo + _BLOCK)
         out[lo:hi] = _hash_block(data, offsets[lo:hi + 1])
-    return _mix(out)
+    return mix64(out)
 
 
 _BLOCK = 16384

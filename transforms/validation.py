@@ -27,12 +27,9 @@ takes an outsized share. It is deterministic, so it needs no key to manage.
 import datetime as dt
 import json
 import re
-import struct
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-import farmhash
-import google_crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +38,8 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from schemas import contract
+from transforms.publish import tfrecord_frame
+from transforms.sharding import mix64, stable_hash
 from transforms.stats_html import render_stats_html
 
 # Features derived by stats_batch (the rest keep their contract names).
@@ -90,29 +89,11 @@ def _as_list_column(values: pa.Array) -> pa.ListArray:
         pa.array(offsets, pa.int32()), values.drop_null(), mask=pa.array(~valid))
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (wrapping arithmetic)."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def _fingerprints(strings: pa.Array) -> np.ndarray:
-    """farmhash Fingerprint64 (stable across versions and machines) of each string; null as ""."""
-    values = strings.to_pylist()
-    return np.fromiter((farmhash.fingerprint64(v if v is not None else "") for v in values),
-                       dtype=np.uint64, count=len(values))
-
-
 def user_buckets(user_ids: pa.Array) -> pa.Array:
     """int64 bucket in [0, USER_BUCKETS) of each user id; null stays null.
     Hashes each distinct id once."""
     encoded = pc.dictionary_encode(user_ids)
-    buckets = pa.array(_fingerprints(encoded.dictionary) % np.uint64(USER_BUCKETS),
+    buckets = pa.array(stable_hash(encoded.dictionary) % np.uint64(USER_BUCKETS),
                        pa.uint64()).cast(pa.int64())
     return buckets.take(encoded.indices)
 
@@ -149,8 +130,8 @@ def sample_mask(event_ids: pa.Array, fraction: float, seed: int) -> np.ndarray:
         return np.ones(n, dtype=bool)
     if fraction == 0.0:
         return np.zeros(n, dtype=bool)
-    salt = _mix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
-    hashes = _mix64(_fingerprints(event_ids) ^ salt)
+    salt = mix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
+    hashes = mix64(stable_hash(event_ids) ^ salt)
     return hashes < np.uint64(min(int(fraction * 2.0**64), _MASK64))
 
 
@@ -342,16 +323,9 @@ def load_day_stats(output_dir: str, day: str) -> Dict[str, statistics_pb2.Datase
             for source, name in STATS_FILES.items()}
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def tfrecord_bytes(record: bytes) -> bytes:
     """`record` framed as one TFRecord (length, masked CRC32C of it, data, masked CRC32C)."""
-    length = struct.pack("<Q", len(record))
-    return (length + struct.pack("<I", _masked_crc(length)) + record
-            + struct.pack("<I", _masked_crc(record)))
+    return tfrecord_frame([record])
 
 
 def anomalies_text(anomalies: Dict[str, anomalies_pb2.Anomalies]) -> str:
