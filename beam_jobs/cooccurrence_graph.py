@@ -90,16 +90,14 @@ def read_valid(pipeline, args, span: DaySpan):
     return read["valid"], read["gate"]
 
 
-def run(argv: Optional[List[str]] = None):
-    args, _ = opts.parse(argv, "python -m beam_jobs.cooccurrence_graph", OPTION_CLASSES,
-                         DESCRIPTION)
-    check_args(args)
-    span = opts.resolve_day(args.run_date, args.timezone)
-    options = opts.pipeline_options(argv)
-    pipeline = beam.Pipeline(options=options)
+def build(pipeline, args, span: DaySpan) -> None:
     valid, gate = read_valid(pipeline, args, span)
     build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events)
-    return opts.run_pipeline(pipeline, options)
+
+
+def run(argv: Optional[List[str]] = None):
+    return opts.run_job(argv, "beam_jobs.cooccurrence_graph", OPTION_CLASSES, DESCRIPTION,
+                        check_args, build)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
 
 from typing import List, Optional
 
-import apache_beam as beam
-
 from beam_jobs import cooccurrence_graph, validate_events
 from beam_jobs import options as opts
 
@@ -22,16 +20,15 @@ def check_args(args) -> None:
     cooccurrence_graph.graph_params(args)
 
 
-def run(argv: Optional[List[str]] = None):
-    args, _ = opts.parse(argv, "python -m beam_jobs.daily", OPTION_CLASSES, DESCRIPTION)
-    check_args(args)
-    span = opts.resolve_day(args.run_date, args.timezone)
-    options = opts.pipeline_options(argv)
-    pipeline = beam.Pipeline(options=options)
+def build(pipeline, args, span) -> None:
     validated = validate_events.build_validation(pipeline, args, span)
     cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"], validated["gate"],
                                   args.events)
-    return opts.run_pipeline(pipeline, options)
+
+
+def run(argv: Optional[List[str]] = None):
+    return opts.run_job(argv, "beam_jobs.daily", OPTION_CLASSES, DESCRIPTION, check_args,
+                        build)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,20 @@ def run_pipeline(pipeline, options: PipelineOptions):
     return result
 
 
+def run_job(argv: Optional[List[str]], module: str, option_classes, description: str,
+            check_args, build):
+    """The shape every job's run(argv) has: parse and check the job's options, resolve
+    the day, build the pipeline with build(pipeline, args, span) and run it."""
+    import apache_beam as beam
+    args, _ = parse(argv, f"python -m {module}", option_classes, description)
+    check_args(args)
+    span = resolve_day(args.run_date, args.timezone)
+    options = pipeline_options(argv)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, args, span)
+    return run_pipeline(pipeline, options)
+
+
 def main(run, argv: Optional[List[str]] = None) -> None:
     """Entry point: a failed run exits non-zero with its reason as the last line."""
     import logging

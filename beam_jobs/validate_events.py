@@ -72,15 +72,13 @@ def check_args(args) -> None:
                          "(0, 1]")
 
 
-def run(argv: Optional[List[str]] = None):
-    args, _ = opts.parse(argv, "python -m beam_jobs.validate_events", OPTION_CLASSES,
-                         DESCRIPTION)
-    check_args(args)
-    span = opts.resolve_day(args.run_date, args.timezone)
-    options = opts.pipeline_options(argv)
-    pipeline = beam.Pipeline(options=options)
+def build(pipeline, args, span: DaySpan) -> None:
     build_validation(pipeline, args, span)
-    return opts.run_pipeline(pipeline, options)
+
+
+def run(argv: Optional[List[str]] = None):
+    return opts.run_job(argv, "beam_jobs.validate_events", OPTION_CLASSES, DESCRIPTION,
+                        check_args, build)
 
 
 if __name__ == "__main__":

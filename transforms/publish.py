@@ -91,14 +91,32 @@ def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+def example_value_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a tf.train.Example feature of values of type `t` is encoded from
+    (the encoder takes int64, float32 and binary values only)."""
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return pa.int64()
+    if pa.types.is_floating(t):
+        return pa.float32()
+    if pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        return pa.large_binary()
+    return pa.binary()
+
+
 def as_feature_lists(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Wrap scalar columns in one-element lists (what the Example encoder wants);
-    null scalars become empty lists."""
+    null scalars become empty lists; values cast to the encoder's types."""
     arrays = []
     for column in batch.columns:
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            value_type = example_value_type(column.type.value_type)
+            if value_type != column.type.value_type:
+                list_type = pa.list_(value_type) if pa.types.is_list(column.type) else \
+                    pa.large_list(value_type)
+                column = column.cast(list_type)
             arrays.append(column)
             continue
+        column = column.cast(example_value_type(column.type))
         n = len(column)
         valid = np.ones(n, dtype=bool) if column.null_count == 0 else \
             column.is_valid().to_numpy(zero_copy_only=False)
@@ -129,7 +147,7 @@ def feature_spec(batch_schema: pa.Schema) -> Dict[str, Dict]:
         t = field.type
         is_list = pa.types.is_list(t) or pa.types.is_large_list(t)
         base = t.value_type if is_list else t
-        if pa.types.is_integer(base):
+        if pa.types.is_integer(base) or pa.types.is_boolean(base):
             kind = "int64_list"
         elif pa.types.is_floating(base):
             kind = "float_list"
@@ -231,9 +249,12 @@ class PublishFiles(beam.PTransform):
         final_dir, manifest = self._final_dir, self._manifest
 
         def publish(_, staged_files, gate):
+            if not isinstance(gate, dict):
+                raise ValueError(f"no blessed validation summary for {final_dir}; nothing "
+                                 "published")
             extra = {"validation": {k: gate.get(k) for k in (
                 "rows_read", "rows_valid", "rows_quarantined", "duplicates_dropped",
-                "out_of_span", "blessed", "overridden")}} if isinstance(gate, dict) else {}
+                "out_of_span", "blessed", "overridden")}}
             return publish_files(staged_files, staging_dir_for(final_dir), final_dir,
                                  dict(manifest, **extra))
 

@@ -1,0 +1,435 @@
+"""Publishing (tier 1, plus PublishFiles under the FnApiRunner): TFRecord framing and
+its CRC32C, Example encoding, staging, the move into place with a manifest and
+_SUCCESS last, and finding the previous day's article index."""
+
+import gzip
+import json
+import os
+import re
+import struct
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms import publish
+from transforms.publish import (MANIFEST, SUCCESS, PublishFiles, StageFiles, as_feature_lists,
+                                decode_examples, encode_examples, feature_spec, gzip_bytes,
+                                latest_day_before, load_index, previous_index, publish_files,
+                                read_tfrecord_bytes, read_tfrecord_file, shard_name,
+                                staging_dir_for, tfrecord_frame)
+
+RUNNER = "FnApiRunner"
+
+
+# ---------------------------------------------------------------------- CRC32C and framing
+
+def crc32c_reference(data: bytes) -> int:
+    """Bitwise CRC-32C (Castagnoli, reflected polynomial 0x82F63B78)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_reference(crc: int) -> int:
+    """TFRecord's mask: rotate right by 15 bits, add 0xa282ead8, modulo 2**32."""
+    rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
+    return (rotated + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame_reference(records):
+    out = b""
+    for r in records:
+        length = struct.pack("<Q", len(r))
+        out += length + struct.pack("<I", masked_reference(crc32c_reference(length)))
+        out += r + struct.pack("<I", masked_reference(crc32c_reference(r)))
+    return out
+
+
+def test_crc32c_known_vector_and_mask():
+    assert crc32c_reference(b"123456789") == 0xE3069283
+    assert publish._crc32c(b"123456789") == 0xE3069283
+    assert publish._crc32c(b"") == 0
+    # 0xE3069283 rotated right by 15 is 0x2507C60D; plus 0xA282EAD8 is 0xC78AB0E5.
+    assert masked_reference(0xE3069283) == 0xC78AB0E5
+    assert publish._masked(0xE3069283) == 0xC78AB0E5
+    for crc in (0, 1, 0x7FFF, 0x8000, 0xFFFFFFFF, 0x12345678):
+        assert publish._masked(crc) == masked_reference(crc), hex(crc)
+
+
+def test_tfrecord_frame_matches_the_format():
+    records = [b"123456789", b"", b"\x00" * 300, "é".encode()]
+    framed = tfrecord_frame(records)
+    assert framed == frame_reference(records)
+    assert len(framed) == sum(16 + len(r) for r in records)
+    assert framed[:8] == struct.pack("<Q", 9)
+    assert framed[12:21] == b"123456789"
+    assert framed[21:25] == struct.pack("<I", 0xC78AB0E5)
+    assert read_tfrecord_bytes(framed) == records
+    assert tfrecord_frame([]) == b""
+    assert read_tfrecord_bytes(b"") == []
+
+
+ORIGIN = "gs://bucket/out/edges-00000-of-00004.tfrecord.gz"
+
+
+def flip(data: bytes, pos: int) -> bytes:
+    return data[:pos] + bytes([data[pos] ^ 0x01]) + data[pos + 1:]
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: flip(d, 0), "bad length CRC at byte 0"),          # length
+    (lambda d: flip(d, 9), "bad length CRC at byte 0"),          # length CRC
+    (lambda d: flip(d, 12), "bad data CRC at byte 12"),          # first data byte
+    (lambda d: flip(d, 22), "bad data CRC at byte 12"),          # data CRC
+    (lambda d: flip(d, 25 + 12), "bad data CRC at byte 37"),     # second record's data
+    (lambda d: d[:24], "truncated TFRecord at byte 0"),
+    (lambda d: d[:10], "truncated TFRecord header at byte 0"),
+    (lambda d: d[:25 + 13], "truncated TFRecord at byte 25"),
+])
+def test_corruption_raises_naming_the_origin(corrupt, message):
+    data = tfrecord_frame([b"123456789", b"abc"])
+    assert read_tfrecord_bytes(data) == [b"123456789", b"abc"]
+    with pytest.raises(ValueError, match="^" + re.escape(f"{ORIGIN}: {message}") + "$"):
+        read_tfrecord_bytes(corrupt(data), ORIGIN)
+
+
+def test_gzip_round_trip_and_files(tmp_path):
+    data = tfrecord_frame([b"one", b"two" * 1000])
+    packed = gzip_bytes(data)
+    assert gzip.decompress(packed) == data
+    assert packed[:2] == b"\x1f\x8b"              # a gzip member, not a raw zlib stream
+    assert gzip.decompress(gzip_bytes(b"")) == b""
+    assert gzip.decompress(gzip_bytes(data, level=9)) == data
+    path = tmp_path / "x.tfrecord.gz"
+    path.write_bytes(packed)
+    assert read_tfrecord_file(str(path)) == [b"one", b"two" * 1000]
+    plain = tmp_path / "x.tfrecord"
+    plain.write_bytes(data)
+    assert read_tfrecord_file(str(plain)) == [b"one", b"two" * 1000]
+    bad = tmp_path / "bad.tfrecord.gz"
+    bad.write_bytes(gzip_bytes(flip(data, 13)))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{bad}: bad data CRC at byte 12")):
+        read_tfrecord_file(str(bad))
+
+
+# ---------------------------------------------------------------------- Examples
+
+def examples_batch():
+    return pa.RecordBatch.from_arrays([
+        pa.array([1, None, -3], pa.int64()),
+        pa.array([0.5, 1.25, None], pa.float32()),
+        pa.array([b"x", None, "é".encode()], pa.binary()),
+        pa.array([[1, 2], [], [7]], pa.list_(pa.int64())),
+        pa.array([[0.25], [0.5, -1.0], []], pa.list_(pa.float32())),
+        pa.array([[b"a"], [b"b", b""], []], pa.list_(pa.binary())),
+    ], ["i", "f", "b", "li", "lf", "lb"])
+
+
+def test_as_feature_lists_wraps_scalars_and_empties_nulls():
+    lists = as_feature_lists(examples_batch())
+    assert lists.schema.names == ["i", "f", "b", "li", "lf", "lb"]
+    assert [str(t) for t in lists.schema.types] == [
+        "list<item: int64>", "list<item: float>", "list<item: binary>",
+        "list<item: int64>", "list<item: float>", "list<item: binary>"]
+    assert lists.to_pylist() == [
+        {"i": [1], "f": [0.5], "b": [b"x"], "li": [1, 2], "lf": [0.25], "lb": [b"a"]},
+        {"i": [], "f": [1.25], "b": [], "li": [], "lf": [0.5, -1.0], "lb": [b"b", b""]},
+        {"i": [-3], "f": [], "b": ["é".encode()], "li": [7], "lf": [], "lb": []},
+    ]
+    # A sliced input (non-zero offset) keeps the right rows.
+    assert as_feature_lists(examples_batch().slice(1, 2)).column(0).to_pylist() == [[], [-3]]
+
+
+def test_examples_round_trip():
+    batch = examples_batch()
+    records = encode_examples(batch)
+    assert len(records) == 3 and all(isinstance(r, bytes) for r in records)
+    decoded = decode_examples(records)
+    rows = decoded.to_pylist()
+    assert [sorted(r) for r in rows] == [["b", "f", "i", "lb", "lf", "li"]] * 3
+    assert rows == as_feature_lists(batch).to_pylist()
+    # Through the framing and gzip too, as the published files carry them.
+    framed = gzip_bytes(tfrecord_frame(records))
+    assert decode_examples(read_tfrecord_bytes(gzip.decompress(framed))).to_pylist() == rows
+    assert encode_examples(batch.slice(0, 0)) == []
+
+
+def test_feature_spec():
+    assert feature_spec(examples_batch().schema) == {
+        "i": {"kind": "int64_list", "shape": "[1]"},
+        "f": {"kind": "float_list", "shape": "[1]"},
+        "b": {"kind": "bytes_list", "shape": "[1]"},
+        "li": {"kind": "int64_list", "shape": "variable"},
+        "lf": {"kind": "float_list", "shape": "variable"},
+        "lb": {"kind": "bytes_list", "shape": "variable"},
+    }
+    assert feature_spec(pa.schema([("s", pa.string()), ("d", pa.float64()),
+                                   ("n", pa.int32()),
+                                   ("ll", pa.large_list(pa.large_binary()))])) == {
+        "s": {"kind": "bytes_list", "shape": "[1]"},
+        "d": {"kind": "float_list", "shape": "[1]"},
+        "n": {"kind": "int64_list", "shape": "[1]"},
+        "ll": {"kind": "bytes_list", "shape": "variable"},
+    }
+
+
+def test_encode_examples_writes_the_kinds_feature_spec_promises():
+    # BUG: feature_spec describes a string column as bytes_list, float64 as float_list
+    # and int32 as int64_list, but tfx-bsl's encoder only takes int64, float32 and
+    # (large_)binary values: encode_examples raises RuntimeError "Bad field type" for
+    # the others, on a worker, after the stage has started. Fix: in as_feature_lists,
+    # cast list values to the encoder's types (integers -> int64, floating -> float32,
+    # string/large_string -> binary/large_binary) before building the lists.
+    batch = pa.RecordBatch.from_arrays([
+        pa.array(["x", None, "é"], pa.string()),
+        pa.array([0.5, 1.5, None], pa.float64()),
+        pa.array([1, 2, None], pa.int32()),
+    ], ["s", "d", "n"])
+    assert decode_examples(encode_examples(batch)).to_pylist() == [
+        {"s": [b"x"], "d": [0.5], "n": [1]},
+        {"s": [], "d": [1.5], "n": [2]},
+        {"s": ["é".encode()], "d": [], "n": []},
+    ]
+
+
+# ---------------------------------------------------------------------- naming
+
+def test_shard_name_and_staging_dir():
+    assert shard_name("edges", 3, 16, ".tfrecord.gz") == "edges-00003-of-00016.tfrecord.gz"
+    assert shard_name("validated", 0, 1, ".parquet") == "validated-00000-of-00001.parquet"
+    assert staging_dir_for("gs://b/out/cooccurrence/dt=2026-11-26") == \
+        "gs://b/out/cooccurrence/_staging/dt=2026-11-26"
+    assert staging_dir_for("/tmp/out/validated/dt=2026-11-26/") == \
+        "/tmp/out/validated/_staging/dt=2026-11-26"
+
+
+def test_stage_files_rejects_an_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="^unknown staged file format 'csv'$"):
+        StageFiles(str(tmp_path), "csv")
+
+
+# ---------------------------------------------------------------------- stage and publish
+
+def edges_batch(src, dst, counts):
+    return pa.RecordBatch.from_arrays(
+        [pa.array(src, pa.binary()), pa.array(dst, pa.binary()), pa.array(counts, pa.int64()),
+         pa.array([float(c) for c in counts], pa.float32())],
+        ["src_article_id", "dst_article_id", "count", "weight"])
+
+
+EDGE_SPEC = {"src_article_id": {"kind": "bytes_list", "shape": "[1]"},
+             "dst_article_id": {"kind": "bytes_list", "shape": "[1]"},
+             "count": {"kind": "int64_list", "shape": "[1]"},
+             "weight": {"kind": "float_list", "shape": "[1]"}}
+
+
+def stage(tmp_path):
+    """Stage two edge shards (one given as a two-chunk Table), one index shard and a
+    Parquet file; returns (staging, final, staged records)."""
+    staging = str(tmp_path / "out" / "cooccurrence" / "_staging" / "dt=2026-11-26")
+    final = str(tmp_path / "out" / "cooccurrence" / "dt=2026-11-26")
+    tf_stage, pq_stage = StageFiles(staging + "/", "tfrecord"), StageFiles(staging, "parquet")
+    e0 = edges_batch([b"A", b"A", b"B"], [b"B", b"C", b"A"], [3, 1, 3])
+    e1 = pa.Table.from_batches([edges_batch([b"C"], [b"A"], [1]),
+                                edges_batch([b"D"], [b"A"], [2])])
+    index = pa.RecordBatch.from_arrays([pa.array([b"A", b"B"]), pa.array([1, 2], pa.int64())],
+                                       ["article_id", "index"])
+    validated = pa.table({"event_id": ["e1", "e2", "e3"], "price": [1, None, 3]})
+    staged = []
+    staged += tf_stage.process(("edges", 1, 2, e1))
+    staged += tf_stage.process(("edges", 0, 2, e0))
+    staged += tf_stage.process(("index", 0, 1, index))
+    staged += pq_stage.process(("validated", 0, 1, validated.to_batches()[0]))
+    return staging, final, staged
+
+
+def test_stage_files_writes_and_describes_each_file(tmp_path):
+    staging, _, staged = stage(tmp_path)
+    assert staged == [
+        ("edges", "edges-00001-of-00002.tfrecord.gz", 2, EDGE_SPEC),
+        ("edges", "edges-00000-of-00002.tfrecord.gz", 3, EDGE_SPEC),
+        ("index", "index-00000-of-00001.tfrecord.gz", 2,
+         {"article_id": {"kind": "bytes_list", "shape": "[1]"},
+          "index": {"kind": "int64_list", "shape": "[1]"}}),
+        ("validated", "validated-00000-of-00001.parquet", 3,
+         {"event_id": "string", "price": "int64"}),
+    ]
+    assert sorted(os.listdir(staging)) == sorted(name for _, name, _, _ in staged)
+    rows = decode_examples(read_tfrecord_file(
+        os.path.join(staging, "edges-00001-of-00002.tfrecord.gz"))).to_pylist()
+    assert rows == [{"src_article_id": [b"C"], "dst_article_id": [b"A"], "count": [1],
+                     "weight": [1.0]},
+                    {"src_article_id": [b"D"], "dst_article_id": [b"A"], "count": [2],
+                     "weight": [2.0]}]
+    table = pq.read_table(os.path.join(staging, "validated-00000-of-00001.parquet"))
+    assert table.to_pydict() == {"event_id": ["e1", "e2", "e3"], "price": [1, None, 3]}
+
+
+def test_publish_files_replaces_the_day_and_writes_success_last(tmp_path, monkeypatch):
+    staging, final, staged = stage(tmp_path)
+    # Leftovers: a previous run's files in the final folder, a failed attempt's file in staging.
+    os.makedirs(final)
+    for name in ("edges-00000-of-00003.tfrecord.gz", "edges-00002-of-00003.tfrecord.gz",
+                 MANIFEST, SUCCESS, "notes.txt"):
+        with open(os.path.join(final, name), "wb") as f:
+            f.write(b"stale")
+    with open(os.path.join(staging, "edges-00007-of-00008.tfrecord.gz"), "wb") as f:
+        f.write(b"orphan")
+
+    writes = []
+    real_write = publish._write_bytes
+
+    def recording_write(path, data):
+        # State of the final folder at each write: the data files are all in place
+        # before the manifest, and _SUCCESS comes after everything.
+        writes.append((os.path.basename(path), sorted(os.listdir(final))))
+        real_write(path, data)
+    monkeypatch.setattr(publish, "_write_bytes", recording_write)
+
+    manifest = publish_files(staged, staging + "/", final + "/",
+                             {"job": "cooccurrence_graph", "run_date": "2026-11-26"})
+    data_files = ["edges-00000-of-00002.tfrecord.gz", "edges-00001-of-00002.tfrecord.gz",
+                  "index-00000-of-00001.tfrecord.gz", "validated-00000-of-00001.parquet"]
+    assert writes == [(MANIFEST, data_files), (SUCCESS, sorted(data_files + [MANIFEST]))]
+    expected = {
+        "job": "cooccurrence_graph", "run_date": "2026-11-26",
+        "file_sets": {
+            "edges": {"files": data_files[:2], "rows": 5, "feature_spec": EDGE_SPEC},
+            "index": {"files": data_files[2:3], "rows": 2,
+                      "feature_spec": {"article_id": {"kind": "bytes_list", "shape": "[1]"},
+                                       "index": {"kind": "int64_list", "shape": "[1]"}}},
+            "validated": {"files": data_files[3:], "rows": 3,
+                          "feature_spec": {"event_id": "string", "price": "int64"}},
+        },
+    }
+    assert manifest == expected
+    assert sorted(os.listdir(final)) == sorted(data_files + [MANIFEST, SUCCESS])
+    with open(os.path.join(final, MANIFEST)) as f:
+        assert json.load(f) == expected
+    assert os.path.getsize(os.path.join(final, SUCCESS)) == 0
+    assert os.listdir(staging) == []
+    edges = [r for name in data_files[:2]
+             for r in decode_examples(read_tfrecord_file(os.path.join(final, name))).to_pylist()]
+    assert [(r["src_article_id"][0], r["dst_article_id"][0], r["count"][0]) for r in edges] == [
+        (b"A", b"B", 3), (b"A", b"C", 1), (b"B", b"A", 3), (b"C", b"A", 1), (b"D", b"A", 2)]
+
+
+def test_publish_nothing_still_marks_the_day(tmp_path):
+    final, staging = str(tmp_path / "dt=2026-11-26"), str(tmp_path / "_staging" / "dt=2026-11-26")
+    manifest = publish_files([], staging, final, {"job": "j"})
+    assert manifest == {"job": "j", "file_sets": {}}
+    assert sorted(os.listdir(final)) == sorted([MANIFEST, SUCCESS])
+
+
+def test_publish_files_under_a_pipeline_waits_for_the_gate(tmp_path):
+    staging, final, staged = stage(tmp_path)
+    gate = {"rows_read": 10, "rows_valid": 7, "rows_quarantined": 1, "duplicates_dropped": 1,
+            "out_of_span": 1, "blessed": True, "overridden": False, "anomalies": []}
+    with test_pipeline.TestPipeline(runner=RUNNER) as p:
+        out = (p | "Staged" >> beam.Create(staged)
+               | PublishFiles(final, {"job": "j"}, p | "Gate" >> beam.Create([gate])))
+        assert_that(out | beam.Map(lambda m: (sorted(m["file_sets"]), m["validation"])),
+                    equal_to([(["edges", "index", "validated"],
+                               {k: v for k, v in gate.items() if k != "anomalies"})]))
+    assert os.path.exists(os.path.join(final, SUCCESS))
+
+
+def test_an_unblessed_day_publishes_nothing(tmp_path):
+    # BUG: an empty gate does not stop publishing. Beam (2.72) hands a DoFn an
+    # apache_beam.pvalue.EmptySideInput for AsSingleton of an empty PCollection
+    # instead of raising; PublishFiles' publish() then takes the non-dict gate as
+    # "no validation block" and replaces the day's folder anyway: it deletes the
+    # published files and writes a manifest and _SUCCESS without a "validation" entry.
+    # (ValidateDay raises when it refuses a day, so today's jobs fail before this
+    # point; the composite's own promise, "an unblessed day publishes nothing", does
+    # not hold.) Fix: in publish(), `if not isinstance(gate, dict): raise
+    # ValueError("gate: no blessed summary for the day; nothing published")`.
+    staging, final, staged = stage(tmp_path)
+    os.makedirs(final)
+    with open(os.path.join(final, "edges-00000-of-00001.tfrecord.gz"), "wb") as f:
+        f.write(b"yesterday's run")
+    with pytest.raises(Exception):
+        with test_pipeline.TestPipeline(runner=RUNNER) as p:
+            _ = (p | "Staged" >> beam.Create(staged)
+                 | PublishFiles(final, {"job": "j"}, p | "Gate" >> beam.Create([])))
+    assert os.listdir(final) == ["edges-00000-of-00001.tfrecord.gz"]
+    assert sorted(os.listdir(staging)) == sorted(name for _, name, _, _ in staged)
+
+
+# ---------------------------------------------------------------------- the previous index
+
+def write_index(day_dir, parts, success=True):
+    """Index files under day_dir (one per part of (ids, indexes)), and _SUCCESS."""
+    os.makedirs(day_dir, exist_ok=True)
+    for shard, (ids, index) in enumerate(parts):
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array([i.encode() for i in ids], pa.binary()), pa.array(index, pa.int64())],
+            ["article_id", "index"])
+        name = shard_name("index", shard, len(parts), ".tfrecord.gz")
+        with open(os.path.join(day_dir, name), "wb") as f:
+            f.write(gzip_bytes(tfrecord_frame(encode_examples(batch))))
+    if success:
+        open(os.path.join(day_dir, SUCCESS), "wb").close()
+
+
+def as_lists(index):
+    ids, values = index
+    assert ids.type == pa.string() and values.dtype == np.int64
+    return ids.to_pylist(), values.tolist()
+
+
+def test_latest_day_before(tmp_path):
+    root = tmp_path / "cooccurrence"
+    for day, marked in (("2026-11-20", True), ("2026-11-24", True), ("2026-11-25", False),
+                        ("2026-11-26", True), ("2026-11-27", True)):
+        os.makedirs(root / f"dt={day}")
+        (root / f"dt={day}" / ("_SUCCESS" if marked else "manifest.json")).write_bytes(b"")
+    os.makedirs(root / "_staging" / "dt=2026-11-25")
+    (root / "_staging" / "dt=2026-11-25" / "_SUCCESS").write_bytes(b"")
+    assert latest_day_before(str(root), "2026-11-26", SUCCESS) == f"{root}/dt=2026-11-24"
+    assert latest_day_before(str(root) + "/", "2026-11-28", SUCCESS) == f"{root}/dt=2026-11-27"
+    assert latest_day_before(str(root), "2026-11-21", SUCCESS) == f"{root}/dt=2026-11-20"
+    assert latest_day_before(str(root), "2026-11-20", SUCCESS) == ""
+    assert latest_day_before(str(root), "2026-11-26", MANIFEST) == f"{root}/dt=2026-11-25"
+    assert latest_day_before(str(tmp_path / "nothing"), "2026-11-26", SUCCESS) == ""
+
+
+def test_previous_index(tmp_path):
+    out = str(tmp_path / "out")
+    assert as_lists(previous_index(out, "2026-11-26")) == ([], [])
+    graph = tmp_path / "out" / "cooccurrence"
+    write_index(str(graph / "dt=2026-11-24"), [(["A", "é"], [1, 2])])
+    write_index(str(graph / "dt=2026-11-25"), [(["A", "B"], [1, 9])], success=False)
+    write_index(str(graph / "dt=2026-11-26"), [(["Z"], [1])])
+    # The latest published day before the run date (2026-11-25 has no _SUCCESS).
+    assert as_lists(previous_index(out, "2026-11-26")) == (["A", "é"], [1, 2])
+    assert as_lists(previous_index(out + "/", "2026-11-27")) == (["Z"], [1])
+    assert as_lists(previous_index(out, "2026-11-24")) == ([], [])
+    # --index_from wins over whatever is published.
+    other = str(tmp_path / "elsewhere" / "dt=2026-10-01")
+    write_index(other, [(["B", "C"], [4, 2]), (["D"], [7])], success=False)
+    assert as_lists(previous_index(out, "2026-11-26", index_from=other)) == \
+        (["B", "C", "D"], [4, 2, 7])
+
+
+def test_load_index(tmp_path):
+    day = str(tmp_path / "dt=2026-11-25")
+    write_index(day, [(["a", "b", "한"], [3, 1, 2]), ([], []), (["x"], [10])])
+    # Files in name order, rows in file order; an empty shard adds nothing.
+    assert as_lists(load_index(day)) == (["a", "b", "한", "x"], [3, 1, 2, 10])
+    assert as_lists(load_index(day + "/")) == (["a", "b", "한", "x"], [3, 1, 2, 10])
+    only_empty = str(tmp_path / "empty")
+    write_index(only_empty, [([], [])])
+    assert as_lists(load_index(only_empty)) == ([], [])
+    none = tmp_path / "none"
+    none.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"^no index-\\*.tfrecord.gz under {none}$"):
+        load_index(str(none))
