@@ -6,6 +6,8 @@ DEMO_DIR ?= demo_output
 DEMO_DATE ?= 2026-11-26
 DEMO_ROWS ?= 200000
 # Beam's DirectRunner first tries to download the Prism binary; pick the in-process runner.
+# TensorFlow (imported by TFDV) logs CPU-feature notices at start; keep them out of the demo.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 RUNNER ?= FnApiRunner
 
 .PHONY: venv test demo bench clean

@@ -426,7 +426,7 @@ class _SplitForStatsFn(beam.DoFn):
         self._fraction = fraction
         self._seed = seed
 
-    def process(self, valid: pa.RecordBatch) -> Iterable[beam.pvalue.TaggedOutput]:
+    def process(self, valid: pa.RecordBatch):
         batches = stats_batches_by_source(valid, self._features_by_source, self._fraction, self._seed)
         for source, batch in batches.items():
             beam.metrics.Metrics.counter("validation", f"stats_rows_{source}").inc(batch.num_rows)
