@@ -201,7 +201,7 @@ def run_job(argv: Optional[List[str]], module: str, option_classes, description:
 
 
 def main(run, argv: Optional[List[str]] = None) -> None:
-    """Entry point: a failed run exits non-zero with its reason as the last line."""
+    """Entry point: a failed run exits non-zero and ends with its reason."""
     import logging
     import sys
     import traceback
@@ -211,6 +211,6 @@ def main(run, argv: Optional[List[str]] = None) -> None:
         run([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--verbose"])
     except Exception as err:  # the top level: report and exit non-zero
         traceback.print_exc()
-        message = str(err).strip().splitlines()
-        print(f"\nFAILED: {message[-1] if message else type(err).__name__}", file=sys.stderr)
+        message = str(err).strip() or type(err).__name__
+        print(f"\nFAILED: {message}", file=sys.stderr)
         sys.exit(1)
