@@ -217,6 +217,8 @@ def publish_files(staged: Iterable[Tuple[str, str, int, Dict]], staging_dir: str
         FileSystems.rename([f"{staging_dir}/{name}" for _, name, _, _ in staged],
                            [f"{final_dir}/{name}" for _, name, _, _ in staged])
     _delete_matching(f"{staging_dir}/*")
+    if FileSystems.exists(staging_dir):
+        FileSystems.delete([staging_dir])
     file_sets: Dict[str, Dict] = {}
     for file_set, name, rows, spec in staged:
         entry = file_sets.setdefault(file_set, {"files": [], "rows": 0, "feature_spec": spec})
