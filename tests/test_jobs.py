@@ -273,3 +273,26 @@ def test_tensorflow_reads_the_published_examples(clean_run):
     expected = {(e["src_article_id"][0], e["dst_article_id"][0]): (e["count"][0], e["weight"][0])
                 for e in read_set(gdir, "edges")}
     assert got == expected
+
+
+def test_the_command_line_exits_non_zero_on_a_refused_day(tmp_path):
+    """Run locally, a refused day ends the process with exit code 1 and the reason."""
+    import subprocess
+    import sys
+    write_day(tmp_path / "events", 3000, seed=8, breakage="drop_column:source")
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_jobs.validate_events", f"--events={tmp_path / 'events'}",
+         f"--run_date={RUN_DATE}", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 1
+    assert f"FAILED: day {RUN_DATE} is not blessed" in proc.stderr
+    s = summary_of(str(tmp_path / "out"))
+    assert s["blessed"] is False
+    # Without a source every row that passes the first three checks is a mismatch.
+    by_reason = s["quarantined_by_reason"]
+    earlier = sum(by_reason.get(r, 0) for r in contract.REASONS[:3])
+    assert set(by_reason) <= set(contract.REASONS[:4])
+    assert by_reason["source_mismatch"] == s["rows_read"] - s["out_of_span"] - earlier
+    assert s["rows_valid"] == 0
+    assert {a["feature"] for a in s["anomalies"] if a["severity"] == "ERROR"} >= {"source"}
