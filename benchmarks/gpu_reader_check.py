@@ -17,7 +17,6 @@ import os
 import struct
 import time
 
-import numpy as np
 
 
 def example_class():

@@ -12,7 +12,6 @@ import random
 
 import apache_beam as beam
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from transforms import sharding
 

@@ -12,7 +12,6 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from schemas import contract
 from transforms import checks
 from transforms.sharding import shard_ids, split_by_shard
 from transforms.span import DaySpan
@@ -162,10 +161,3 @@ class CheckEvents(beam.PTransform):
                   | "SumTallies" >> beam.CombineGlobally(MergeTallies()))
         return {"valid": deduped.valid, "quarantine": lines, "counts": counts}
 
-
-def interactions(table: pa.Table) -> pa.Table:
-    """The rows the graph counts: valid rows named article_view, article_like or chat_start."""
-    import pyarrow.compute as pc
-    mask = pc.is_in(table.column("event_name"),
-                    value_set=pa.array(contract.INTERACTION_EVENTS))
-    return table.filter(mask)
