@@ -372,3 +372,29 @@ def test_transpiled_restriction_text():
                               write="duckdb")[0]
     assert where == ("event_timestamp >= CAST('2026-11-25 00:00:00+00' AS TIMESTAMPTZ) AND "
                      "event_timestamp < CAST('2026-11-27 00:00:00+00' AS TIMESTAMPTZ)")
+
+
+def test_an_unreadable_export_file_fails_naming_the_file(tmp_path):
+    """A corrupt Parquet file is an error naming it, never a silently skipped file."""
+    from transforms.read import ReadParquetFile
+    bad = tmp_path / "dt=2026-11-26" / "part-00001.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(IOError, match=r"cannot read events file .*part-00001\.parquet"):
+        list(ReadParquetFile().process(str(bad)))
+
+
+def test_read_parquet_file_yields_contract_batches_and_reports_missing_columns(tmp_path):
+    import pyarrow.parquet as pq
+    from transforms.read import MISSING_COLUMNS, ReadParquetFile
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(pa.table({"event_id": ["e1", "e2"], "source": ["client", None]}), path)
+    out = list(ReadParquetFile().process(str(path)))
+    tagged = [o for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    batches = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+    assert [(t.tag, t.value) for t in tagged] == [
+        (MISSING_COLUMNS, (str(path), tuple(n for n in contract.COLUMN_NAMES
+                                            if n not in ("event_id", "source"))))]
+    assert len(batches) == 1 and batches[0].schema == contract.arrow_schema()
+    assert batches[0].column(0).to_pylist() == ["e1", "e2"]
+    assert batches[0].column(3).to_pylist() == ["client", None]
