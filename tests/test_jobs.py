@@ -234,6 +234,11 @@ def test_a_broken_day_is_refused_and_nothing_is_published(tmp_path, breakage, fe
         assert any(a["feature"] == feature and a["severity"] == "ERROR" for a in s["anomalies"])
     else:
         assert s["quarantined_by_reason"]["unknown_event_name"] >= 0.3 * 6000 * 0.9
+        gate = [a for a in s["anomalies"] if a["environment"] == "DATASET"]
+        assert [(a["feature"], a["severity"]) for a in gate] == [("event_name", "ERROR")]
+        assert gate[0]["description"].startswith(
+            f"{s['rows_quarantined'] / (s['rows_read'] - s['out_of_span']):.2%} of the rows "
+            "in the span were quarantined (max 5.00%): unknown_event_name ")
     assert not os.path.exists(os.path.join(out, "cooccurrence", f"dt={RUN_DATE}"))
     assert not os.path.exists(os.path.join(out, "validated", f"dt={RUN_DATE}"))
 

@@ -453,6 +453,7 @@ def test_validate_day_refuses_an_empty_day(tmp_path):
         False, [EMPTY_DAY, ANOMALIES], None)
     assert summary["stats_examples"] == {"client": 0, "server": 0}
     assert [(a["environment"], a["description"]) for a in summary["anomalies"]] == [
+        ("DATASET", "empty day: 5 rows read, 0 valid; usually an upstream outage"),
         ("CLIENT", "no CLIENT rows: the statistics are empty"),
         ("SERVER", "no SERVER rows: the statistics are empty")]
     assert sorted(os.listdir(_files(tmp_path, DAY))) == [
@@ -472,8 +473,12 @@ def test_validate_day_refuses_unknown_names_and_high_quarantine(tmp_path):
         False, False, [ANOMALIES, QUARANTINE_FRACTION])
     assert summary["rows_quarantined"] == 400
     assert [(a["environment"], a["feature"], a["severity"]) for a in summary["anomalies"]] == [
-        ("CLIENT", "event_name", "ERROR")]
-    assert "new_fancy_event" in summary["anomalies"][0]["description"]
+        ("DATASET", "user_id", "ERROR"), ("CLIENT", "event_name", "ERROR")]
+    in_span = summary["rows_read"] - summary["out_of_span"]
+    assert summary["anomalies"][0]["description"] == (
+        f"{400 / in_span:.2%} of the rows in the span were quarantined (max 5.00%): "
+        "missing_user_id 400")
+    assert "new_fancy_event" in summary["anomalies"][1]["description"]
 
 
 def test_validate_day_refuses_an_input_anomaly(tmp_path):
@@ -525,3 +530,18 @@ def test_validate_day_drift_against_last_blessed_day(tmp_path):
     summary = _summary(tmp_path, DAY)
     assert (summary["blessed"], summary["overridden"], summary["reasons"]) == (True, True, [ANOMALIES])
     assert len(summary["anomalies"]) == 2
+
+
+def test_gate_anomalies_name_the_gate_reasons_in_words():
+    counts = {"rows_read": 1000, "out_of_span": 0, "rows_quarantined": 300,
+              "quarantined_by_reason": {"negative_price": 20, "unknown_event_name": 280},
+              "duplicates_dropped": 0, "rows_valid": 700, "input_anomalies": []}
+    assert validation.gate_anomalies(counts, [QUARANTINE_FRACTION], 0.05) == [
+        {"feature": "event_name", "severity": "ERROR", "environment": "DATASET",
+         "description": "30.00% of the rows in the span were quarantined (max 5.00%): "
+                        "unknown_event_name 280, negative_price 20"}]
+    assert validation.gate_anomalies(counts, [], 0.05) == []
+    empty = dict(counts, rows_read=0, rows_quarantined=0, quarantined_by_reason={}, rows_valid=0)
+    assert validation.gate_anomalies(empty, [EMPTY_DAY], 0.05) == [
+        {"feature": "", "severity": "ERROR", "environment": "DATASET",
+         "description": "empty day: 0 rows read, 0 valid; usually an upstream outage"}]

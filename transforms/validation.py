@@ -217,6 +217,37 @@ def gate_decision(counts: dict, anomalies: List[dict], max_quarantine_fraction: 
     return {"blessed": False, "overridden": False, "reasons": reasons}
 
 
+# The column each quarantine reason is about (for the gate's own anomalies).
+REASON_COLUMNS = {
+    "missing_event_id": "event_id", "bad_timestamp": "event_timestamp",
+    "unknown_event_name": "event_name", "source_mismatch": "source",
+    "missing_user_id": "user_id", "missing_article_id": "article_id",
+    "malformed_id": "event_id, user_id, article_id, region_id, category_id",
+    "negative_price": "price", "bad_properties": "properties",
+}
+GATE_ENVIRONMENT = "DATASET"
+
+
+def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: float) -> List[dict]:
+    """Readable ERROR anomalies for the gate's own reasons (an empty day, too many
+    quarantined rows), so summary.json says in words why a day was refused."""
+    found = []
+    if EMPTY_DAY in reasons:
+        found.append({"feature": "", "severity": "ERROR", "environment": GATE_ENVIRONMENT,
+                      "description": f"empty day: {counts['rows_read']} rows read, "
+                                     f"{counts['rows_valid']} valid; usually an upstream outage"})
+    if QUARANTINE_FRACTION in reasons:
+        by_reason = sorted(counts["quarantined_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+        top = by_reason[0][0] if by_reason else ""
+        found.append({
+            "feature": REASON_COLUMNS.get(top, ""), "severity": "ERROR",
+            "environment": GATE_ENVIRONMENT,
+            "description": f"{quarantine_fraction(counts):.2%} of the rows in the span were "
+                           f"quarantined (max {max_quarantine_fraction:.2%}): "
+                           + ", ".join(f"{reason} {n:,}" for reason, n in by_reason)})
+    return found
+
+
 def anomaly_dicts(anomalies: anomalies_pb2.Anomalies, environment: str) -> List[dict]:
     """One {feature, severity, description, environment} per anomaly of the proto,
     sorted by feature. A dataset-level anomaly has feature ""; an environment
@@ -400,7 +431,8 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
         "rows_valid": counts["rows_valid"],
         "quarantine_fraction": quarantine_fraction(counts),
         "max_quarantine_fraction": max_quarantine_fraction,
-        "anomalies": inputs + found,
+        "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction)
+        + found,
         "previous_blessed_date": previous_day,
         "drift": drift,
         "stats_sample_fraction": stats_sample_fraction,
