@@ -273,7 +273,6 @@ def test_export_layout_partitions_by_utc_date_and_reads_back(day, tmp_path):
     for path in paths:
         part = pq.read_table(path)
         assert part.schema.equals(arrow_schema())
-        assert 1 <= part.num_rows <= 1500
         folder_date = os.path.basename(os.path.dirname(path))[len("dt="):]
         assert {_partition(row).isoformat() for row in part.to_pylist()} == {folder_date}
         column = pq.ParquetFile(path).schema.column(COLUMN_NAMES.index("event_timestamp"))
@@ -284,6 +283,14 @@ def test_export_layout_partitions_by_utc_date_and_reads_back(day, tmp_path):
 
     expected = sorted(day.table.to_pylist(), key=_partition)  # stable: keeps row order
     assert pa.concat_tables(read).to_pylist() == expected
+    # Every file of a folder holds rows_per_file rows but the folder's last one.
+    per_folder = collections.Counter(_partition(row).isoformat() for row in expected)
+    for folder, names in folders.items():
+        total = per_folder[folder[len("dt="):]]
+        sizes = [pq.ParquetFile(os.path.join(str(tmp_path), folder, n)).metadata.num_rows
+                 for n in names]
+        assert sizes == [1500] * (len(names) - 1) + [total - 1500 * (len(names) - 1)]
+        assert 0 < sizes[-1] <= 1500
 
 
 def test_export_layout_of_literal_rows_and_a_rewrite_removes_old_parts(tmp_path):
