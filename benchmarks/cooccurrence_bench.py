@@ -59,6 +59,11 @@ SELECT src AS src_article_id, dst AS dst_article_id, c AS count FROM ranked WHER
 """
 
 
+def hash_text(text: str) -> int:
+    import zlib
+    return zlib.crc32(text.encode())
+
+
 def tree_rss_kb(pid: int) -> int:
     """Resident memory of a process and all its descendants, in kB."""
     children = {}
@@ -128,13 +133,15 @@ def duckdb_edges(path):
     return set(zip(t["src_article_id"], t["dst_article_id"], t["count"]))
 
 
-def bench(n, work, top_k, workers, py):
-    events = os.path.join(work, f"events_{n}")
-    out = os.path.join(work, f"out_{n}")
+def bench(n, work, top_k, workers, py, client_mix=""):
+    tag = f"{n}" + (f"_mix{abs(hash_text(client_mix)) % 10**8}" if client_mix else "")
+    events = os.path.join(work, f"events_{tag}")
+    out = os.path.join(work, f"out_{tag}")
     if not os.path.exists(events):
         subprocess.run([py, "-m", "datagen.events", "--rows", str(n), "--run_date", RUN_DATE,
-                        "--seed", "11", "--out_dir", events], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+                        "--seed", "11", "--out_dir", events]
+                       + (["--client_mix", client_mix] if client_mix else []),
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     if not os.path.exists(os.path.join(out, "validated", f"dt={RUN_DATE}", "_SUCCESS")):
         subprocess.run([py, "-m", "beam_jobs.validate_events", "--runner=FnApiRunner",
                         f"--events={events}", f"--run_date={RUN_DATE}", f"--output_dir={out}",
@@ -147,7 +154,7 @@ def bench(n, work, top_k, workers, py):
     if workers > 1:
         job_cmd += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     job_s, job_mb = timed(job_cmd)
-    duck_out = os.path.join(work, f"duckdb_{n}.parquet")
+    duck_out = os.path.join(work, f"duckdb_{tag}.parquet")
     files = os.path.join(out, "validated", f"dt={RUN_DATE}", "*.parquet")
     duck_s, duck_mb = timed([py, "-c", DUCKDB_SCRIPT, files, duck_out, str(30 * 60 * 10**6),
                              "5", "2", str(top_k)])
@@ -164,11 +171,17 @@ def main():
     parser.add_argument("--top_k", type=int, default=20, help="neighbours per article")
     parser.add_argument("--workers", type=int, default=1,
                         help="Beam worker processes for the graph job")
+    parser.add_argument("--client_mix", default="",
+                        help="client event shares for the generator (datagen --client_mix); "
+                             "default: the generator's own mix")
     parser.add_argument("--work_dir", default=os.path.join(ROOT, "bench_work"),
                         help="where generated data and outputs go")
     args = parser.parse_args()
     py = sys.executable
-    rows = [bench(n, args.work_dir, args.top_k, args.workers, py) for n in args.sizes]
+    rows = [bench(n, args.work_dir, args.top_k, args.workers, py, args.client_mix)
+            for n in args.sizes]
+    if args.client_mix:
+        print(f"client event mix: {args.client_mix}")
     print(f"| events | graph job (s) | DuckDB SQL (s) | ratio | job peak RSS (MB) | "
           f"DuckDB peak RSS (MB) | top-{args.top_k} edges | identical |")
     print("|---:|---:|---:|---:|---:|---:|---:|:---:|")

@@ -38,6 +38,7 @@ from schemas.contract import (
     ARTICLE_SOLD,
     ARTICLE_VIEW,
     CHAT_START,
+    CLIENT_EVENTS,
     CLIENT,
     COLUMN_NAMES,
     EVENT_NAMES,
@@ -84,7 +85,7 @@ _US = 1_000_000
 _DAY_US = 86_400 * _US
 _EPOCH = dt.date(1970, 1, 1)
 _PLATFORM_WEIGHTS = {"ios": 0.45, "android": 0.45, "web": 0.10}
-_CLIENT_MIX = {IMPRESSION: 0.62, ARTICLE_VIEW: 0.20, ARTICLE_LIKE: 0.06, CHAT_START: 0.03,
+CLIENT_MIX = {IMPRESSION: 0.62, ARTICLE_VIEW: 0.20, ARTICLE_LIKE: 0.06, CHAT_START: 0.03,
                SEARCH: 0.09}
 _SERVER_MIX = {ARTICLE_CREATED: 0.45, ARTICLE_SOLD: 0.20, ARTICLE_DELETED: 0.35}
 # Share of the dirty rows per kind (1 where not named), and the least rows of a kind
@@ -138,6 +139,27 @@ def parse_breakage(breakage: Optional[str]) -> Tuple[str, Optional[str]]:
                      f"the columns are {', '.join(COLUMN_NAMES)}")
 
 
+def check_client_mix(mix: Dict[str, float]) -> Dict[str, float]:
+    """A client event mix: every client event name once, shares >= 0, summing above 0."""
+    if set(mix) != set(CLIENT_EVENTS) or any(not share >= 0 for share in mix.values()) \
+            or not sum(mix.values()) > 0:
+        raise ValueError(f"--client_mix={mix!r} must give a share >= 0 to each of "
+                         f"{', '.join(CLIENT_EVENTS)}")
+    return {name: float(mix[name]) for name in CLIENT_EVENTS}
+
+
+def parse_client_mix(text: str) -> Dict[str, float]:
+    """'impression:0.6,article_view:0.2,...' -> {name: share}."""
+    mix = {}
+    for item in text.split(","):
+        name, _, share = item.strip().partition(":")
+        try:
+            mix[name] = float(share)
+        except ValueError:
+            raise ValueError(f"--client_mix: {item!r} is not <event>:<share>") from None
+    return check_client_mix(mix)
+
+
 def generate_events(
     n_events: int,
     run_date: dt.date,
@@ -146,6 +168,7 @@ def generate_events(
     dirty_fraction: float = 0.03,
     out_of_span_fraction: float = 0.001,
     breakage: Optional[str] = None,
+    client_mix: Optional[Dict[str, float]] = None,
 ) -> GeneratedDay:
     """`n_events` rows of the local day `run_date` in `timezone`, in time order (a row
     planted without a timestamp stays where its time was).
@@ -156,6 +179,7 @@ def generate_events(
     is whole UTC days). With `dirty_fraction > 0` and 1000 rows or more, every
     dirty kind and every malformed-id and bad-properties form is there.
     Same arguments, same table; `breakage` changes only what it names.
+    `client_mix` (event name -> share, default CLIENT_MIX) sets the client events' mix.
     """
     if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 1:
         raise ValueError(f"--rows={n_events!r} must be a positive integer")
@@ -164,6 +188,7 @@ def generate_events(
     if not 0.0 <= out_of_span_fraction <= 0.1:
         raise ValueError(f"--out_of_span_fraction={out_of_span_fraction!r} must be in [0, 0.1]")
     breakage_kind, breakage_arg = parse_breakage(breakage)
+    mix = check_client_mix(client_mix if client_mix is not None else CLIENT_MIX)
     span = day_span(run_date, timezone)
     catalogue_rng, row_rng, plant_rng, breakage_rng = (
         np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4))
@@ -172,7 +197,7 @@ def generate_events(
     n_base = n_events - counts[DUPLICATE_EVENT_ID]
     n_server = int(round(SERVER_SHARE * n_base))
     catalogue = _catalogue(catalogue_rng, n_events)
-    rows = _concat_rows(_client_rows(row_rng, catalogue, n_base - n_server, span),
+    rows = _concat_rows(_client_rows(row_rng, catalogue, n_base - n_server, span, mix),
                         _server_rows(row_rng, catalogue, n_server, span))
     rows["event_id"] = np.arange(n_base)
     event_ids = _event_ids(row_rng, n_base)
@@ -355,7 +380,7 @@ def _session_starts(rng: np.random.Generator, user: np.ndarray, duration: np.nda
 
 
 def _client_rows(rng: np.random.Generator, catalogue: dict, n_client: int,
-                 span: DaySpan) -> Dict[str, np.ndarray]:
+                 span: DaySpan, mix: Dict[str, float]) -> Dict[str, np.ndarray]:
     """Users' sessions, each in the user's region and one category, placed in the span."""
     lengths = _session_lengths(rng, n_client)
     n_sessions = len(lengths)
@@ -386,9 +411,9 @@ def _client_rows(rng: np.random.Generator, catalogue: dict, n_client: int,
 
     # What happens, and on which article.
     names = catalogue["names"]
-    mix = np.array(list(_CLIENT_MIX.values()))
-    name = np.array([names.index(n) for n in _CLIENT_MIX])[
-        rng.choice(len(mix), size=n_client, p=mix / mix.sum())]
+    shares = np.array(list(mix.values()))
+    name = np.array([names.index(n) for n in mix])[
+        rng.choice(len(shares), size=n_client, p=shares / shares.sum())]
     event_block = block[session]
     in_block = rng.random(n_client) < IN_BLOCK_SHARE
     article = _draw_in_blocks(rng, catalogue, np.where(in_block, edges[event_block], 0),
@@ -618,6 +643,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser.add_argument("--out_of_span_fraction", type=float, default=0.001,
                         help="share of rows a few minutes outside the day, in [0, 0.1]")
     parser.add_argument("--breakage", default=None, help=f"break the day: {BREAKAGE_FORMS}")
+    parser.add_argument("--client_mix", default="",
+                        help="client event shares, e.g. impression:0.62,article_view:0.2,"
+                             "article_like:0.06,chat_start:0.03,search:0.09 (the default)")
     parser.add_argument("--out_dir", default="sample_data/events",
                         help="folder to write dt=YYYY-MM-DD/part-NNNNN.parquet under")
     parser.add_argument("--rows_per_file", type=int, default=500_000,
@@ -625,7 +653,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     args = parser.parse_args(argv)
     day = generate_events(args.rows, parse_run_date(args.run_date, args.timezone),
                           args.timezone, args.seed, args.dirty_fraction,
-                          args.out_of_span_fraction, args.breakage)
+                          args.out_of_span_fraction, args.breakage,
+                          parse_client_mix(args.client_mix) if args.client_mix else None)
     paths = write_export_layout(day.table, args.out_dir, day.span.run_date, args.rows_per_file,
                                 day.drop_columns)
     partitions = sorted({os.path.basename(os.path.dirname(path)) for path in paths})

@@ -381,3 +381,17 @@ def test_command_line_writes_the_day_and_prints_a_summary(tmp_path, capsys):
     written = pa.concat_tables(pq.read_table(p) for p in paths).to_pylist()
     rows = sorted(expected.table.drop(["platform"]).to_pylist(), key=_partition)
     assert written == rows
+
+
+def test_client_mix_sets_the_client_event_shares():
+    from datagen.events import parse_client_mix
+    mix = parse_client_mix("impression:0,article_view:3,article_like:1,chat_start:0,search:0")
+    day = generate_events(4000, RUN_DATE, seed=3, dirty_fraction=0.0, client_mix=mix)
+    names = collections.Counter(day.table.column("event_name").to_pylist())
+    assert names["impression"] == names["search"] == names["chat_start"] == 0
+    views = names["article_view"] + names["item_click"] + names["click_item"]
+    assert 2.5 < views / names["article_like"] < 3.5
+    with pytest.raises(ValueError, match="--client_mix"):
+        parse_client_mix("impression:0.5,article_view:0.5")
+    with pytest.raises(ValueError, match="--client_mix"):
+        parse_client_mix("impression:x,article_view:1,article_like:1,chat_start:1,search:1")
