@@ -20,8 +20,14 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import contract
 from tests.graph_reference import reference_graph
-from transforms.cooccurrence import (BuildCooccurrenceGraph, CountShardPairs, GraphParams,
-                                     parse_event_weights, select_interactions)
+from transforms.cooccurrence import (
+    BuildCooccurrenceGraph,
+    CountShardPairs,
+    GraphParams,
+    parse_event_weights,
+    select_interactions,
+)
+from transforms.sharding import to_ipc
 
 RUNNER = "FnApiRunner"
 MIN = 60_000_000
@@ -238,7 +244,8 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
         mine = {u for i, u in enumerate(users) if i % num_shards == user_shard}
         shard_rows = [r for r in rows if r["user_id"] in mine]
         table = select_interactions(to_table(shard_rows))
-        halves = [table.slice(0, table.num_rows // 2), table.slice(table.num_rows // 2)]
+        halves = [to_ipc(table.slice(0, table.num_rows // 2)),
+                  to_ipc(table.slice(table.num_rows // 2))]
         outputs = list(fn.process((user_shard, halves), articles=articles))
         tagged = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
         main = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]

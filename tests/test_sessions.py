@@ -4,6 +4,7 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms import sessions
 
@@ -178,3 +179,22 @@ def test_no_pairs():
             pairs = sessions.window_pairs(s, 3, with_weights=weighted)
             assert pairs.src.tolist() == pairs.dst.tolist() == pairs.weight.tolist() == []
             assert pairs.src.dtype == np.int64 and pairs.weight.dtype == np.float64
+
+
+def test_interaction_order_equals_a_full_multi_key_sort_with_many_ties():
+    """The numpy order (ties resolved by event id only where needed) is exactly the
+    order of one Arrow sort by (user_id, event_timestamp, event_id)."""
+    rng = np.random.default_rng(4)
+    n = 5000
+    users = rng.choice(["u1", "u10", "u2", "U3", "ü", "u1 "], size=n)
+    stamps = rng.integers(0, 40, size=n)            # many equal timestamps
+    ids = [f"e{v}" for v in rng.permutation(n * 3)[:n]]
+    table = pa.table({
+        "user_id": pa.array(users.tolist(), pa.string()),
+        "event_timestamp": pa.array(stamps, pa.int64()).cast(pa.timestamp("us", "UTC")),
+        "event_id": pa.array(ids, pa.string()),
+    })
+    expected = pc.sort_indices(table, sort_keys=[("user_id", "ascending"),
+                                                 ("event_timestamp", "ascending"),
+                                                 ("event_id", "ascending")]).to_numpy()
+    assert sessions.interaction_order(table).tolist() == expected.tolist()

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from schemas import contract
 from transforms import graph, sessions as sessions_lib
-from transforms.sharding import shard_ids, split_by_shard
+from transforms.sharding import from_ipc, split_by_shard, to_ipc, user_shards
 
 INTERACTION_COLUMNS = ("user_id", "event_id", "event_timestamp", "article_id", "event_name",
                        "region_id")
@@ -106,6 +106,13 @@ def select_interactions(table) -> pa.Table:
     return table.filter(mask)
 
 
+def shard_by_user(table: pa.Table, num_shards: int):
+    """(shard, Arrow IPC bytes) per non-empty shard; a shard holds whole users."""
+    shards = user_shards(table.column("user_id"), num_shards)
+    for shard, part in split_by_shard(table, shards, num_shards):
+        yield shard, to_ipc(part)
+
+
 def _sorted_unique(arrays) -> pa.Array:
     arrays = [a for a in arrays if len(a)]
     if not arrays:
@@ -174,33 +181,33 @@ class CountShardPairs(beam.DoFn):
         self._pairs = Metrics.counter("graph", "pair_occurrences")
 
     def process(self, element, articles: pa.Array):
-        shard, tables = element
+        shard, payloads = element
         p = self._p
         n_articles = len(articles)
-        table = pa.concat_tables(list(tables))
-        order = pa.array(sessions_lib.interaction_order(table))
-        table = table.take(order)
-        users = pc.dictionary_encode(table.column("user_id").combine_chunks()).indices
-        codes = pc.index_in(table.column("article_id").combine_chunks(),
-                            value_set=articles).to_numpy().astype(np.int64)
+        # Sorted payloads: the concatenation (hence float sums) never depends on arrival order.
+        table = pa.concat_tables([from_ipc(data) for data in sorted(payloads)])
+        users = sessions_lib.user_ranks(table.column("user_id"))
         ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
-        names = table.column("event_name").combine_chunks()
+        order = sessions_lib.order_by_user_time_id(users, ts, table.column("event_id"))
+        users, ts = users[order], ts[order]
+        codes = pc.index_in(table.column("article_id").combine_chunks(),
+                            value_set=articles).to_numpy().astype(np.int64)[order]
         if p.weighted:
             weight_of = np.array([p.event_weights[n] for n in contract.INTERACTION_EVENTS])
-            weights = weight_of[pc.index_in(names, value_set=pa.array(
-                contract.INTERACTION_EVENTS)).to_numpy()]
+            weights = weight_of[pc.index_in(table.column("event_name").combine_chunks(),
+                                            value_set=pa.array(contract.INTERACTION_EVENTS))
+                                .to_numpy()][order]
         else:
             weights = np.ones(len(codes))
+        region_rows = table
         if p.max_events_per_user:
             # The per-user cap decides which rows exist for the nodes too.
-            user_np = users.to_numpy()
-            starts = np.flatnonzero(np.r_[True, user_np[1:] != user_np[:-1]])
-            rank = np.arange(len(user_np)) - np.repeat(starts, np.diff(np.r_[starts, len(user_np)]))
+            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+            rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
             keep = rank < p.max_events_per_user
-            table = table.filter(pa.array(keep))
-            users = pa.array(user_np[keep])
-            codes, ts, weights = codes[keep], ts[keep], weights[keep]
-        sess = sessions_lib.sessionize(users.to_numpy(), ts, codes, weights, p.gap_us,
+            region_rows = table.take(pa.array(order[keep]))
+            users, codes, ts, weights = users[keep], codes[keep], ts[keep], weights[keep]
+        sess = sessions_lib.sessionize(users, ts, codes, weights, p.gap_us,
                                        0, p.max_session_length)
         pairs = sessions_lib.window_pairs(sess, p.window, with_weights=p.weighted)
         counts = graph.count_pairs(pairs.src, pairs.dst, pairs.weight if p.weighted else None,
@@ -214,8 +221,8 @@ class CountShardPairs(beam.DoFn):
                     if p.weighted else None)
         yield beam.pvalue.TaggedOutput(self.TOTALS, (shard, (c_total.astype(np.int64), wc_total)))
         frequency = np.bincount(sess.article, minlength=n_articles).astype(np.int64)
-        regions = table.select(["article_id", "region_id"]).filter(
-            pc.is_valid(table.column("region_id")))
+        regions = region_rows.select(["article_id", "region_id"]).filter(
+            pc.is_valid(region_rows.column("region_id")))
         region_counts = graph.count_by(regions, ["article_id", "region_id"])
         yield beam.pvalue.TaggedOutput(self.NODES, (shard, (frequency, region_counts)))
 
@@ -334,9 +341,7 @@ class BuildCooccurrenceGraph(beam.PTransform):
         articles = rows | "CollectArticles" >> beam.CombineGlobally(CollectArticles())
         articles_side = beam.pvalue.AsSingleton(articles)
         by_user = (rows
-                   | "ShardByUser" >> beam.FlatMap(
-                       lambda t, n: split_by_shard(t, shard_ids(t.column("user_id"), n), n),
-                       p.num_shards)
+                   | "ShardByUser" >> beam.FlatMap(shard_by_user, p.num_shards)
                    | "GroupUserShards" >> beam.GroupByKey())
         counted = by_user | "CountPairs" >> beam.ParDo(
             CountShardPairs(p), articles=articles_side).with_outputs(

@@ -38,20 +38,22 @@ def tfrecord_frame(records: Sequence[bytes]) -> bytes:
     """TFRecord framing of serialized records: for each, uint64 length, masked
     CRC32C of the length, the data, masked CRC32C of the data (little endian)."""
     import google_crc32c
-    if not records:
-        return b""
-    lengths = np.fromiter((len(r) for r in records), dtype="<u8", count=len(records))
-    header_crc = {}
-    parts: List[bytes] = []
     value = google_crc32c.value
-    for record, length in zip(records, lengths.tolist()):
-        head = header_crc.get(length)
+    pack_crc = struct.Struct("<I").pack
+    pack_len = struct.Struct("<Q").pack
+    header_of = {}
+    parts: List[bytes] = []
+    append = parts.append
+    for record in records:
+        length = len(record)
+        head = header_of.get(length)
         if head is None:
-            packed = struct.pack("<Q", length)
-            head = header_crc[length] = packed + struct.pack("<I", _masked(value(packed)))
-        parts.append(head)
-        parts.append(record)
-        parts.append(struct.pack("<I", _masked(value(record))))
+            packed = pack_len(length)
+            head = header_of[length] = packed + pack_crc(_masked(value(packed)))
+        crc = value(record)
+        append(head)
+        append(record)
+        append(pack_crc((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF))
     return b"".join(parts)
 
 

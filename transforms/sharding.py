@@ -95,3 +95,25 @@ def split_by_shard(table: pa.Table, shards: np.ndarray, num_shards: int):
         if count:
             yield shard, table.take(pa.array(order[start:start + count]))
         start += count
+
+
+def user_shards(strings, num_shards: int) -> np.ndarray:
+    """shard_ids of a column with many repeats (user ids): each distinct value hashed once."""
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    encoded = pc.dictionary_encode(strings)
+    return shard_ids(encoded.dictionary, num_shards)[
+        encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """A table as Arrow IPC stream bytes: what crosses a shuffle. Cheaper to encode and
+    decode than a pickled table, and only the table's own rows travel."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
