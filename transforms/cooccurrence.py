@@ -226,11 +226,17 @@ class CountShardPairs(beam.DoFn):
         region_counts = graph.count_by(regions, ["article_id", "region_id"])
         yield beam.pvalue.TaggedOutput(self.NODES, (shard, (frequency, region_counts)))
 
+        # Narrow types for the shuffle where they fit (article codes always do).
+        code_type = np.int32 if n_articles < 2**31 else np.int64
+        count_type = np.int32 if len(counts.count) == 0 or counts.count.max() < 2**31 \
+            else np.int64
         dst_shard = counts.src % p.num_shards
         for target in range(p.num_shards):
             mask = dst_shard == target
             if mask.any():
-                part = graph.PairCounts(counts.src[mask], counts.dst[mask], counts.count[mask],
+                part = graph.PairCounts(counts.src[mask].astype(code_type),
+                                        counts.dst[mask].astype(code_type),
+                                        counts.count[mask].astype(count_type),
                                         counts.wcount[mask] if p.weighted else None)
                 yield target, (shard, part)
 

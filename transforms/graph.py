@@ -63,8 +63,8 @@ def merge_pair_counts(parts: Sequence[PairCounts], n_articles: int) -> PairCount
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return PairCounts(empty, empty, empty, np.zeros(0) if weighted else None)
-    keys = np.concatenate([p.src * n_articles + p.dst for p in parts])
-    counts = np.concatenate([p.count for p in parts])
+    keys = np.concatenate([p.src.astype(np.int64) * n_articles + p.dst for p in parts])
+    counts = np.concatenate([p.count for p in parts]).astype(np.int64)
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = _group(keys)

@@ -110,7 +110,8 @@ def to_ipc(table: pa.Table) -> bytes:
     """A table as Arrow IPC stream bytes: what crosses a shuffle. Cheaper to encode and
     decode than a pickled table, and only the table's own rows travel."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
