@@ -11,7 +11,12 @@ import apache_beam as beam
 
 from beam_jobs import options as opts
 from beam_jobs import validate_events
-from transforms.cooccurrence import BuildCooccurrenceGraph, GraphParams, parse_event_weights
+from schemas import contract
+from transforms.cooccurrence import (
+    BuildCooccurrenceGraph,
+    GraphParams,
+    parse_event_weights,
+)
 from transforms.publish import PublishFiles, StageFiles, previous_index, staging_dir_for
 from transforms.span import DaySpan
 
@@ -86,7 +91,8 @@ def read_valid(pipeline, args, span: DaySpan):
     from transforms.cooccurrence import INTERACTION_COLUMNS
     from transforms.read import ReadValidatedEvents
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, span.run_date.isoformat(), columns=INTERACTION_COLUMNS)
+        args.validated_events, span.run_date.isoformat(), columns=INTERACTION_COLUMNS,
+        event_names=contract.INTERACTION_EVENTS)
     return read["valid"], read["gate"]
 
 

@@ -398,3 +398,17 @@ def test_read_parquet_file_yields_contract_batches_and_reports_missing_columns(t
     assert len(batches) == 1 and batches[0].schema == contract.arrow_schema()
     assert batches[0].column(0).to_pylist() == ["e1", "e2"]
     assert batches[0].column(3).to_pylist() == ["client", None]
+
+
+def test_read_parquet_table_filters_event_names_while_reading(tmp_path):
+    from transforms.read import read_parquet_table
+    rows = {name: [None] * 4 for name in contract.COLUMN_NAMES}
+    rows.update(event_id=["a", "b", "c", "d"],
+                event_name=["article_view", "impression", "chat_start", "search"])
+    path = tmp_path / "part-00000-of-00001.parquet"
+    pq.write_table(pa.table(rows, schema=contract.arrow_schema()), path)
+    table = read_parquet_table(str(path), ["event_id", "event_name"],
+                               ["article_view", "chat_start"])
+    assert table.to_pydict() == {"event_id": ["a", "c"],
+                                 "event_name": ["article_view", "chat_start"]}
+    assert read_parquet_table(str(path)).num_rows == 4

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas import contract
-from transforms import graph, sessions as sessions_lib
+from transforms import graph
+from transforms import sessions as sessions_lib
 from transforms.sharding import from_ipc, split_by_shard, to_ipc, user_shards
 
 INTERACTION_COLUMNS = ("user_id", "event_id", "event_timestamp", "article_id", "event_name",

@@ -259,13 +259,16 @@ def blessed_summary(validated_root: str, run_date: str) -> Dict:
     return summary
 
 
-def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None) -> pa.Table:
-    """One validated Parquet file (all contract columns, or just `columns`)."""
+def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None,
+                       event_names: Optional[Sequence[str]] = None) -> pa.Table:
+    """One validated Parquet file (all contract columns, or just `columns`; all rows,
+    or just those whose event_name is one of `event_names`, filtered while reading)."""
     import pyarrow.parquet as pq
     wanted = list(columns or contract.COLUMN_NAMES)
+    filters = [("event_name", "in", list(event_names))] if event_names else None
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
-            table = pq.read_table(handle, columns=wanted)
+            table = pq.read_table(handle, columns=wanted, filters=filters)
     except (OSError, pa.ArrowException) as err:
         raise IOError(f"cannot read validated file {path}: {err}") from err
     if columns:
@@ -284,23 +287,27 @@ def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None) -> pa
 
 class ReadValidatedEvents(beam.PTransform):
     """The validated Parquet of a blessed day: {"valid": PCollection[pa.Table],
-    "gate": PCollection with the day's validation summary}."""
+    "gate": PCollection with the day's validation summary}.
+
+    The gate step fails the pipeline when the day is not blessed; publishing steps
+    take it as a side input, so reading need not wait for it."""
 
     def __init__(self, validated_root: str, run_date: str,
-                 columns: Optional[Sequence[str]] = None):
+                 columns: Optional[Sequence[str]] = None,
+                 event_names: Optional[Sequence[str]] = None):
         super().__init__()
         self._root, self._run_date = validated_root.rstrip("/"), run_date
         self._columns = tuple(columns) if columns else None
+        self._event_names = tuple(event_names) if event_names else None
 
     def expand(self, pbegin):
-        run_date, root, columns = self._run_date, self._root, self._columns
+        run_date, root = self._run_date, self._root
+        columns, event_names = self._columns, self._event_names
         gate = (pbegin | "NameValidatedDay" >> beam.Create([root])
                 | "RequireBlessedDay" >> beam.Map(blessed_summary, run_date))
         tables = (pbegin
                   | "ListValidatedDay" >> beam.Create([f"{root}/dt={run_date}"])
                   | "ListValidatedFiles" >> beam.FlatMap(list_parquet_files)
                   | "SpreadValidatedFiles" >> beam.Reshuffle()
-                  | "ReadValidatedFiles" >> beam.Map(
-                      lambda path, _gate: read_parquet_table(path, columns),
-                      _gate=beam.pvalue.AsSingleton(gate)))
+                  | "ReadValidatedFiles" >> beam.Map(read_parquet_table, columns, event_names))
         return {"valid": tables, "gate": gate}
