@@ -249,7 +249,7 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
         outputs = list(fn.process((user_shard, halves), articles=articles))
         tagged = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
         main = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
-        assert sorted(o.tag for o in tagged) == [CountShardPairs.NODES, CountShardPairs.TOTALS]
+        assert [o.tag for o in tagged] == [CountShardPairs.PARTIALS]
         # Exactly one element per target source shard, each tagged with this user shard.
         assert sorted(target for target, _ in main) == list(range(num_shards))
         total_parts += len(main)
@@ -271,9 +271,9 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
         assert distinct == int(is_hot.sum()) <= 30
         assert occurrences > 20 * distinct, (occurrences, distinct)
         # The totals carry HOT's whole pair count, not one row per occurrence.
-        totals = next(o.value for o in tagged if o.tag == CountShardPairs.TOTALS)
-        assert totals[0] == user_shard
-        assert int(totals[1][0][hot_code]) == occurrences
+        shard_of_partial, partial = tagged[0].value
+        assert shard_of_partial == user_shard
+        assert int(partial["c"][hot_code]) == occurrences
     # The source-shard shuffle gets num_shards x num_shards elements, whatever HOT's popularity.
     assert total_parts == num_shards * num_shards
 

@@ -141,16 +141,18 @@ class CollectArticles(beam.CombineFn):
         return _sorted_unique(acc)
 
 
-class SumPartials(beam.CombineFn):
-    """Sums per-shard numpy arrays in shard order, so float sums do not depend on
-    the order shards finish in."""
+class GatherShardPartials(beam.CombineFn):
+    """Every user shard's partial article totals and node partials, in one global
+    combine. Arrays are summed in shard order, so float sums do not depend on the
+    order shards finish in. Output: {"totals": (c, weighted c or None) or None when
+    no shard had interactions, "nodes": [(shard, (frequency, region counts)), ...]}."""
 
     def create_accumulator(self):
         return {}
 
     def add_input(self, acc, element):
-        shard, arrays = element
-        acc[shard] = arrays
+        shard, partial = element
+        acc[shard] = partial
         return acc
 
     def merge_accumulators(self, accs):
@@ -160,20 +162,21 @@ class SumPartials(beam.CombineFn):
         return merged
 
     def extract_output(self, acc):
-        total = None
+        totals = None
         for shard in sorted(acc):
-            arrays = acc[shard]
-            total = list(arrays) if total is None else [
-                t if a is None else t + a for t, a in zip(total, arrays)]
-        return tuple(total) if total is not None else None
+            c, wc = acc[shard]["c"], acc[shard]["wc"]
+            totals = (c, wc) if totals is None else \
+                (totals[0] + c, None if wc is None else totals[1] + wc)
+        nodes = [(shard, (acc[shard]["frequency"], acc[shard]["regions"]))
+                 for shard in sorted(acc)]
+        return {"totals": totals, "nodes": nodes}
 
 
 class CountShardPairs(beam.DoFn):
-    """Whole users of one shard -> partial pair counts by source shard, article
-    totals, and node partials (frequency, region counts)."""
+    """Whole users of one shard -> partial pair counts by source shard (main output)
+    and, tagged PARTIALS, the shard's article totals and node partials."""
 
-    TOTALS = "totals"
-    NODES = "nodes"
+    PARTIALS = "partials"
 
     def __init__(self, params: GraphParams):
         self._p = params
@@ -220,12 +223,13 @@ class CountShardPairs(beam.DoFn):
         c_total = np.bincount(counts.src, weights=counts.count, minlength=n_articles)
         wc_total = (np.bincount(counts.src, weights=counts.wcount, minlength=n_articles)
                     if p.weighted else None)
-        yield beam.pvalue.TaggedOutput(self.TOTALS, (shard, (c_total.astype(np.int64), wc_total)))
         frequency = np.bincount(sess.article, minlength=n_articles).astype(np.int64)
         regions = region_rows.select(["article_id", "region_id"]).filter(
             pc.is_valid(region_rows.column("region_id")))
         region_counts = graph.count_by(regions, ["article_id", "region_id"])
-        yield beam.pvalue.TaggedOutput(self.NODES, (shard, (frequency, region_counts)))
+        yield beam.pvalue.TaggedOutput(self.PARTIALS, (shard, {
+            "c": c_total.astype(np.int64), "wc": wc_total, "frequency": frequency,
+            "regions": region_counts}))
 
         # Narrow types for the shuffle where they fit (article codes always do).
         code_type = np.int32 if n_articles < 2**31 else np.int64
@@ -256,12 +260,12 @@ class RankNeighbours(beam.DoFn):
         self._p = params
         self._edges = Metrics.counter("graph", "edges")
 
-    def process(self, element, articles: pa.Array, totals):
+    def process(self, element, articles: pa.Array, partials):
         shard, parts = element
         p = self._p
         parts = [part for _, part in sorted(parts, key=lambda item: item[0])]
         counts = graph.merge_pair_counts(parts, len(articles))
-        c_total, wc_total = totals
+        c_total, wc_total = partials["totals"]
         if p.weighted:
             measure, node_total = counts.wcount, wc_total
         else:
@@ -296,13 +300,13 @@ class RankNeighbours(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.NEIGHBORS, (shard, neighbors))
 
 
-def describe_nodes(partials, articles: pa.Array, previous) -> Dict[str, pa.RecordBatch]:
+def describe_nodes(gathered, articles: pa.Array, previous) -> Dict[str, pa.RecordBatch]:
     """Node partials of every user shard -> the day's nodes and the full article index.
 
     `previous` is (article ids, indexes) of the latest published index (empty when none)."""
     frequency = np.zeros(len(articles), dtype=np.int64)
     region_tables = []
-    for _, (freq, regions) in sorted(partials, key=lambda item: item[0]):
+    for _, (freq, regions) in gathered["nodes"]:
         frequency += freq
         region_tables.append(regions)
     present = np.flatnonzero(frequency > 0)
@@ -352,20 +356,18 @@ class BuildCooccurrenceGraph(beam.PTransform):
                    | "GroupUserShards" >> beam.GroupByKey())
         counted = by_user | "CountPairs" >> beam.ParDo(
             CountShardPairs(p), articles=articles_side).with_outputs(
-            CountShardPairs.TOTALS, CountShardPairs.NODES, main="pairs")
-        totals = counted[CountShardPairs.TOTALS] | "SumTotals" >> beam.CombineGlobally(
-            SumPartials())
+            CountShardPairs.PARTIALS, main="pairs")
+        gathered = (counted[CountShardPairs.PARTIALS]
+                    | "GatherShardPartials" >> beam.CombineGlobally(GatherShardPartials()))
         ranked = (counted.pairs
                   | "GroupSourceShards" >> beam.GroupByKey()
                   | "RankNeighbours" >> beam.ParDo(
                       RankNeighbours(p), articles=articles_side,
-                      totals=beam.pvalue.AsSingleton(totals)).with_outputs(
+                      partials=beam.pvalue.AsSingleton(gathered)).with_outputs(
                       RankNeighbours.EDGES, RankNeighbours.NEIGHBORS))
-        described = (counted[CountShardPairs.NODES]
-                     | "GatherNodePartials" >> beam.combiners.ToList()
-                     | "DescribeNodes" >> beam.Map(
-                         describe_nodes, articles=articles_side,
-                         previous=beam.pvalue.AsSingleton(self._previous)))
+        described = gathered | "DescribeNodes" >> beam.Map(
+            describe_nodes, articles=articles_side,
+            previous=beam.pvalue.AsSingleton(self._previous))
         return {
             "edges": ranked[RankNeighbours.EDGES],
             "neighbors": ranked[RankNeighbours.NEIGHBORS],
