@@ -235,9 +235,9 @@ class CountShardPairs(beam.DoFn):
         code_type = np.int32 if n_articles < 2**31 else np.int64
         count_type = np.int32 if len(counts.count) == 0 or counts.count.max() < 2**31 \
             else np.int64
-        dst_shard = counts.src % p.num_shards
+        source_shard = counts.src % p.num_shards
         for target in range(p.num_shards):
-            mask = dst_shard == target
+            mask = source_shard == target
             if mask.any():
                 part = graph.PairCounts(counts.src[mask].astype(code_type),
                                         counts.dst[mask].astype(code_type),
