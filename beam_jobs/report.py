@@ -8,22 +8,12 @@ import json
 import os
 from typing import List, Optional
 
-from transforms.publish import decode_examples, read_tfrecord_file
+from transforms.publish import read_file_set
 
 
 def _load_json(path: str):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def _decoded(day_dir: str, file_set: str):
-    rows = []
-    for name in sorted(os.listdir(day_dir)):
-        if name.startswith(f"{file_set}-") and name.endswith(".tfrecord.gz"):
-            batch = decode_examples(read_tfrecord_file(os.path.join(day_dir, name)))
-            columns = {n: batch.column(i).to_pylist() for i, n in enumerate(batch.schema.names)}
-            rows += [{n: columns[n][i] for n in columns} for i in range(batch.num_rows)]
-    return rows
 
 
 def report(output_dir: str, run_date: str) -> List[str]:
@@ -66,11 +56,11 @@ def report(output_dir: str, run_date: str) -> List[str]:
         if name in sets:
             lines.append(f"  {name:<10}{sets[name]['rows']:>10,} records in "
                          f"{len(sets[name]['files'])} file(s)")
-    nodes = _decoded(gdir, "nodes")
+    nodes = read_file_set(gdir, "nodes")
     if nodes:
         top = max(nodes, key=lambda n: (n["frequency"][0], n["article_id"][0]))
         article = top["article_id"][0]
-        neighbours = {n["article_id"][0]: n for n in _decoded(gdir, "neighbors")}
+        neighbours = {n["article_id"][0]: n for n in read_file_set(gdir, "neighbors")}
         lines.append(f"  most viewed article {article.decode()} (index {top['index'][0]}, "
                      f"{top['frequency'][0]} interactions); its top neighbours:")
         if article in neighbours:

@@ -113,18 +113,9 @@ def timed(cmd, env=None):
 
 def job_edges(day_dir):
     sys.path.insert(0, ROOT)
-    from transforms.publish import decode_examples, read_tfrecord_file
-    edges = set()
-    for name in sorted(os.listdir(day_dir)):
-        if name.startswith("edges-"):
-            batch = decode_examples(read_tfrecord_file(os.path.join(day_dir, name)))
-            if batch.num_rows == 0:
-                continue
-            cols = {n: batch.column(i).flatten().to_pylist()
-                    for i, n in enumerate(batch.schema.names)}
-            edges.update(zip((s.decode() for s in cols["src_article_id"]),
-                             (d.decode() for d in cols["dst_article_id"]), cols["count"]))
-    return edges
+    from transforms.publish import read_file_set
+    return {(e["src_article_id"][0].decode(), e["dst_article_id"][0].decode(), e["count"][0])
+            for e in read_file_set(day_dir, "edges")}
 
 
 def duckdb_edges(path):

@@ -15,7 +15,7 @@ from beam_jobs import cooccurrence_graph, daily, validate_events
 from datagen.events import generate_events, write_export_layout
 from schemas import contract
 from tests.graph_reference import reference_graph
-from transforms.publish import decode_examples, read_tfrecord_file
+from transforms.publish import decode_examples, read_file_set, read_tfrecord_file
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
@@ -31,18 +31,8 @@ def write_day(root, n, seed, breakage=None, run_date=DAY):
 
 def read_set(day_dir, file_set):
     """All rows of one published file set, as a list of dicts (bytes decoded)."""
-    rows = []
-    for name in sorted(os.listdir(day_dir)):
-        if name.startswith(file_set + "-") and name.endswith(".tfrecord.gz"):
-            batch = decode_examples(read_tfrecord_file(os.path.join(day_dir, name)))
-            cols = {n: batch.column(i).to_pylist() for i, n in enumerate(batch.schema.names)}
-            for i in range(batch.num_rows):
-                row = {}
-                for key, values in cols.items():
-                    value = [v.decode() if isinstance(v, bytes) else v for v in values[i]]
-                    row[key] = value
-                rows.append(row)
-    return rows
+    return [{key: [v.decode() if isinstance(v, bytes) else v for v in values]
+             for key, values in row.items()} for row in read_file_set(day_dir, file_set)]
 
 
 def file_rows(path):

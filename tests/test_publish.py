@@ -285,14 +285,14 @@ def test_publish_files_replaces_the_day_and_writes_success_last(tmp_path, monkey
         f.write(b"orphan")
 
     writes = []
-    real_write = publish._write_bytes
+    real_write = publish.write_bytes
 
     def recording_write(path, data):
         # State of the final folder at each write: the data files are all in place
         # before the manifest, and _SUCCESS comes after everything.
         writes.append((os.path.basename(path), sorted(os.listdir(final))))
         real_write(path, data)
-    monkeypatch.setattr(publish, "_write_bytes", recording_write)
+    monkeypatch.setattr(publish, "write_bytes", recording_write)
 
     manifest = publish_files(staged, staging + "/", final + "/",
                              {"job": "cooccurrence_graph", "run_date": "2026-11-26"})

@@ -159,7 +159,8 @@ def feature_spec(batch_schema: pa.Schema) -> Dict[str, Dict]:
     return spec
 
 
-def _write_bytes(path: str, data: bytes) -> None:
+def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` as is (no compression by file suffix), locally or on GCS."""
     with FileSystems.create(path, mime_type="application/octet-stream",
                             compression_type="uncompressed") as handle:
         handle.write(data)
@@ -196,7 +197,7 @@ class StageFiles(beam.DoFn):
             pq.write_table(table, sink, compression="snappy")
             payload = sink.getvalue()
             spec = {f.name: str(f.type) for f in table.schema}
-        _write_bytes(f"{self._staging_dir}/{name}", payload)
+        write_bytes(f"{self._staging_dir}/{name}", payload)
         yield file_set, name, data.num_rows, spec
 
 
@@ -227,9 +228,9 @@ def publish_files(staged: Iterable[Tuple[str, str, int, Dict]], staging_dir: str
         entry["files"].append(name)
         entry["rows"] += rows
     manifest = dict(manifest, file_sets=file_sets)
-    _write_bytes(f"{final_dir}/{MANIFEST}",
+    write_bytes(f"{final_dir}/{MANIFEST}",
                  (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    _write_bytes(f"{final_dir}/{SUCCESS}", b"")
+    write_bytes(f"{final_dir}/{SUCCESS}", b"")
     return manifest
 
 
@@ -267,6 +268,21 @@ class PublishFiles(beam.PTransform):
                 | "MoveIntoPlace" >> beam.Map(publish,
                                               staged_files=beam.pvalue.AsList(staged),
                                               gate=beam.pvalue.AsSingleton(self._gate)))
+
+
+def read_file_set(day_dir: str, file_set: str) -> List[Dict[str, list]]:
+    """Every record of one published file set of a day folder (files in name order),
+    as dicts of feature name -> list of values."""
+    pattern = f"{day_dir.rstrip('/')}/{file_set}-*.tfrecord.gz"
+    rows: List[Dict[str, list]] = []
+    for path in sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list):
+        records = read_tfrecord_file(path)
+        if not records:
+            continue
+        batch = decode_examples(records)
+        columns = {n: batch.column(i).to_pylist() for i, n in enumerate(batch.schema.names)}
+        rows += [{n: columns[n][i] for n in columns} for i in range(batch.num_rows)]
+    return rows
 
 
 def load_index(path_or_dir: str):

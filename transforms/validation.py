@@ -38,7 +38,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from schemas import contract
-from transforms.publish import tfrecord_frame
+from transforms.publish import tfrecord_frame, write_bytes
 from transforms.sharding import mix64, stable_hash
 from transforms.stats_html import render_stats_html
 
@@ -324,11 +324,6 @@ def _read_text(path: str) -> str:
         return handle.read().decode("utf-8")
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(data)
-
-
 def load_schema(path: str) -> schema_pb2.Schema:
     return text_format.Parse(_read_text(path), schema_pb2.Schema())
 
@@ -389,11 +384,11 @@ def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFea
     if FileSystems.exists(summary_path):
         FileSystems.delete([summary_path])
     for source, name in STATS_FILES.items():
-        _write_bytes(FileSystems.join(directory, name),
+        write_bytes(FileSystems.join(directory, name),
                      tfrecord_bytes(stats[source].SerializeToString()))
-    _write_bytes(FileSystems.join(directory, ANOMALIES_FILE), anomalies_text(anomalies).encode())
-    _write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
-    _write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(FileSystems.join(directory, ANOMALIES_FILE), anomalies_text(anomalies).encode())
+    write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
+    write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary_path
 
 
