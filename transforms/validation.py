@@ -385,7 +385,7 @@ def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFea
         FileSystems.delete([summary_path])
     for source, name in STATS_FILES.items():
         write_bytes(FileSystems.join(directory, name),
-                     tfrecord_bytes(stats[source].SerializeToString()))
+                    tfrecord_bytes(stats[source].SerializeToString()))
     write_bytes(FileSystems.join(directory, ANOMALIES_FILE), anomalies_text(anomalies).encode())
     write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
     write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
