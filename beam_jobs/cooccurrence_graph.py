@@ -20,7 +20,7 @@ from transforms.cooccurrence import (
 from transforms.publish import PublishFiles, StageFiles, previous_index, staging_dir_for
 from transforms.span import DaySpan
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
                   opts.GraphOptions)
 REQUIRED_OPTIONS = ("output_dir",)
 DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, nodes, stable "

@@ -9,7 +9,7 @@ from typing import List, Optional
 from beam_jobs import cooccurrence_graph, validate_events
 from beam_jobs import options as opts
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions, opts.GraphOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions, opts.GraphOptions)
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("The daily job: validate the day's events (quarantine, TFDV gate), then build "
                "the co-occurrence graph; nothing is published for an unblessed day.")

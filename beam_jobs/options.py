@@ -21,6 +21,36 @@ def str_to_bool(value) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def shard_count(value) -> str:
+    """'auto' or a whole number >= 1, as given (parsed by sharding.parse_shard_count)."""
+    from transforms.sharding import parse_shard_count
+    try:
+        parse_shard_count(value, "shard count")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return str(value).strip().lower()
+
+
+def positive_int(value) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def positive_float(value) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (number > 0 and number != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
+    return number
+
+
 class EventsOptions(PipelineOptions):
     """Where a job reads the day from, which day, and where it writes."""
 
@@ -67,8 +97,26 @@ class ValidationOptions(PipelineOptions):
             help="TFDV schema (.pbtxt) to validate against; default: the reviewed "
                  "schemas/events_schema.pbtxt shipped with the suite.")
         parser.add_argument(
-            "--dedup_shards", type=int, default=8,
-            help="Shards (by a hash of event_id) that de-duplication groups rows into.")
+            "--dedup_shards", type=shard_count, default="auto",
+            help="Shards (by a hash of event_id) that de-duplication groups valid rows into: "
+                 "'auto' (ceil(valid rows / --max_rows_per_shard), counted while the pipeline "
+                 "runs) or a number.")
+
+
+class ScaleOptions(PipelineOptions):
+    """How heavy stages are cut into elements and outputs into files (every job)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--max_rows_per_shard", type=positive_int, default=1_000_000,
+            help="Target rows per shard of a stage whose shard count is 'auto' (one shard "
+                 "holds whole users or whole event ids, so it may exceed this when one user "
+                 "does).")
+        parser.add_argument(
+            "--target_shard_mb", type=positive_float, default=128.0,
+            help="Output files are cut when they reach about this many megabytes "
+                 "(compressed), so their number follows the bytes written.")
 
 
 class ValidatedInputOptions(PipelineOptions):
@@ -122,9 +170,10 @@ class GraphOptions(PipelineOptions):
                  "article index from; default: the latest day before --run_date under "
                  "--output_dir.")
         parser.add_argument(
-            "--graph_shards", type=int, default=4,
-            help="Shards (by a hash of user_id, then of the source article) the graph is "
-                 "computed in.")
+            "--graph_shards", type=shard_count, default="auto",
+            help="Shards (by a hash of user_id, then of the article) the graph is computed "
+                 "in: 'auto' (ceil(interaction rows / --max_rows_per_shard), counted while "
+                 "the pipeline runs) or a number.")
 
 
 def job_parser(prog: str, option_classes: Sequence[Type[PipelineOptions]],

@@ -16,7 +16,7 @@ from transforms.quarantine import CheckEvents
 from transforms.read import ReadEvents
 from transforms.span import DaySpan
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ValidationOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions)
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("Read one day of events, quarantine bad rows, drop duplicates, validate the "
                "day with TFDV against the reviewed schema and the last blessed day, and "

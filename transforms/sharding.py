@@ -5,6 +5,7 @@ decide which shard a user or an event id goes to. This hash is a pure function
 of the UTF-8 bytes, computed over a whole Arrow array at once.
 """
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -118,3 +119,52 @@ def to_ipc(table: pa.Table) -> bytes:
 
 def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shard counts that follow the data
+
+AUTO = "auto"
+
+
+def parse_shard_count(value, flag: str) -> int:
+    """'auto' -> 0 (derived from the day's rows while the pipeline runs); a number >= 1 -> itself.
+    Raises naming `flag` and the accepted form otherwise."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return 0
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1 or str(count) != text.lstrip("+"):
+        raise ValueError(f"{flag}={value!r} must be 'auto' or a whole number >= 1")
+    return count
+
+
+def resolve_shard_count(requested: int, rows: int, max_rows_per_shard: int) -> int:
+    """The shard count a stage uses: `requested` when set (>= 1), else
+    ceil(rows / max_rows_per_shard), at least 1."""
+    if requested:
+        return int(requested)
+    return max(1, -(-int(rows) // int(max_rows_per_shard)))
+
+
+class ResolveShardCount(beam.PTransform):
+    """PCollection of row counts (ints) -> one int, the shard count of a stage: `requested`
+    when >= 1, else derived from the summed rows. A global sum of ints: O(1) state, and
+    nothing about the key space is needed when the pipeline is built."""
+
+    def __init__(self, requested: int, max_rows_per_shard: int):
+        super().__init__()
+        if requested < 0:
+            raise ValueError(f"shard count {requested} must be 0 (auto) or >= 1")
+        if max_rows_per_shard < 1:
+            raise ValueError(f"--max_rows_per_shard={max_rows_per_shard} must be >= 1")
+        self._requested, self._max_rows = requested, max_rows_per_shard
+
+    def expand(self, row_counts):
+        requested, max_rows = self._requested, self._max_rows
+        return (row_counts
+                | "SumRows" >> beam.CombineGlobally(sum)
+                | "DeriveShardCount" >> beam.Map(resolve_shard_count, requested, max_rows))
