@@ -6,9 +6,12 @@
 A job is a module of beam_jobs with OPTION_CLASSES and DESCRIPTION. Its parameters
 are the actions of the argparse parser that beam_jobs.options.job_parser builds from
 OPTION_CLASSES: name, help, default, type, choices and boolean flags come from there,
-so nothing here lists the options a second time. formats() only adds what argparse
-cannot say about a value (its regex and the console's input picker), keyed by name;
-a test checks that every key names a declared option.
+so nothing here lists the options a second time. type_formats() gives the regex of
+each argparse type the options use (int, float, positive_int, positive_float,
+shard_count), so a new option declared with one of them needs nothing here.
+formats() only adds what argparse cannot say about a value (its regex and the
+console's input picker), keyed by name; a test checks that every key names a
+declared option.
 """
 
 import argparse
@@ -27,6 +30,12 @@ METADATA = "metadata.json"
 _INT = r"^-?[0-9]+$"
 _FLOAT = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 _BOOL = r"^(true|false)$"
+_POSITIVE_INT = r"^[1-9][0-9]*$"
+# A number > 0 (a non-zero digit somewhere before the exponent; an exponent of at most
+# two digits keeps it finite); positive_float is the final check.
+_POSITIVE_FLOAT = (r"^([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)"
+                   r"([eE][-+]?[0-9]{1,2})?$")
+_SHARD_COUNT = r"^(auto|[1-9][0-9]*)$"
 _GCS = r"^gs://[^\n\r]+$"
 
 
@@ -65,6 +74,21 @@ def formats() -> Dict[str, Format]:
         "index_from": Format([_GCS], "GCS_READ_FOLDER"),
         "tfdv_schema": Format([r"^(gs://|/)[^\n\r]+$"], "GCS_READ_FILE"),
         "event_weights": Format([_event_weights_pattern()]),
+    }
+
+
+def type_formats() -> Dict[object, Format]:
+    """Formats of the argparse types (the functions in `type=`) of the options, so that
+    an option declared with one of them gets its regex without being named here. The
+    regexes are matched against the whole value (a launcher's regex must match the
+    value in its entirety)."""
+    from beam_jobs import options as opts
+    return {
+        int: Format([_INT], "NUMBER"),
+        float: Format([_FLOAT], "NUMBER"),
+        opts.positive_int: Format([_POSITIVE_INT], "NUMBER"),
+        opts.positive_float: Format([_POSITIVE_FLOAT], "NUMBER"),
+        opts.shard_count: Format([_SHARD_COUNT]),
     }
 
 
@@ -112,13 +136,15 @@ def _shown_default(action: argparse.Action) -> Optional[str]:
 
 
 def parameter(action: argparse.Action, required: bool,
-              known_formats: Dict[str, Format]) -> Dict:
+              known_formats: Dict[str, Format],
+              known_types: Optional[Dict[object, Format]] = None) -> Dict:
     name = parameter_name(action)
     help_text = " ".join((action.help or "").split())
     default = _shown_default(action)
     if default is not None:
         help_text += f" Default: {default}."
     known = known_formats.get(name)
+    by_type = (known_types if known_types is not None else type_formats()).get(action.type)
     if known is not None:
         regexes, param_type = list(known.regexes), known.param_type
     elif is_boolean(action):
@@ -126,10 +152,8 @@ def parameter(action: argparse.Action, required: bool,
     elif action.choices:
         regexes = ["^(%s)$" % "|".join(re.escape(str(c)) for c in action.choices)]
         param_type = "TEXT"
-    elif action.type is int:
-        regexes, param_type = [_INT], "NUMBER"
-    elif action.type is float:
-        regexes, param_type = [_FLOAT], "NUMBER"
+    elif by_type is not None:
+        regexes, param_type = list(by_type.regexes), by_type.param_type
     else:
         regexes, param_type = [], "TEXT"
     entry = {
@@ -152,12 +176,13 @@ def metadata(job: str) -> Dict:
     module = importlib.import_module(f"beam_jobs.{job}")
     declared_required = set(module.REQUIRED_OPTIONS) if hasattr(module, "REQUIRED_OPTIONS") \
         else set()
-    known_formats = formats()
+    known_formats, known_types = formats(), type_formats()
     return {
         "name": f"marketplace-preprocessing-{job.replace('_', '-')}",
         "description": module.DESCRIPTION,
         "parameters": [
-            parameter(a, a.required or a.dest in declared_required, known_formats)
+            parameter(a, a.required or a.dest in declared_required, known_formats,
+                      known_types)
             for a in option_actions(job_parser(job))],
     }
 

@@ -192,7 +192,7 @@ def test_options_do_not_collide_with_any_loaded_option_class(dry_runs):
     ours = [c for c in classes if c["module"] == "beam_jobs.options"]
     foreign = [c for c in classes if not c["module"].startswith("beam_jobs")]
     assert {c["class"] for c in ours} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
-                                          "GraphOptions"}
+                                          "GraphOptions", "ScaleOptions"}
     our_names = {s for c in ours for s in c["options"]}
     our_dests = {d for c in ours for d in c["dests"]}
     clashes = sorted(

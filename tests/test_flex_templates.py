@@ -134,6 +134,69 @@ def test_regexes_of_known_formats():
     assert params["output_dir"]["paramType"] == "GCS_WRITE_FOLDER"
 
 
+def whole_match(patterns, value):
+    """A launcher's regex must match the whole value. Python's re.match would let `$`
+    match before a trailing newline, so the tests use fullmatch."""
+    return bool(patterns) and all(re.fullmatch(p, value) for p in patterns)
+
+
+SHARD_COUNTS = [(job, name) for job in JOBS for name in ("graph_shards", "dedup_shards")
+                if name in declared(job)]
+
+
+def test_every_job_has_a_shard_count():
+    assert ("cooccurrence_graph", "graph_shards") in SHARD_COUNTS
+    assert ("daily", "graph_shards") in SHARD_COUNTS
+    assert ("daily", "dedup_shards") in SHARD_COUNTS
+    assert ("validate_events", "dedup_shards") in SHARD_COUNTS
+
+
+@pytest.mark.parametrize("job,name", SHARD_COUNTS)
+def test_shard_count_regex_takes_auto_or_a_whole_number(job, name):
+    entry = next(p for p in committed(job)["parameters"] if p["name"] == name)
+    patterns = entry["regexes"]
+    assert entry["paramType"] == "TEXT"
+    default = declared(job)[name].default
+    assert default == "auto"
+    for value in (default, "auto", "7", "1", "64", "256", "1000"):
+        assert whole_match(patterns, value), value
+    for value in ("0", "-1", "07", "+7", "7.0", "1e3", "AUTO", " 7", "auto; rm", "auto\n",
+                  "4\n", "", "four"):
+        assert not whole_match(patterns, value), value
+
+
+@pytest.mark.parametrize("value", ["auto", "7", "1", "64"])
+def test_what_the_shard_count_regex_accepts_the_option_accepts(value):
+    assert opts.shard_count(value) == value
+
+
+def test_scale_option_regexes():
+    params = {p["name"]: p for p in committed("daily")["parameters"]}
+    rows, megabytes = params["max_rows_per_shard"], params["target_shard_mb"]
+    assert rows["paramType"] == megabytes["paramType"] == "NUMBER"
+    for value in ("1000000", "1", "250000"):
+        assert whole_match(rows["regexes"], value), value
+        assert opts.positive_int(value) == int(value)
+    for value in ("0", "-5", "1.5", "1e6", "1_000", "10\n", ""):
+        assert not whole_match(rows["regexes"], value), value
+    for value in ("128.0", "128", "0.5", ".5", "64.", "1e2", "2.5E-1", "0.001"):
+        assert whole_match(megabytes["regexes"], value), value
+        assert opts.positive_float(value) == float(value)
+    for value in ("0", "0.0", ".0", "-1", "-0.5", "inf", "nan", "1e400", "12 MB", "1\n", ""):
+        assert not whole_match(megabytes["regexes"], value), value
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_typed_option_has_a_regex(job):
+    """An option parsed by a type other than text (int, float, positive_int,
+    shard_count, a str-to-bool) or with choices gets a regex; a new argparse type
+    needs an entry in generate.type_formats()."""
+    parameters = {p["name"]: p for p in committed(job)["parameters"]}
+    for name, action in declared(job).items():
+        if action.type not in (None, str) or action.choices or generate.is_boolean(action):
+            assert parameters[name].get("regexes"), name
+
+
 def test_formats_name_only_declared_options():
     names = {name for job in JOBS for name in declared(job)}
     assert set(generate.formats()) <= names
@@ -142,7 +205,7 @@ def test_formats_name_only_declared_options():
 def test_option_names_are_unique_across_our_classes():
     classes = our_option_classes()
     assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
-                                             "GraphOptions"}
+                                             "GraphOptions", "ScaleOptions"}
     seen = {}
     for cls in classes:
         for action in class_options(cls):
