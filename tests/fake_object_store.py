@@ -1,0 +1,159 @@
+"""A fake object store for tests, registered with Beam as the `fakeobj://` scheme.
+
+Like GCS it is a flat map of object name -> bytes: no directories (mkdirs does
+nothing, a "folder" exists when some object name starts with it), an object
+appears whole when its writer closes, `*` in a pattern does not cross '/', and a
+rename is a copy then a delete. Its fault injector crashes the k-th write, rename
+or delete (counted together, from 1) with `Crash`, which no publishing code catches:
+the process dies there.
+
+Beam finds a FileSystem by its scheme() among FileSystem's subclasses, so importing
+this module registers it. State lives in the class: Beam makes a new instance per call.
+"""
+
+import io
+import posixpath
+import threading
+from typing import Dict, Optional
+
+from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
+
+SCHEME = "fakeobj"
+
+
+class Crash(Exception):
+    """An injected fault: the process stops at this operation."""
+
+
+class _Upload(io.BytesIO):
+    """A write channel: the object is stored whole on close (nothing on a crash)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def close(self):
+        if not self.closed:
+            data = self.getvalue()
+            super().close()
+            FakeObjectStore.operation("write", self._path)
+            with FakeObjectStore.lock:
+                FakeObjectStore.objects[self._path] = data
+
+
+class FakeObjectStore(FileSystem):
+    objects: Dict[str, bytes] = {}
+    lock = threading.RLock()
+    operations = 0                 # writes + renames + deletes since reset()
+    crash_at: Optional[int] = None  # the operation number that crashes
+    log = []                       # (kind, path) of every operation
+
+    @classmethod
+    def scheme(cls):
+        return SCHEME
+
+    # ---------------------------------------------------------------- test controls
+
+    @classmethod
+    def reset(cls, objects=None):
+        with cls.lock:
+            cls.objects = dict(objects or {})
+            cls.operations, cls.crash_at, cls.log = 0, None, []
+
+    @classmethod
+    def inject(cls, crash_at: Optional[int]):
+        """Crash at the crash_at-th operation from now (None: no fault)."""
+        with cls.lock:
+            cls.operations, cls.crash_at, cls.log = 0, crash_at, []
+
+    @classmethod
+    def operation(cls, kind: str, path: str):
+        with cls.lock:
+            cls.operations += 1
+            cls.log.append((kind, path))
+            if cls.crash_at is not None and cls.operations == cls.crash_at:
+                raise Crash(f"injected crash at operation {cls.operations}: {kind} {path}")
+
+    @classmethod
+    def names_under(cls, prefix: str):
+        with cls.lock:
+            return sorted(k[len(prefix):] for k in cls.objects if k.startswith(prefix))
+
+    # ---------------------------------------------------------------- FileSystem
+
+    def join(self, basepath, *paths):
+        return posixpath.join(basepath, *paths)
+
+    def split(self, path):
+        head, tail = path.rsplit("/", 1)
+        return head, tail
+
+    def mkdirs(self, path):
+        pass
+
+    def has_dirs(self):
+        return False
+
+    def _list(self, dir_or_prefix):
+        with self.lock:
+            items = sorted(self.objects.items())
+        for name, data in items:
+            if name.startswith(dir_or_prefix):
+                yield FileMetadata(name, len(data), 0.0)
+
+    def create(self, path, mime_type="application/octet-stream", compression_type=None):
+        return _Upload(path)
+
+    def open(self, path, mime_type="application/octet-stream", compression_type=None):
+        with self.lock:
+            if path not in self.objects:
+                raise FileNotFoundError(f"no object {path}")
+            return io.BytesIO(self.objects[path])
+
+    def copy(self, source_file_names, destination_file_names):
+        for source, destination in zip(source_file_names, destination_file_names):
+            self.operation("write", destination)
+            with self.lock:
+                self.objects[destination] = self.objects[source]
+
+    def rename(self, source_file_names, destination_file_names):
+        for source, destination in zip(source_file_names, destination_file_names):
+            self.operation("rename", f"{source} -> {destination}")
+            with self.lock:
+                if source not in self.objects:
+                    raise BeamIOError("Rename operation failed",
+                                      {(source, destination): FileNotFoundError(source)})
+                self.objects[destination] = self.objects[source]   # copy ...
+                del self.objects[source]                           # ... then delete
+
+    def exists(self, path):
+        with self.lock:
+            folder = path.rstrip("/") + "/"
+            return path in self.objects or any(k.startswith(folder) for k in self.objects)
+
+    def size(self, path):
+        return len(self.objects[path])
+
+    def last_updated(self, path):
+        return 0.0
+
+    def checksum(self, path):
+        return str(hash(self.objects[path]))
+
+    def metadata(self, path):
+        with self.lock:
+            if path not in self.objects:
+                raise BeamIOError("Metadata operation failed", {path: FileNotFoundError(path)})
+            return FileMetadata(path, len(self.objects[path]), 0.0)
+
+    def delete(self, paths):
+        missing = {}
+        for path in paths:
+            self.operation("delete", path)
+            with self.lock:
+                if path in self.objects:
+                    del self.objects[path]
+                else:
+                    missing[path] = FileNotFoundError(path)
+        if missing:
+            raise BeamIOError("Delete operation failed", missing)
