@@ -10,6 +10,15 @@ popularity, each in one region and one category at one price; users in one
 region on one platform, browsing in sessions that stay mostly inside the
 user's region and one category, a user's sessions more than 30 minutes apart.
 
+By default the catalogue has one article per 20 events, and every article draw is
+popularity-weighted. With `n_articles` (`--articles N`) the catalogue has exactly
+N articles and the draws are a long-catalogue mix: HEAD_SHARE of them are the
+same popularity-weighted draw (the head of popular articles), the others walk
+through the articles of the same region and category in a seeded shuffled
+order, each walk starting at a random place, so the tail is seen about once
+each before any of it is seen twice. A 2M-event day with N = 1.5M sees about
+1.3M distinct articles, most of them once or twice.
+
 It also has planted rows, each kind on rows of its own so that a test can count
 them back exactly: one kind per quarantine reason (`schemas.contract.REASONS`),
 client-retry duplicates, legacy event names (valid, not dirty) and rows just
@@ -77,6 +86,7 @@ CLIENT_PLATFORMS = tuple(p for p in PLATFORMS if p != SERVER)
 SERVER_SHARE = 0.05
 LEGACY_SHARE = 0.01
 IN_BLOCK_SHARE = 0.85  # session events on an article of the session's region and category
+HEAD_SHARE = 0.1  # with n_articles: share of the article draws that are popularity-weighted
 REPEAT_SHARE = 0.6  # likes and chats on the article of the event before
 SERVER_NULL_USER_SHARE = 0.2
 MIN_ROWS_FOR_EVERY_KIND = 1000
@@ -169,6 +179,7 @@ def generate_events(
     out_of_span_fraction: float = 0.001,
     breakage: Optional[str] = None,
     client_mix: Optional[Dict[str, float]] = None,
+    n_articles: Optional[int] = None,
 ) -> GeneratedDay:
     """`n_events` rows of the local day `run_date` in `timezone`, in time order (a row
     planted without a timestamp stays where its time was).
@@ -180,6 +191,9 @@ def generate_events(
     dirty kind and every malformed-id and bad-properties form is there.
     Same arguments, same table; `breakage` changes only what it names.
     `client_mix` (event name -> share, default CLIENT_MIX) sets the client events' mix.
+    `n_articles` (default None: one article per 20 events, at least 50, every draw
+    popularity-weighted) sets the catalogue's size and turns on the long-catalogue
+    draw (see the module's docstring); article ids are then in [0, n_articles).
     """
     if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 1:
         raise ValueError(f"--rows={n_events!r} must be a positive integer")
@@ -187,6 +201,10 @@ def generate_events(
         raise ValueError(f"--dirty_fraction={dirty_fraction!r} must be in [0, 0.5]")
     if not 0.0 <= out_of_span_fraction <= 0.1:
         raise ValueError(f"--out_of_span_fraction={out_of_span_fraction!r} must be in [0, 0.1]")
+    if n_articles is not None and (isinstance(n_articles, bool) or
+                                   not isinstance(n_articles, int) or
+                                   not 1 <= n_articles < 10 ** 9):
+        raise ValueError(f"--articles={n_articles!r} must be a whole number in [1, 10^9)")
     breakage_kind, breakage_arg = parse_breakage(breakage)
     mix = check_client_mix(client_mix if client_mix is not None else CLIENT_MIX)
     span = day_span(run_date, timezone)
@@ -196,7 +214,7 @@ def generate_events(
     counts = _dirty_counts(n_events, dirty_fraction)
     n_base = n_events - counts[DUPLICATE_EVENT_ID]
     n_server = int(round(SERVER_SHARE * n_base))
-    catalogue = _catalogue(catalogue_rng, n_events)
+    catalogue = _catalogue(catalogue_rng, n_events, n_articles)
     rows = _concat_rows(_client_rows(row_rng, catalogue, n_base - n_server, span, mix),
                         _server_rows(row_rng, catalogue, n_server, span))
     rows["event_id"] = np.arange(n_base)
@@ -267,9 +285,12 @@ def _dirty_counts(n_events: int, dirty_fraction: float) -> Dict[str, int]:
     return dict(zip(DIRTY_KINDS, counts.tolist()))
 
 
-def _catalogue(rng: np.random.Generator, n_events: int) -> dict:
-    """Users, articles, and the string vocabularies that the rows index into."""
-    n_articles = max(50, n_events // 20)
+def _catalogue(rng: np.random.Generator, n_events: int,
+               long_catalogue: Optional[int] = None) -> dict:
+    """Users, articles, and the string vocabularies that the rows index into.
+    `long_catalogue`: the number of articles, with the walks of the long-catalogue
+    draw; None: n_events // 20 (at least 50) and popularity-weighted draws only."""
+    n_articles = long_catalogue if long_catalogue is not None else max(50, n_events // 20)
     n_users = max(20, n_events // 15)
     n_regions = int(np.clip(n_articles // 400, 4, 30))
 
@@ -297,9 +318,17 @@ def _catalogue(rng: np.random.Generator, n_events: int) -> dict:
     cumulative = np.concatenate([[0.0], np.cumsum(popularity[by_block])])
     block_edges = np.searchsorted(block[by_block], np.arange(n_regions * N_CATEGORIES + 1))
 
+    # The long catalogue's walks (drawn last, so the default day's draws are unchanged):
+    # the articles of each block in a shuffled order (by_block's block edges hold),
+    # and all articles in a shuffled order for the draws outside the session's block.
+    walks = None
+    if long_catalogue is not None:
+        walks = {"block": by_block[np.lexsort((rng.random(n_articles), block[by_block]))],
+                 "any": rng.permutation(n_articles)}
+
     properties, property_starts = _property_vocabulary()
     return {
-        "n_users": n_users, "n_articles": n_articles,
+        "n_users": n_users, "n_articles": n_articles, "walks": walks,
         "user_region": user_region, "user_platform": user_platform, "activity": activity,
         "seller": seller, "article_region": article_region,
         "article_category": article_category, "price": price,
@@ -339,6 +368,45 @@ def _draw_in_blocks(rng: np.random.Generator, catalogue: dict, lo: np.ndarray,
     x = cumulative[lo] + rng.random(len(lo)) * (cumulative[hi] - cumulative[lo])
     position = np.clip(np.searchsorted(cumulative, x, side="right") - 1, lo, hi - 1)
     return catalogue["by_block"][position]
+
+
+def _walk_in_ranges(rng: np.random.Generator, order: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> np.ndarray:
+    """One article per row from order[lo:hi], taken in turn: the rows of one range
+    (in row order) take consecutive places of it from a random start, wrapping
+    around, so a range of size s holding k rows gives min(k, s) distinct articles."""
+    if len(lo) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ranges, at, row_range = np.unique(lo, return_index=True, return_inverse=True)
+    sizes = hi[at] - ranges
+    if sizes.min() < 1:
+        raise ValueError("an article draw from an empty range")
+    start = np.floor(rng.random(len(ranges)) * sizes).astype(np.int64)
+    by_range = np.argsort(row_range, kind="stable")
+    first = np.searchsorted(row_range[by_range], np.arange(len(ranges)))
+    turn = np.empty(len(lo), dtype=np.int64)
+    turn[by_range] = np.arange(len(lo)) - first[row_range[by_range]]
+    return order[ranges[row_range] + (start[row_range] + turn) % sizes[row_range]]
+
+
+def _draw_articles(rng: np.random.Generator, catalogue: dict, in_block: np.ndarray,
+                   lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The article of each row: by popularity among by_block[lo:hi] (where `in_block`,
+    the session's block; elsewhere every article); with a long catalogue, a row
+    outside the head walks the block's (or every article's) shuffled order instead."""
+    n = catalogue["n_articles"]
+    article = _draw_in_blocks(rng, catalogue, np.where(in_block, lo, 0),
+                              np.where(in_block, hi, n))
+    walks = catalogue["walks"]
+    if walks is None:
+        return article
+    tail = rng.random(len(lo)) >= HEAD_SHARE
+    at = np.flatnonzero(tail & in_block)
+    article[at] = _walk_in_ranges(rng, walks["block"], lo[at], hi[at])
+    at = np.flatnonzero(tail & ~in_block)
+    article[at] = _walk_in_ranges(rng, walks["any"], np.zeros(len(at), dtype=np.int64),
+                                  np.full(len(at), n, dtype=np.int64))
+    return article
 
 
 def _session_lengths(rng: np.random.Generator, n_client: int) -> np.ndarray:
@@ -393,8 +461,13 @@ def _client_rows(rng: np.random.Generator, catalogue: dict, n_client: int,
     region = catalogue["user_region"][user]
     lo, hi = edges[region * N_CATEGORIES], edges[(region + 1) * N_CATEGORIES]
     none = lo == hi
-    anchor = _draw_in_blocks(rng, catalogue, np.where(none, 0, lo),
-                             np.where(none, catalogue["n_articles"], hi))
+    lo, hi = np.where(none, 0, lo), np.where(none, catalogue["n_articles"], hi)
+    anchor = _draw_in_blocks(rng, catalogue, lo, hi)
+    if catalogue["walks"] is not None:
+        # Outside the head, any article of the region: blocks get sessions in
+        # proportion to their articles, so their walks cover them evenly.
+        tail = np.flatnonzero(rng.random(n_sessions) >= HEAD_SHARE)
+        anchor[tail] = catalogue["by_block"][rng.integers(lo[tail], hi[tail])]
     block = (catalogue["article_region"][anchor] * N_CATEGORIES
              + catalogue["article_category"][anchor])
 
@@ -416,8 +489,8 @@ def _client_rows(rng: np.random.Generator, catalogue: dict, n_client: int,
         rng.choice(len(shares), size=n_client, p=shares / shares.sum())]
     event_block = block[session]
     in_block = rng.random(n_client) < IN_BLOCK_SHARE
-    article = _draw_in_blocks(rng, catalogue, np.where(in_block, edges[event_block], 0),
-                              np.where(in_block, edges[event_block + 1], catalogue["n_articles"]))
+    article = _draw_articles(rng, catalogue, in_block, edges[event_block],
+                             edges[event_block + 1])
     repeat = (np.isin(name, [names.index(ARTICLE_LIKE), names.index(CHAT_START)])
               & (rng.random(n_client) < REPEAT_SHARE))
     repeat[first] = False
@@ -646,6 +719,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser.add_argument("--client_mix", default="",
                         help="client event shares, e.g. impression:0.62,article_view:0.2,"
                              "article_like:0.06,chat_start:0.03,search:0.09 (the default)")
+    parser.add_argument("--articles", type=int, default=None,
+                        help="catalogue size N: articles drawn from N ids with a long tail "
+                             "(most seen once or twice, a head of popular ones); default: "
+                             "one article per 20 events, popularity-weighted")
     parser.add_argument("--out_dir", default="sample_data/events",
                         help="folder to write dt=YYYY-MM-DD/part-NNNNN.parquet under")
     parser.add_argument("--rows_per_file", type=int, default=500_000,
@@ -654,7 +731,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     day = generate_events(args.rows, parse_run_date(args.run_date, args.timezone),
                           args.timezone, args.seed, args.dirty_fraction,
                           args.out_of_span_fraction, args.breakage,
-                          parse_client_mix(args.client_mix) if args.client_mix else None)
+                          parse_client_mix(args.client_mix) if args.client_mix else None,
+                          args.articles)
     paths = write_export_layout(day.table, args.out_dir, day.span.run_date, args.rows_per_file,
                                 day.drop_columns)
     partitions = sorted({os.path.basename(os.path.dirname(path)) for path in paths})
