@@ -1,10 +1,10 @@
 """BuildCooccurrenceGraph under the FnApiRunner (tier 2), compared with the
-independent reference in tests/graph_reference.py; CountShardPairs and the
-parameter checks called directly (tier 1).
+independent reference in tests/graph_reference.py, at shard counts 1, 7 and auto;
+CountShardPairs and the parameter checks called directly (tier 1).
 
 The hot-key test makes the point of the stage's design: an article that is in
-nearly every session never becomes a hot shuffle key, because keys are shard
-numbers and each user shard sends one pre-aggregated row per distinct pair.
+nearly every session never becomes a hot shuffle key, because keys are shards of
+users or articles, and each user shard sends one pre-aggregated row per distinct pair.
 """
 
 import collections
@@ -27,7 +27,7 @@ from transforms.cooccurrence import (
     parse_event_weights,
     select_interactions,
 )
-from transforms.sharding import to_ipc
+from transforms.sharding import shard_ids, to_ipc
 
 RUNNER = "FnApiRunner"
 MIN = 60_000_000
@@ -83,64 +83,52 @@ def split(rows, parts):
 
 # ---------------------------------------------------------------------- outputs as plain values
 
-def edge_rows(element):
-    _, batch = element
-    return [(r["src_article_id"].decode(), r["dst_article_id"].decode(), r["count"], r["weight"])
-            for r in batch.to_pylist()]
-
-
-def neighbor_rows(element):
-    _, batch = element
+def piece_rows(piece):
+    """(file set, piece key, RecordBatch) -> [(file set, row), ...] as plain values."""
+    file_set, _, batch = piece
     out = []
     for r in batch.to_pylist():
-        assert len(r["neighbor_ids"]) == len(r["neighbor_weights"]) == len(r["neighbor_counts"])
-        out.append((r["article_id"].decode(), tuple(b.decode() for b in r["neighbor_ids"])))
+        if file_set == "edges":
+            row = (r["src_article_id"].decode(), r["dst_article_id"].decode(), r["count"],
+                   r["weight"])
+        elif file_set == "neighbors":
+            assert len(r["neighbor_ids"]) == len(r["neighbor_weights"]) == \
+                len(r["neighbor_counts"])
+            row = (r["article_id"].decode(), tuple(b.decode() for b in r["neighbor_ids"]))
+        elif file_set == "nodes":
+            row = (r["article_id"].decode(), r["frequency"],
+                   None if r["region_id"] is None else r["region_id"].decode(), r["index"])
+        else:
+            row = (r["article_id"].decode(), r["index"])
+        out.append((file_set, row))
     return out
 
 
-def node_rows(batch):
-    return [(r["article_id"].decode(), r["frequency"],
-             None if r["region_id"] is None else r["region_id"].decode(), r["index"])
-            for r in batch.to_pylist()]
+def no_known(p, label):
+    return p | label >> beam.Create([])
 
 
-def index_rows(batch):
-    """The whole index, in its order (sorted by index)."""
-    return [(r["article_id"].decode(), r["index"]) for r in batch.to_pylist()]
-
-
-def empty_previous(p, label):
-    return p | label >> beam.Create([(pa.array([], pa.string()), np.zeros(0, np.int64))])
-
-
-def check_graph(p, label, elements, params, expected, previous=None):
-    """Apply the graph stage to `elements` and assert its four outputs equal `expected`:
-    (edges {(a, b): (count, weight)}, neighbours {a: [b, ...]}, nodes [...], index [...])."""
+def expected_rows(expected):
     edges, neighbours, nodes, index = expected
-    source = p | f"Create{label}" >> beam.Create(elements)
-    previous = previous if previous is not None else empty_previous(p, f"Previous{label}")
-    out = source | f"Graph{label}" >> BuildCooccurrenceGraph(params, previous)
-    assert_that(out["edges"] | f"Edges{label}" >> beam.FlatMap(edge_rows),
-                equal_to([(a, b, c, w) for (a, b), (c, w) in edges.items()]),
-                label=f"CheckEdges{label}")
-    assert_that(out["neighbors"] | f"Neighbors{label}" >> beam.FlatMap(neighbor_rows),
-                equal_to([(a, tuple(bs)) for a, bs in neighbours.items()]),
-                label=f"CheckNeighbors{label}")
-    assert_that(out["nodes"] | f"Nodes{label}" >> beam.Map(lambda b: sorted(node_rows(b))),
-                equal_to([sorted(nodes)]), label=f"CheckNodes{label}")
-    assert_that(out["index"] | f"Index{label}" >> beam.Map(index_rows),
-                equal_to([index]), label=f"CheckIndex{label}")
-    # Each source's neighbours are in exactly one batch, that of its source shard: its
-    # position in the day's article dictionary (byte order) modulo num_shards.
-    dictionary = sorted(a for a, _, _, _ in nodes)
-    sources = sorted(neighbours)
+    return ([("edges", (a, b, c, w)) for (a, b), (c, w) in edges.items()]
+            + [("neighbors", (a, tuple(bs))) for a, bs in neighbours.items()]
+            + [("nodes", n) for n in nodes] + [("index", i) for i in index])
 
-    def shard_of_sources(element):
-        shard, batch = element
-        return [(a.decode(), shard) for a in batch.column("article_id").to_pylist()]
-    assert_that(out["neighbors"] | f"Shards{label}" >> beam.FlatMap(shard_of_sources),
-                equal_to([(a, dictionary.index(a) % params.num_shards) for a in sources]),
-                label=f"CheckShards{label}")
+
+def check_graph(p, label, elements, params, expected, known=None):
+    """Apply the graph stage to `elements` and assert the rows of its four file sets equal
+    `expected`: (edges {(a, b): (count, weight)}, neighbours {a: [b, ...]}, nodes [...],
+    index [...]), and that each piece key appears once per file set."""
+    source = p | f"Create{label}" >> beam.Create(elements)
+    known = known if known is not None else no_known(p, f"Known{label}")
+    out = source | f"Graph{label}" >> BuildCooccurrenceGraph(params, known)
+    assert_that(out["pieces"] | f"Rows{label}" >> beam.FlatMap(piece_rows),
+                equal_to(expected_rows(expected)), label=f"CheckRows{label}")
+    keys = out["pieces"] | f"Keys{label}" >> beam.Map(lambda piece: piece[:2])
+    assert_that(keys | f"Distinct{label}" >> beam.combiners.Count.PerElement()
+                | f"Repeated{label}" >> beam.Filter(lambda kv: kv[1] > 1),
+                equal_to([]), label=f"CheckKeys{label}")
+    return out
 
 
 def expected_first_day(rows, **graph_args):
@@ -157,7 +145,7 @@ COUNT_PARAMS = dict(weighting="count", rank_by="count", min_pair_count=1)
 
 # ---------------------------------------------------------------------- (a) against the reference
 
-def test_graph_matches_the_reference_for_defaults_and_counts_with_1_and_4_shards():
+def test_graph_matches_the_reference_for_defaults_and_counts_with_1_7_and_auto_shards():
     rng = random.Random(20261126)
     rows = random_rows(rng, 40, ["A", "B", "a", "b", "Z", "a1", "A0", "k", "m", "n", "q"])
     tables = split(rows, 3)
@@ -167,10 +155,12 @@ def test_graph_matches_the_reference_for_defaults_and_counts_with_1_and_4_shards
     assert 30 < len(default[0]) < len(counted[0])
     assert len(default[2]) == 11
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
-        for shards in (1, 4):
-            check_graph(p, f"Default{shards}", tables, GraphParams(num_shards=shards), default)
-            check_graph(p, f"Count{shards}", tables,
-                        GraphParams(num_shards=shards, **COUNT_PARAMS), counted)
+        for shards in (1, 7, 0):
+            # 0 is auto: 40 rows a shard gives several shards here.
+            scale = dict(num_shards=shards, max_rows_per_shard=40)
+            check_graph(p, f"Default{shards}", tables, GraphParams(**scale), default)
+            check_graph(p, f"Count{shards}", tables, GraphParams(**scale, **COUNT_PARAMS),
+                        counted)
         # (key, table) elements, as CheckEvents' "valid" output gives them, work the same.
         check_graph(p, "Keyed", [(k, t) for k, t in enumerate(tables)],
                     GraphParams(num_shards=3), default)
@@ -233,12 +223,9 @@ def test_hot_article_graph_matches_the_reference():
 def test_hot_article_sends_one_preaggregated_part_per_user_shard():
     rows, _ = hot_rows()
     num_shards = 4
-    params = GraphParams(num_shards=num_shards)
-    articles = pa.array(sorted({r["article_id"] for r in rows}), pa.string())
-    hot_code = articles.to_pylist().index(HOT)
+    fn = CountShardPairs(GraphParams(**COUNT_PARAMS))
     users = sorted({r["user_id"] for r in rows})
-    fn = CountShardPairs(params)
-    total_parts = 0
+    hot_partition = int(shard_ids(pa.array([HOT]), num_shards)[0])
     for user_shard in range(num_shards):
         # Whole users per shard (any partition of users will do).
         mine = {u for i, u in enumerate(users) if i % num_shards == user_shard}
@@ -246,23 +233,25 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
         table = select_interactions(to_table(shard_rows))
         halves = [to_ipc(table.slice(0, table.num_rows // 2)),
                   to_ipc(table.slice(table.num_rows // 2))]
-        outputs = list(fn.process((user_shard, halves), articles=articles))
-        tagged = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
-        main = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
-        assert [o.tag for o in tagged] == [CountShardPairs.PARTIALS]
-        # Exactly one element per target source shard, each tagged with this user shard.
-        assert sorted(target for target, _ in main) == list(range(num_shards))
-        total_parts += len(main)
-        for target, (shard, part) in main:
-            assert shard == user_shard
-            assert np.all(part.src % num_shards == target)
-            keys = part.src * len(articles) + part.dst
-            assert len(np.unique(keys)) == len(keys)     # one row per distinct pair
-        # HOT's rows in its part: one per distinct neighbour, counts summed already.
-        _, (_, part) = next(m for m in main if m[0] == hot_code % num_shards)
-        is_hot = part.src == hot_code
-        got = {articles[int(d)].as_py(): int(c) for d, c in zip(part.dst[is_hot],
-                                                              part.count[is_hot])}
+        outputs = list(fn.process((user_shard, halves), num_partitions=num_shards))
+        pair_parts = [(target, part) for target, (tag, part) in outputs if tag == "pairs"]
+        # At most one pair part per article partition, each holding only its own sources.
+        assert len({t for t, _ in pair_parts}) == len(pair_parts) <= num_shards
+        for target, part in pair_parts:
+            ids = part.ids.to_pylist()
+            assert ids == sorted(ids, key=str.encode)
+            sources = [ids[int(c)] for c in part.cols["src"]]
+            assert set(shard_ids(pa.array(sources), num_shards).tolist()) == {target}
+            keys = list(zip(part.cols["src"].tolist(), part.cols["dst"].tolist()))
+            assert len(set(keys)) == len(keys)     # one row per distinct pair
+            # The part's dictionary holds only the articles its rows use.
+            used = set(part.cols["src"].tolist()) | set(part.cols["dst"].tolist())
+            assert used == set(range(len(ids)))
+        part = dict(pair_parts)[hot_partition]
+        ids = part.ids.to_pylist()
+        is_hot = np.array([ids[int(c)] == HOT for c in part.cols["src"]])
+        got = {ids[int(d)]: int(c) for d, c in zip(part.cols["dst"][is_hot],
+                                                   part.cols["count"][is_hot])}
         ref_edges, _, _, _ = reference_graph(shard_rows, weighting="count", rank_by="count",
                                              min_pair_count=1, top_k=10 ** 6)
         expected = {b: c for (a, b), (c, _) in ref_edges.items() if a == HOT}
@@ -270,12 +259,6 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
         occurrences, distinct = sum(expected.values()), len(expected)
         assert distinct == int(is_hot.sum()) <= 30
         assert occurrences > 20 * distinct, (occurrences, distinct)
-        # The totals carry HOT's whole pair count, not one row per occurrence.
-        shard_of_partial, partial = tagged[0].value
-        assert shard_of_partial == user_shard
-        assert int(partial["c"][hot_code]) == occurrences
-    # The source-shard shuffle gets num_shards x num_shards elements, whatever HOT's popularity.
-    assert total_parts == num_shards * num_shards
 
 
 # ---------------------------------------------------------------------- (c) the previous index
@@ -295,9 +278,11 @@ def test_previous_index_is_continued():
     assert frequency == {"A": 1, "B": 2, "C": 1, "D": 3, "E": 2, "F": 1, "Z": 1}
     nodes = [(a, frequency[a], region[a], dict(index)[a]) for a in frequency]
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
-        previous = p | beam.Create([(known_ids, known_index)])
+        # The known index arrives in two chunks (two files), split over the partitions.
+        known = p | beam.Create([(known_ids[:1], known_index[:1]),
+                                 (known_ids[1:], known_index[1:])])
         check_graph(p, "Continued", [to_table(rows)], GraphParams(num_shards=2, **COUNT_PARAMS),
-                    (edges, neighbours, nodes, index), previous=previous)
+                    (edges, neighbours, nodes, index), known=known)
 
 
 # ---------------------------------------------------------------------- weighted mode
@@ -415,7 +400,8 @@ def test_parse_event_weights_wants_every_interaction():
     ("max_session_length", 1, "--max_session_length=1 must be 0 (off) or >= 2"),
     ("max_session_length", -2, "--max_session_length=-2 must be 0 (off) or >= 2"),
     ("max_events_per_user", -1, "--max_events_per_user=-1 must be >= 0"),
-    ("num_shards", 0, "--graph_shards=0 must be >= 1"),
+    ("num_shards", -1, "--graph_shards=-1 must be auto (0) or >= 1"),
+    ("max_rows_per_shard", 0, "--max_rows_per_shard=0 must be >= 1"),
 ])
 def test_graph_params_check_names_the_flag(field, value, message):
     with pytest.raises(ValueError) as err:
@@ -423,7 +409,7 @@ def test_graph_params_check_names_the_flag(field, value, message):
     assert str(err.value) == message
     # The composite checks at construction, before any pipeline runs.
     with pytest.raises(ValueError) as err:
-        BuildCooccurrenceGraph(GraphParams(**{field: value}), previous_index=None)
+        BuildCooccurrenceGraph(GraphParams(**{field: value}), known_index=None)
     assert str(err.value) == message
 
 

@@ -1,16 +1,25 @@
 """The article co-occurrence graph as one composite: sessions, pair counts,
 weights, top-K neighbours, node attributes and the stable article index.
 
-Columnar inside: users are sharded by a stable hash so a shard holds whole
-users; each shard is sessionised and its pairs counted as packed integer keys
-over one global article dictionary (sorted in byte order, so code order is id
-order); partial counts are shuffled by source article and ranked vectorised.
-A popular article never makes a hot key: keys are shard numbers, and each user
-shard sends at most one partial count per pair.
+Every shuffle is keyed by a shard of the data, and the number of shards is derived
+from the day's interaction rows while the pipeline runs (or given):
+  1. users are sharded by a stable hash, so a user shard holds whole users; each is
+     sessionised and its pairs counted over its own article dictionary, then sent on
+     as partial counts keyed by the article partition of the pair's source (hash of
+     the article id), with the shard's node partials (frequency, region counts);
+  2. an article partition merges its partial counts, gets every pair of its sources and
+     their marginals c(a) (before any filter), joins its articles with the known
+     article index, and sends each kept pair (a, b) to b's partition with c(a);
+  3. that partition then holds each kept edge of its sources with both marginals, and
+     weighs and ranks them. The only global values are the pair total per weight class
+     and the index's largest id (O(1) each), the new articles' splitters and cell counts.
+No element, accumulator or side input holds the catalogue: every array is sized by the
+rows of its element.
 """
 
 import math
-from typing import Dict, NamedTuple, Optional
+import typing
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -19,9 +28,11 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas import contract
-from transforms import graph
+from transforms import article_index, graph
+from transforms import pairs as pairs_lib
 from transforms import sessions as sessions_lib
-from transforms.sharding import from_ipc, split_by_shard, to_ipc, user_shards
+from transforms.sharding import (ResolveShardCount, from_ipc, shard_ids, split_by_shard,
+                                 to_ipc, user_shards)
 
 INTERACTION_COLUMNS = ("user_id", "event_id", "event_timestamp", "article_id", "event_name",
                        "region_id")
@@ -37,7 +48,8 @@ class GraphParams(NamedTuple):
     max_session_length: int = 0
     max_events_per_user: int = 0
     event_weights: Optional[Dict[str, float]] = None
-    num_shards: int = 4
+    num_shards: int = 0            # 0: auto, ceil(interaction rows / max_rows_per_shard)
+    max_rows_per_shard: int = 1_000_000
 
     def check(self) -> "GraphParams":
         problems = []
@@ -59,8 +71,10 @@ class GraphParams(NamedTuple):
                             "or >= 2")
         if self.max_events_per_user < 0:
             problems.append(f"--max_events_per_user={self.max_events_per_user} must be >= 0")
-        if self.num_shards < 1:
-            problems.append(f"--graph_shards={self.num_shards} must be >= 1")
+        if self.num_shards < 0:
+            problems.append(f"--graph_shards={self.num_shards} must be auto (0) or >= 1")
+        if self.max_rows_per_shard < 1:
+            problems.append(f"--max_rows_per_shard={self.max_rows_per_shard} must be >= 1")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -114,263 +128,336 @@ def shard_by_user(table: pa.Table, num_shards: int):
         yield shard, to_ipc(part)
 
 
-def _sorted_unique(arrays) -> pa.Array:
-    arrays = [a for a in arrays if len(a)]
-    if not arrays:
-        return pa.array([], pa.string())
-    values = pc.unique(pa.chunked_array(arrays, pa.string()).combine_chunks())
-    return values.take(pc.sort_indices(values))
+def split_table(table: pa.Table, target: np.ndarray):
+    """(target, rows of the table with that target) for each distinct target value."""
+    if not table.num_rows:
+        return
+    order = np.argsort(target, kind="stable")
+    sorted_target = target[order]
+    starts = pairs_lib.runs(sorted_target)
+    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
+        yield int(sorted_target[start]), table.take(pa.array(order[start:end]))
 
 
-class CollectArticles(beam.CombineFn):
-    """Distinct article ids of the day, sorted in byte order: the global dictionary."""
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, acc, table):
-        acc.append(pc.unique(table.column("article_id").combine_chunks()))
-        if len(acc) > 64:
-            acc[:] = [_sorted_unique(acc)]
-        return acc
-
-    def merge_accumulators(self, accs):
-        return [_sorted_unique([a for acc in accs for a in acc])]
-
-    def extract_output(self, acc):
-        return _sorted_unique(acc)
+def _element_bytes(value) -> int:
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, (pairs_lib.Part, pa.Table, pa.RecordBatch, pa.Array)):
+        return int(value.nbytes)
+    if isinstance(value, tuple):
+        return sum(_element_bytes(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    return 0
 
 
-class GatherShardPartials(beam.CombineFn):
-    """Every user shard's partial article totals and node partials, in one global
-    combine. Arrays are summed in shard order, so float sums do not depend on the
-    order shards finish in. Output: {"totals": (c, weighted c or None) or None when
-    no shard had interactions, "nodes": [(shard, (frequency, region counts)), ...]}."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, element):
-        shard, partial = element
-        acc[shard] = partial
-        return acc
-
-    def merge_accumulators(self, accs):
-        merged = {}
-        for acc in accs:
-            merged.update(acc)
-        return merged
-
-    def extract_output(self, acc):
-        totals = None
-        for shard in sorted(acc):
-            c, wc = acc[shard]["c"], acc[shard]["wc"]
-            totals = (c, wc) if totals is None else \
-                (totals[0] + c, None if wc is None else totals[1] + wc)
-        nodes = [(shard, (acc[shard]["frequency"], acc[shard]["regions"]))
-                 for shard in sorted(acc)]
-        return {"totals": totals, "nodes": nodes}
+# Tags of what an article partition receives, and of what it sends to the ranking.
+PAIRS, NODES, REGIONS, KNOWN = "pairs", "nodes", "regions", "known"
+TOTALS, EDGES = "totals", "edges"
 
 
 class CountShardPairs(beam.DoFn):
-    """Whole users of one shard -> partial pair counts by source shard (main output)
-    and, tagged PARTIALS, the shard's article totals and node partials."""
-
-    PARTIALS = "partials"
+    """Whole users of one user shard -> (article partition, (tag, payload)): partial pair
+    counts (PAIRS), node frequencies (NODES) and region counts (REGIONS), each holding
+    only the articles of its own rows."""
 
     def __init__(self, params: GraphParams):
         self._p = params
+        self._classes = pairs_lib.weight_classes(params.event_weights)
         self._interactions = Metrics.counter("graph", "interactions")
         self._sessions = Metrics.counter("graph", "sessions")
         self._pairs = Metrics.counter("graph", "pair_occurrences")
+        self._shard_rows = Metrics.distribution("graph", "user_shard_rows")
+        self._bytes = Metrics.distribution("graph", "shuffled_element_bytes")
 
-    def process(self, element, articles: pa.Array):
+    def process(self, element, num_partitions: int):
         shard, payloads = element
-        p = self._p
-        n_articles = len(articles)
-        # Sorted payloads: the concatenation (hence float sums) never depends on arrival order.
+        p, classes = self._p, self._classes
+        # Sorted payloads: the concatenation never depends on arrival order.
         table = pa.concat_tables([from_ipc(data) for data in sorted(payloads)])
+        self._shard_rows.update(table.num_rows)
         users = sessions_lib.user_ranks(table.column("user_id"))
         ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
         order = sessions_lib.order_by_user_time_id(users, ts, table.column("event_id"))
-        users, ts = users[order], ts[order]
-        codes = pc.index_in(table.column("article_id").combine_chunks(),
-                            value_set=articles).to_numpy().astype(np.int64)[order]
+        row_codes, ids = pairs_lib.sorted_dictionary(table.column("article_id"))
+        users, ts, codes = users[order], ts[order], row_codes[order]
         if p.weighted:
-            weight_of = np.array([p.event_weights[n] for n in contract.INTERACTION_EVENTS])
-            weights = weight_of[pc.index_in(table.column("event_name").combine_chunks(),
-                                            value_set=pa.array(contract.INTERACTION_EVENTS))
-                                .to_numpy()][order]
+            class_of = np.array([classes.of_event[n] for n in contract.INTERACTION_EVENTS])
+            wclass = class_of[pc.index_in(table.column("event_name").combine_chunks(),
+                                          value_set=pa.array(contract.INTERACTION_EVENTS))
+                              .to_numpy()][order]
         else:
-            weights = np.ones(len(codes))
-        region_rows = table
+            wclass = np.zeros(len(codes), dtype=np.int64)
+        rows = order
         if p.max_events_per_user:
             # The per-user cap decides which rows exist for the nodes too.
             starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
             rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
             keep = rank < p.max_events_per_user
-            region_rows = table.take(pa.array(order[keep]))
-            users, codes, ts, weights = users[keep], codes[keep], ts[keep], weights[keep]
-        sess = sessions_lib.sessionize(users, ts, codes, weights, p.gap_us,
+            rows = order[keep]
+            users, codes, ts, wclass = users[keep], codes[keep], ts[keep], wclass[keep]
+        # Weight classes rank the weights, so a collapsed run keeps the largest weight's class.
+        sess = sessions_lib.sessionize(users, ts, codes, wclass.astype(np.float64), p.gap_us,
                                        0, p.max_session_length)
-        pairs = sessions_lib.window_pairs(sess, p.window, with_weights=p.weighted)
-        counts = graph.count_pairs(pairs.src, pairs.dst, pairs.weight if p.weighted else None,
-                                   n_articles)
+        left, right = sessions_lib.window_pair_positions(sess, p.window)
         self._interactions.inc(len(codes))
         self._sessions.inc(int(sess.session[-1]) + 1 if len(sess.session) else 0)
-        self._pairs.inc(len(pairs.src))
+        self._pairs.inc(2 * len(left))
 
-        c_total = np.bincount(counts.src, weights=counts.count, minlength=n_articles)
-        wc_total = (np.bincount(counts.src, weights=counts.wcount, minlength=n_articles)
-                    if p.weighted else None)
-        frequency = np.bincount(sess.article, minlength=n_articles).astype(np.int64)
-        regions = region_rows.select(["article_id", "region_id"]).filter(
-            pc.is_valid(region_rows.column("region_id")))
-        region_counts = graph.count_by(regions, ["article_id", "region_id"])
-        yield beam.pvalue.TaggedOutput(self.PARTIALS, (shard, {
-            "c": c_total.astype(np.int64), "wc": wc_total, "frequency": frequency,
-            "regions": region_counts}))
+        partition_of = shard_ids(ids, num_partitions)
+        counted = pairs_lib.shard_pair_part(sess.article, sess.weight.astype(np.int64), left,
+                                            right, len(ids), len(classes.weights))
+        counted["count"] = counted["count"].astype(
+            np.int32 if not len(counted["count"]) or counted["count"].max() < 2**31 else np.int64)
+        for target, part in pairs_lib.split_part(ids, counted, ("src", "dst"),
+                                                 partition_of[counted["src"]]):
+            yield self._sent(target, PAIRS, part)
+        frequency = np.bincount(sess.article, minlength=len(ids))
+        present = np.flatnonzero(frequency)
+        for target, part in pairs_lib.split_part(
+                ids, {"article": present, "frequency": frequency[present].astype(np.int64)},
+                ("article",), partition_of[present]):
+            yield self._sent(target, NODES, part)
+        region_rows = pa.table({"article": pa.array(row_codes[rows]),
+                                "region_id": table.column("region_id").take(pa.array(rows))})
+        region_rows = region_rows.filter(pc.is_valid(region_rows.column("region_id")))
+        counts = graph.count_by(region_rows, ["article", "region_id"])
+        article = counts.column("article").to_numpy()
+        named = pa.table({"n": counts.column("n"),
+                          "article_id": ids.take(pa.array(article, pa.int64())),
+                          "region_id": counts.column("region_id")})
+        for target, part in split_table(named, partition_of[article]):
+            yield self._sent(target, REGIONS, part)
 
-        # Narrow types for the shuffle where they fit (article codes always do).
-        code_type = np.int32 if n_articles < 2**31 else np.int64
-        count_type = np.int32 if len(counts.count) == 0 or counts.count.max() < 2**31 \
-            else np.int64
-        source_shard = counts.src % p.num_shards
-        for target in range(p.num_shards):
-            mask = source_shard == target
-            if mask.any():
-                part = graph.PairCounts(counts.src[mask].astype(code_type),
-                                        counts.dst[mask].astype(code_type),
-                                        counts.count[mask].astype(count_type),
-                                        counts.wcount[mask] if p.weighted else None)
-                yield target, (shard, part)
+    def _sent(self, target, tag, payload):
+        self._bytes.update(_element_bytes(payload))
+        return target, (tag, payload)
 
 
-def _list_array(offsets: np.ndarray, values: pa.Array) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+def read_index_file(path: str) -> Tuple[pa.Array, np.ndarray]:
+    """One file of a published article index -> (article ids, indexes)."""
+    from transforms.publish import decode_examples, read_tfrecord_file
+    batch = decode_examples(read_tfrecord_file(path))
+    if not batch.num_rows:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    ids = batch.column(batch.schema.get_field_index("article_id")).flatten().cast(pa.string())
+    index = batch.column(batch.schema.get_field_index("index")).flatten().to_numpy()
+    return ids, index.astype(np.int64)
 
 
-class RankNeighbours(beam.DoFn):
-    """All partial counts of one source-article shard -> top-K edges and neighbour lists."""
+def partition_known(chunk: Tuple[pa.Array, np.ndarray], num_partitions: int):
+    """A chunk of the known index -> (partition, (KNOWN, (ids, indexes))) per partition."""
+    ids, index = chunk
+    table = pa.table({"article_id": ids.cast(pa.string()), "index": pa.array(index, pa.int64())})
+    for target, part in split_table(table, shard_ids(table.column("article_id"),
+                                                     num_partitions)):
+        yield target, (KNOWN, (part.column("article_id").combine_chunks(),
+                               part.column("index").to_numpy()))
 
-    EDGES = "edges"
-    NEIGHBORS = "neighbors"
+
+def _nodes_batch(ids: pa.Array, frequency: np.ndarray, region: pa.Array,
+                 index: np.ndarray) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [ids.cast(pa.binary()), pa.array(frequency, pa.int64()), region.cast(pa.binary()),
+         pa.array(index, pa.int64())], ["article_id", "frequency", "region_id", "index"])
+
+
+def _index_batch(ids: pa.Array, index: np.ndarray) -> pa.RecordBatch:
+    order = np.argsort(index, kind="stable")
+    return pa.RecordBatch.from_arrays(
+        [ids.cast(pa.binary()).take(pa.array(order)), pa.array(index[order], pa.int64())],
+        ["article_id", "index"])
+
+
+@beam.typehints.with_output_types(typing.Any)   # main and tagged outputs
+class MergeArticlePartition(beam.DoFn):
+    """Everything about one article partition -> its source marginals (TOTALS, to its own
+    ranking), its kept pairs mirrored to the destination's partition (EDGES), the pair total
+    per weight class (CLASS_TOTALS), the partition's pieces of the nodes and index files of
+    known articles (main output) and its new articles (NEW)."""
+
+    CLASS_TOTALS, RANK_INPUT, NEW = "class_totals", "rank_input", "new"
+
+    def __init__(self, params: GraphParams):
+        self._p = params
+        self._products = pairs_lib.weight_classes(params.event_weights).products
+        self._bytes = Metrics.distribution("graph", "shuffled_element_bytes")
+
+    def process(self, element, num_partitions: int):
+        partition, values = element
+        got = {PAIRS: [], NODES: [], REGIONS: [], KNOWN: []}
+        for tag, payload in values:
+            got[tag].append(payload)
+        merged = pairs_lib.merge_pair_parts(got[PAIRS], self._products)
+        yield beam.pvalue.TaggedOutput(self.CLASS_TOTALS, merged.class_totals)
+        if len(merged.sources):
+            yield self._rank_input(partition, TOTALS, pairs_lib.source_totals(merged))
+        for target, part in pairs_lib.mirrored_edges(merged, self._p.min_pair_count,
+                                                     num_partitions):
+            yield self._rank_input(target, EDGES, part)
+        nodes = article_index.merge_nodes(got[NODES], got[REGIONS])
+        joined = article_index.join_known(nodes, got[KNOWN])
+        if len(joined.known_ids):
+            yield "index", 2 * partition, _index_batch(joined.known_ids, joined.known_index)
+        if len(joined.day_known):
+            take = pa.array(joined.day_known, pa.int64())
+            yield "nodes", 2 * partition, _nodes_batch(
+                nodes.ids.take(take), nodes.frequency[joined.day_known], nodes.region.take(take),
+                joined.day_known_index)
+        if len(joined.day_new):
+            take = pa.array(joined.day_new, pa.int64())
+            yield beam.pvalue.TaggedOutput(self.NEW, (
+                nodes.ids.take(take), nodes.frequency[joined.day_new], nodes.region.take(take)))
+
+    def _rank_input(self, target, tag, part):
+        self._bytes.update(part.nbytes)
+        return beam.pvalue.TaggedOutput(self.RANK_INPUT, (target, (tag, part)))
+
+
+class RankPartition(beam.DoFn):
+    """One article partition's source marginals and incoming kept edges -> pieces of the
+    edges and neighbors files: (file set, piece key, RecordBatch)."""
 
     def __init__(self, params: GraphParams):
         self._p = params
         self._edges = Metrics.counter("graph", "edges")
 
-    def process(self, element, articles: pa.Array, partials):
-        shard, parts = element
+    def process(self, element, total: float):
+        partition, values = element
         p = self._p
-        parts = [part for _, part in sorted(parts, key=lambda item: item[0])]
-        counts = graph.merge_pair_counts(parts, len(articles))
-        c_total, wc_total = partials["totals"]
-        if p.weighted:
-            measure, node_total = counts.wcount, wc_total
-        else:
-            measure, node_total = counts.count, c_total
-        weight64 = graph.edge_weights(measure, node_total[counts.src], node_total[counts.dst],
-                                      float(node_total.sum()), p.weighting)
-        keep = counts.count >= p.min_pair_count
-        if p.weighting == "ppmi":
-            keep &= weight64 > 0
-        src, dst = counts.src[keep], counts.dst[keep]
-        count = counts.count[keep]
-        weight = weight64[keep].astype(np.float32)
-        rank_value = weight if p.rank_by == "weight" else count
-        chosen = graph.top_k(src, dst, rank_value, p.top_k)
-        src, dst, count, weight = src[chosen], dst[chosen], count[chosen], weight[chosen]
-        self._edges.inc(len(src))
-        src_ids = articles.take(pa.array(src)).cast(pa.binary())
-        dst_ids = articles.take(pa.array(dst)).cast(pa.binary())
-        edges = pa.RecordBatch.from_arrays(
-            [src_ids, dst_ids, pa.array(count, pa.int64()), pa.array(weight, pa.float32())],
+        totals = [part for tag, part in values if tag == TOTALS]
+        edges = [part for tag, part in values if tag == EDGES]
+        ranked = pairs_lib.rank_edges(totals, edges, total, p.weighting, p.rank_by, p.top_k)
+        if not len(ranked.count):
+            return
+        self._edges.inc(len(ranked.count))
+        weight = pa.array(ranked.weight, pa.float32())
+        count = pa.array(ranked.count, pa.int64())
+        yield "edges", partition, pa.RecordBatch.from_arrays(
+            [ranked.src_ids, ranked.dst_ids, count, weight],
             ["src_article_id", "dst_article_id", "count", "weight"])
-        yield beam.pvalue.TaggedOutput(self.EDGES, (shard, edges))
-        starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]]) if len(src) else \
-            np.zeros(0, dtype=np.int64)
-        offsets = np.r_[starts, len(src)]
-        neighbors = pa.RecordBatch.from_arrays(
-            [articles.take(pa.array(src[starts], pa.int64())).cast(pa.binary()),
-             _list_array(offsets, dst_ids),
-             _list_array(offsets, pa.array(weight, pa.float32())),
-             _list_array(offsets, pa.array(count, pa.int64()))],
+        src = ranked.src_ids
+        first = np.flatnonzero(np.r_[True, pc.not_equal(src.slice(1), src.slice(0, len(src) - 1))
+                                    .to_numpy(zero_copy_only=False)])
+        offsets = pa.array(np.r_[first, len(src)].astype(np.int32))
+        yield "neighbors", partition, pa.RecordBatch.from_arrays(
+            [src.take(pa.array(first)), pa.ListArray.from_arrays(offsets, ranked.dst_ids),
+             pa.ListArray.from_arrays(offsets, weight), pa.ListArray.from_arrays(offsets, count)],
             ["article_id", "neighbor_ids", "neighbor_weights", "neighbor_counts"])
-        yield beam.pvalue.TaggedOutput(self.NEIGHBORS, (shard, neighbors))
 
 
-def describe_nodes(gathered, articles: pa.Array, previous) -> Dict[str, pa.RecordBatch]:
-    """Node partials of every user shard -> the day's nodes and the full article index.
+def pair_total(class_totals, products: np.ndarray) -> float:
+    """N (or the weighted N): sum over classes of the day's integer pair totals times the
+    class's weight product, in class order."""
+    summed = np.zeros(len(products), dtype=np.int64)
+    for totals in class_totals:
+        summed += totals
+    return float(pairs_lib.weighted_sum(summed[None, :], products)[0])
 
-    `previous` is (article ids, indexes) of the latest published index (empty when none)."""
-    frequency = np.zeros(len(articles), dtype=np.int64)
-    region_tables = []
-    for _, (freq, regions) in gathered["nodes"]:
-        frequency += freq
-        region_tables.append(regions)
-    present = np.flatnonzero(frequency > 0)
-    ids = articles.take(pa.array(present, pa.int64()))
-    freq = frequency[present]
-    known_ids, known_index = previous
-    index, full = graph.assign_index(ids, freq, known_ids, known_index)
-    if region_tables:
-        modes = graph.region_mode_from_counts(pa.concat_tables(region_tables))
-    else:
-        modes = pa.table({"article_id": pa.array([], pa.string()),
-                          "region_id": pa.array([], pa.string())})
-    where = pc.index_in(ids, value_set=modes.column("article_id").combine_chunks())
-    region = modes.column("region_id").combine_chunks().take(where)
-    nodes = pa.RecordBatch.from_arrays(
-        [ids.cast(pa.binary()), pa.array(freq, pa.int64()), region.cast(pa.binary()),
-         pa.array(index, pa.int64())],
-        ["article_id", "frequency", "region_id", "index"])
-    index_batch = pa.RecordBatch.from_arrays(
-        [full.column("article_id").combine_chunks().cast(pa.binary()),
-         full.column("index").combine_chunks()], ["article_id", "index"])
-    return {"nodes": nodes, "index": index_batch}
+
+@beam.typehints.with_output_types(typing.Any)   # main and tagged outputs
+class BucketNewArticles(beam.DoFn):
+    """New articles of a partition -> (id range, (ids, frequency, region)), and tagged CELLS
+    the count of new articles per (frequency, range)."""
+
+    CELLS = "cells"
+
+    def process(self, new, splitters):
+        ids, frequency, region = new
+        bucket = article_index.bucket_of(ids, splitters)
+        yield beam.pvalue.TaggedOutput(self.CELLS, article_index.cell_counts(frequency, bucket))
+        table = pa.table({"article_id": ids, "frequency": pa.array(frequency),
+                          "region_id": region})
+        for target, part in split_table(table, bucket):
+            yield target, part
+
+
+def merge_cells(cell_dicts) -> Dict:
+    total: Dict = {}
+    for cells in cell_dicts:
+        for cell, n in cells.items():
+            total[cell] = total.get(cell, 0) + n
+    return total
+
+
+def index_new_articles(element, offsets, largest_known: int):
+    """All new articles of one id range -> pieces of the nodes and index files."""
+    bucket, tables = element
+    table = pa.concat_tables(list(tables))
+    ids = table.column("article_id").combine_chunks()
+    frequency = table.column("frequency").to_numpy()
+    order, index = article_index.rank_new(ids, frequency, bucket, offsets, largest_known + 1)
+    take = pa.array(order, pa.int64())
+    ids = ids.take(take)
+    yield "nodes", 2 * bucket + 1, _nodes_batch(
+        ids, frequency[order], table.column("region_id").combine_chunks().take(take), index)
+    yield "index", 2 * bucket + 1, _index_batch(ids, index)
 
 
 class BuildCooccurrenceGraph(beam.PTransform):
-    """Valid rows (PCollection of pa.Table or (key, pa.Table)) -> dict of PCollections:
-    "edges" and "neighbors" ((shard, RecordBatch) per source shard), "nodes" and
-    "index" (one RecordBatch each), "stats" (one dict).
+    """Valid rows (PCollection of pa.Table or (key, pa.Table)) -> {"pieces": PCollection of
+    (file set, piece key, RecordBatch) for the file sets edges, neighbors, nodes and index;
+    "shards": the resolved shard count (one int)}.
 
-    The previous article index comes in as a side input PCollection of one
-    (article ids, indexes) pair."""
+    `known_index` is a PCollection of chunks (article ids, indexes) of the latest published
+    article index (none on the first day), e.g. one chunk per file."""
 
-    def __init__(self, params: GraphParams, previous_index):
+    def __init__(self, params: GraphParams, known_index):
         super().__init__()
         self._p = params.check()
-        self._previous = previous_index
+        self._known = known_index
 
     def expand(self, valid):
         p = self._p
+        products = pairs_lib.weight_classes(p.event_weights).products
         rows = valid | "SelectInteractions" >> beam.Map(
             lambda element: select_interactions(
                 element[1] if isinstance(element, tuple) else element))
-        articles = rows | "CollectArticles" >> beam.CombineGlobally(CollectArticles())
-        articles_side = beam.pvalue.AsSingleton(articles)
-        by_user = (rows
-                   | "ShardByUser" >> beam.FlatMap(shard_by_user, p.num_shards)
-                   | "GroupUserShards" >> beam.GroupByKey())
-        counted = by_user | "CountPairs" >> beam.ParDo(
-            CountShardPairs(p), articles=articles_side).with_outputs(
-            CountShardPairs.PARTIALS, main="pairs")
-        gathered = (counted[CountShardPairs.PARTIALS]
-                    | "GatherShardPartials" >> beam.CombineGlobally(GatherShardPartials()))
-        ranked = (counted.pairs
-                  | "GroupSourceShards" >> beam.GroupByKey()
-                  | "RankNeighbours" >> beam.ParDo(
-                      RankNeighbours(p), articles=articles_side,
-                      partials=beam.pvalue.AsSingleton(gathered)).with_outputs(
-                      RankNeighbours.EDGES, RankNeighbours.NEIGHBORS))
-        described = gathered | "DescribeNodes" >> beam.Map(
-            describe_nodes, articles=articles_side,
-            previous=beam.pvalue.AsSingleton(self._previous))
-        return {
-            "edges": ranked[RankNeighbours.EDGES],
-            "neighbors": ranked[RankNeighbours.NEIGHBORS],
-            "nodes": described | "TakeNodes" >> beam.Map(lambda d: d["nodes"]),
-            "index": described | "TakeIndex" >> beam.Map(lambda d: d["index"]),
-        }
+        shards = (rows | "CountInteractions" >> beam.Map(lambda table: table.num_rows)
+                  | "ResolveGraphShards" >> ResolveShardCount(p.num_shards, p.max_rows_per_shard))
+        num_shards = beam.pvalue.AsSingleton(shards)
+        partials = (rows
+                    | "ShardByUser" >> beam.FlatMap(shard_by_user, num_shards)
+                    | "GroupUserShards" >> beam.GroupByKey()
+                    | "CountPairs" >> beam.ParDo(CountShardPairs(p), num_shards))
+        known = self._known | "PartitionKnownIndex" >> beam.FlatMap(partition_known, num_shards)
+        largest_known = (self._known
+                         | "LargestIndexOfChunk" >> beam.Map(
+                             lambda chunk: int(chunk[1].max()) if len(chunk[1]) else 0)
+                         | "LargestKnownIndex" >> beam.CombineGlobally(
+                             lambda values: max(values, default=0)))
+        merged = ((partials, known)
+                  | "GatherArticlePartitions" >> beam.Flatten()
+                  | "GroupArticlePartitions" >> beam.GroupByKey()
+                  | "MergeArticlePartitions" >> beam.ParDo(
+                      MergeArticlePartition(p), num_shards).with_outputs(
+                      MergeArticlePartition.CLASS_TOTALS, MergeArticlePartition.RANK_INPUT,
+                      MergeArticlePartition.NEW, main="pieces"))
+        total = (merged[MergeArticlePartition.CLASS_TOTALS]
+                 | "CollectClassTotals" >> beam.combiners.ToList()
+                 | "SumPairTotal" >> beam.Map(pair_total, products))
+        ranked = (merged[MergeArticlePartition.RANK_INPUT]
+                  | "GroupRankInputs" >> beam.GroupByKey()
+                  | "RankNeighbours" >> beam.ParDo(RankPartition(p),
+                                                   beam.pvalue.AsSingleton(total)))
+        new = merged[MergeArticlePartition.NEW]
+        splitters = (new
+                     | "SampleNewArticles" >> beam.FlatMap(
+                         lambda n: article_index.sample_ids(n[0], p.max_rows_per_shard)
+                         .to_pylist())
+                     | "CollectSample" >> beam.combiners.ToList()
+                     | "ChooseSplitters" >> beam.Map(article_index.splitters_from_sample))
+        bucketed = new | "BucketNewArticles" >> beam.ParDo(
+            BucketNewArticles(), beam.pvalue.AsSingleton(splitters)).with_outputs(
+            BucketNewArticles.CELLS, main="buckets")
+        offsets = (bucketed[BucketNewArticles.CELLS]
+                   | "CountCells" >> beam.CombineGlobally(merge_cells)
+                   | "OffsetCells" >> beam.Map(article_index.cell_offsets))
+        indexed = (bucketed.buckets
+                   | "GroupNewArticles" >> beam.GroupByKey()
+                   | "IndexNewArticles" >> beam.FlatMap(
+                       index_new_articles, beam.pvalue.AsSingleton(offsets),
+                       beam.pvalue.AsSingleton(largest_known)))
+        pieces = ((merged.pieces, ranked, indexed)
+                  | "GatherGraphPieces" >> beam.Flatten())
+        return {"pieces": pieces, "shards": shards}

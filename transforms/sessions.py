@@ -132,25 +132,31 @@ class Pairs(NamedTuple):
     weight: np.ndarray   # w_i * w_j
 
 
-def window_pairs(sessions: Sessions, window: int, with_weights: bool = False) -> Pairs:
-    """Every position pair i != j of a session with |i - j| <= window and different articles."""
-    session, article, weight = sessions
-    srcs, dsts, ws = [], [], []
+def window_pair_positions(sessions: Sessions, window: int):
+    """(left, right) position indexes of every pair i < j of a session with j - i <= window
+    and different articles (each unordered pair once)."""
+    session, article, _ = sessions
+    lefts, rights = [], []
     for d in range(1, window + 1):
         if d >= len(article):
             break
         mask = (session[d:] == session[:-d]) & (article[d:] != article[:-d])
-        left = article[:-d][mask]
-        right = article[d:][mask]
-        srcs += [left, right]
-        dsts += [right, left]
-        if with_weights:
-            w = weight[:-d][mask] * weight[d:][mask]
-            ws += [w, w]
-    if not srcs:
+        left = np.flatnonzero(mask)
+        lefts.append(left)
+        rights.append(left + d)
+    if not lefts:
         empty = np.zeros(0, dtype=np.int64)
-        return Pairs(empty, empty, np.zeros(0, dtype=np.float64))
-    src = np.concatenate(srcs)
-    dst = np.concatenate(dsts)
-    w = np.concatenate(ws) if with_weights else np.ones(0, dtype=np.float64)
-    return Pairs(src, dst, w)
+        return empty, empty
+    return np.concatenate(lefts), np.concatenate(rights)
+
+
+def window_pairs(sessions: Sessions, window: int, with_weights: bool = False) -> Pairs:
+    """Every position pair i != j of a session with |i - j| <= window and different articles."""
+    _, article, weight = sessions
+    left, right = window_pair_positions(sessions, window)
+    src = np.concatenate([article[left], article[right]])
+    dst = np.concatenate([article[right], article[left]])
+    if with_weights:
+        w = weight[left] * weight[right]
+        return Pairs(src, dst, np.concatenate([w, w]))
+    return Pairs(src, dst, np.ones(0, dtype=np.float64))
