@@ -157,3 +157,62 @@ class FakeObjectStore(FileSystem):
                     missing[path] = FileNotFoundError(path)
         if missing:
             raise BeamIOError("Delete operation failed", missing)
+
+
+def patch_local_faults(monkeypatch) -> None:
+    """The same fault injector (FakeObjectStore.inject) for local paths: FileSystems'
+    create (a write counts when its handle closes; a crash there leaves the file
+    truncated to half), rename and delete (one operation per path) count and crash."""
+    from apache_beam.io.filesystems import FileSystems
+    create, rename, delete = FileSystems.create, FileSystems.rename, FileSystems.delete
+
+    class Handle:
+        def __init__(self, path, handle):
+            self._path, self._handle = path, handle
+
+        def write(self, data):
+            return self._handle.write(data)
+
+        def flush(self):
+            self._handle.flush()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+        def close(self):
+            if self._handle.closed:
+                return
+            try:
+                FakeObjectStore.operation("write", self._path)
+            except Crash:
+                self._handle.flush()
+                self._handle.truncate(self._handle.tell() // 2)
+                self._handle.close()
+                raise
+            self._handle.close()
+
+    def counted_create(path, *args, **kwargs):
+        return Handle(path, create(path, *args, **kwargs))
+
+    def counted_rename(sources, destinations):
+        for source, destination in zip(sources, destinations):
+            FakeObjectStore.operation("rename", f"{source} -> {destination}")
+            rename([source], [destination])
+
+    def counted_delete(paths):
+        failed = {}
+        for path in paths:
+            FakeObjectStore.operation("delete", path)
+            try:
+                delete([path])
+            except BeamIOError as err:
+                failed.update(err.exception_details)
+        if failed:
+            raise BeamIOError("Delete operation failed", failed)
+
+    monkeypatch.setattr(FileSystems, "create", staticmethod(counted_create))
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(counted_rename))
+    monkeypatch.setattr(FileSystems, "delete", staticmethod(counted_delete))

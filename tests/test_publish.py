@@ -20,8 +20,8 @@ from transforms import publish
 from transforms.publish import (MANIFEST, SUCCESS, PublishFiles, StageFiles, as_feature_lists,
                                 decode_examples, encode_examples, feature_spec, gzip_bytes,
                                 latest_day_before, load_index, previous_index, publish_files,
-                                read_tfrecord_bytes, read_tfrecord_file, shard_name,
-                                staging_dir_for, tfrecord_frame)
+                                publish_day, read_tfrecord_bytes, read_tfrecord_file,
+                                shard_name, staging_dir_for, tfrecord_frame, write_piece)
 
 RUNNER = "FnApiRunner"
 
@@ -367,17 +367,16 @@ def test_an_unblessed_day_publishes_nothing(tmp_path):
 # ---------------------------------------------------------------------- the previous index
 
 def write_index(day_dir, parts, success=True):
-    """Index files under day_dir (one per part of (ids, indexes)), and _SUCCESS."""
-    os.makedirs(day_dir, exist_ok=True)
+    """An index file set under day_dir (one piece per part of (ids, indexes)), published
+    unless success is False (then the files are there but no manifest names them)."""
+    records = []
     for shard, (ids, index) in enumerate(parts):
         batch = pa.RecordBatch.from_arrays(
             [pa.array([i.encode() for i in ids], pa.binary()), pa.array(index, pa.int64())],
             ["article_id", "index"])
-        name = shard_name("index", shard, len(parts), ".tfrecord.gz")
-        with open(os.path.join(day_dir, name), "wb") as f:
-            f.write(gzip_bytes(tfrecord_frame(encode_examples(batch))))
+        records += write_piece(day_dir, "r1", "tfrecord", "index", shard, batch, 1 << 20)
     if success:
-        open(os.path.join(day_dir, SUCCESS), "wb").close()
+        publish_day(day_dir, "r1", records, {}, file_sets=("index",))
 
 
 def as_lists(index):
@@ -415,7 +414,7 @@ def test_previous_index(tmp_path):
     assert as_lists(previous_index(out, "2026-11-24")) == ([], [])
     # --index_from wins over whatever is published.
     other = str(tmp_path / "elsewhere" / "dt=2026-10-01")
-    write_index(other, [(["B", "C"], [4, 2]), (["D"], [7])], success=False)
+    write_index(other, [(["B", "C"], [4, 2]), (["D"], [7])])
     assert as_lists(previous_index(out, "2026-11-26", index_from=other)) == \
         (["B", "C", "D"], [4, 2, 7])
 
@@ -423,13 +422,16 @@ def test_previous_index(tmp_path):
 def test_load_index(tmp_path):
     day = str(tmp_path / "dt=2026-11-25")
     write_index(day, [(["a", "b", "한"], [3, 1, 2]), ([], []), (["x"], [10])])
-    # Files in name order, rows in file order; an empty shard adds nothing.
+    # Files in name order, rows in file order; an empty piece writes no file.
     assert as_lists(load_index(day)) == (["a", "b", "한", "x"], [3, 1, 2, 10])
     assert as_lists(load_index(day + "/")) == (["a", "b", "한", "x"], [3, 1, 2, 10])
     only_empty = str(tmp_path / "empty")
     write_index(only_empty, [([], [])])
     assert as_lists(load_index(only_empty)) == ([], [])
-    none = tmp_path / "none"
-    none.mkdir()
-    with pytest.raises(FileNotFoundError, match=f"^no index-\\*.tfrecord.gz under {none}$"):
-        load_index(str(none))
+    # Files lying in the folder but listed by no manifest are not a published index.
+    unpublished = str(tmp_path / "unpublished")
+    write_index(unpublished, [(["a"], [1])], success=False)
+    for folder in (unpublished, str(tmp_path / "none")):
+        with pytest.raises(FileNotFoundError, match=f"^{folder} has no _SUCCESS: no day is "
+                                                    "published there$"):
+            load_index(folder)

@@ -412,12 +412,14 @@ def manifest_content(run_id: str, records: Iterable[FileRecord], fields: Dict,
                      file_sets: Sequence[str] = ()) -> Dict:
     """The manifest of a run: `fields`, the run id and, per file set, every file (name,
     rows, size_bytes) in name order, the total rows and the feature spec. Records of the
-    same file (a retried bundle) count once; two different records of one name raise."""
+    same file (a retried bundle) count once; records of one name with different rows
+    (two pieces with one key) raise. (Sizes may differ: tfx-bsl serialises an Example's
+    features in no fixed order, so a rewrite holds the same records in other bytes.)"""
     by_name: Dict[str, FileRecord] = {}
     for record in records:
         record = FileRecord(*record)
         seen = by_name.setdefault(record.name, record)
-        if seen != record:
+        if (seen.file_set, seen.rows) != (record.file_set, record.rows):
             raise ValueError(f"two different records for file {record.name}: {seen} and {record}")
     sets: Dict[str, Dict] = {name: {"files": [], "rows": 0, "feature_spec": {}}
                              for name in file_sets}
@@ -587,7 +589,8 @@ def published_manifest(day_dir: str) -> Dict:
     raise AssertionError("unreachable")
 
 
-def _files_of(day_dir: str, manifest: Dict, file_set: str) -> List[str]:
+def manifest_files(day_dir: str, manifest: Dict, file_set: str) -> List[str]:
+    """Paths of one file set listed by `manifest` (of the day folder day_dir)."""
     sets = manifest["file_sets"]
     if file_set not in sets:
         raise KeyError(f"{day_dir} has no file set {file_set!r} (it has {sorted(sets)})")
@@ -597,7 +600,7 @@ def _files_of(day_dir: str, manifest: Dict, file_set: str) -> List[str]:
 
 def published_files(day_dir: str, file_set: str) -> List[str]:
     """Paths of one file set of the published day, in name order, from its manifest."""
-    return _files_of(day_dir, published_manifest(day_dir), file_set)
+    return manifest_files(day_dir, published_manifest(day_dir), file_set)
 
 
 def read_published(day_dir: str, file_set: str, read_one):
