@@ -167,4 +167,5 @@ class ResolveShardCount(beam.PTransform):
         requested, max_rows = self._requested, self._max_rows
         return (row_counts
                 | "SumRows" >> beam.CombineGlobally(sum)
-                | "DeriveShardCount" >> beam.Map(resolve_shard_count, requested, max_rows))
+                | "DeriveShardCount" >> beam.Map(
+                    lambda rows: resolve_shard_count(requested, rows, max_rows)))
