@@ -8,7 +8,7 @@ import json
 import os
 from typing import List, Optional
 
-from transforms.publish import read_file_set
+from transforms.publish import SUCCESS, published_files, published_manifest, read_file_set
 
 
 def _load_json(path: str):
@@ -37,18 +37,24 @@ def report(output_dir: str, run_date: str) -> List[str]:
             f"\n    [{a.get('environment', '-')}] {a['severity']} {a['feature']}: "
             f"{a['description']}" for a in s["anomalies"]),
         f"  statistics page (opens offline): {os.path.abspath(vdir)}/stats.html",
-        f"quarantine/  {os.path.abspath(out)}/quarantine/dt={run_date}/*.jsonl.gz "
-        "(each line: the row, _error_reason, _error_detail)",
     ]
+    qdir = f"{out}/quarantine/dt={run_date}"
+    if os.path.exists(f"{qdir}/{SUCCESS}"):
+        files = published_files(qdir, "quarantine")
+        lines.append(f"quarantine/  {os.path.abspath(qdir)}: {len(files)} file(s) of GZIP JSON "
+                     "lines listed by its manifest (each line: the row, _error_reason, "
+                     "_error_detail)")
+    else:
+        lines.append("quarantine/  not published")
     validated = f"{out}/validated/dt={run_date}"
-    if os.path.exists(f"{validated}/manifest.json"):
-        m = _load_json(f"{validated}/manifest.json")
-        rows = sum(f["rows"] for f in m["file_sets"].values())
-        lines.append(f"validated/  {rows:,} rows of Parquet in {os.path.abspath(validated)}")
+    if os.path.exists(f"{validated}/{SUCCESS}"):
+        part = published_manifest(validated)["file_sets"]["part"]
+        lines.append(f"validated/  {part['rows']:,} rows of Parquet in {len(part['files'])} "
+                     f"file(s) in {os.path.abspath(validated)}")
     gdir = f"{out}/cooccurrence/dt={run_date}"
-    if not os.path.exists(f"{gdir}/_SUCCESS"):
+    if not os.path.exists(f"{gdir}/{SUCCESS}"):
         return lines + ["cooccurrence/  not published"]
-    m = _load_json(f"{gdir}/manifest.json")
+    m = published_manifest(gdir)
     sets = m["file_sets"]
     lines.append(f"cooccurrence/  {os.path.abspath(gdir)}  (weighting "
                  f"{m['options']['weighting']}, top_k {m['options']['top_k']})")

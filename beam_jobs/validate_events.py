@@ -11,9 +11,10 @@ from typing import Dict, List, Optional
 import apache_beam as beam
 
 from beam_jobs import options as opts
-from transforms.publish import PublishFiles, StageFiles, staging_dir_for
-from transforms.quarantine import CheckEvents
+from transforms.publish import PublishFileSets
+from transforms.quarantine import CheckEvents, GroupQuarantine
 from transforms.read import ReadEvents
+from transforms.sharding import parse_shard_count
 from transforms.span import DaySpan
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions)
@@ -34,13 +35,18 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     from transforms.validation import ValidateDay
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
+    source = {"run_date": day, "timezone": span.timezone, "events": args.events}
     read = pipeline | "ReadEvents" >> ReadEvents(args.events, span)
-    checked = read | "CheckEvents" >> CheckEvents(span, args.dedup_shards)
-    quarantined = checked["quarantine"] | "WriteQuarantine" >> beam.io.WriteToText(
-        f"{out}/quarantine/dt={day}/quarantine", file_name_suffix=".jsonl.gz", num_shards=1,
-        shard_name_template="-SSSSS-of-NNNNN")
+    checked = read | "CheckEvents" >> CheckEvents(
+        span, parse_shard_count(args.dedup_shards, "--dedup_shards"), args.max_rows_per_shard)
+    # A refused day's quarantine is published too (no gate), and the gate waits for it.
+    quarantined = ({"lines": checked["quarantine"], "counts": checked["counts"]}
+                   | "GroupQuarantine" >> GroupQuarantine(args.max_rows_per_shard)
+                   | "PublishQuarantine" >> PublishFileSets(
+                       f"{out}/quarantine/dt={day}", source, fmt="jsonl",
+                       target_shard_mb=args.target_shard_mb, file_sets=("quarantine",)))
     counts = checked["counts"] | "AwaitQuarantine" >> beam.Map(
-        lambda counts, _written: counts, _written=beam.pvalue.AsList(quarantined))
+        lambda counts, _published: counts, _published=beam.pvalue.AsSingleton(quarantined))
     valid_batches = checked["valid"] | "ValidTables" >> beam.FlatMap(
         lambda element: element[1].to_batches())
     gate = {"valid": valid_batches, "counts": counts} | "ValidateDay" >> ValidateDay(
@@ -49,14 +55,12 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
         stats_sample_fraction=args.stats_sample_fraction, stats_seed=args.stats_seed)
-    final_dir = f"{out}/validated/dt={day}"
-    shards = args.dedup_shards
     _ = (checked["valid"]
-         | "NameValidatedFiles" >> beam.Map(lambda e: ("part", e[0], shards, e[1]))
-         | "StageValidated" >> beam.ParDo(StageFiles(staging_dir_for(final_dir), "parquet"))
-         | "PublishValidated" >> PublishFiles(final_dir, {"run_date": day,
-                                                          "timezone": span.timezone,
-                                                          "events": args.events}, gate))
+         | "NameValidatedPieces" >> beam.Map(lambda e: ("part", e[0], e[1]))
+         | "PublishValidated" >> PublishFileSets(
+             f"{out}/validated/dt={day}", dict(source, dedup_shards_requested=args.dedup_shards),
+             gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
+             extra={"dedup_shards_resolved": checked["dedup_shards"]}))
     return {"valid": checked["valid"], "gate": gate}
 
 
@@ -67,6 +71,7 @@ def check_args(args) -> None:
     if not 0 <= args.max_quarantine_fraction <= 1:
         raise ValueError(f"--max_quarantine_fraction={args.max_quarantine_fraction} must be "
                          "in [0, 1]")
+    parse_shard_count(args.dedup_shards, "--dedup_shards")
     if not 0 < args.stats_sample_fraction <= 1:
         raise ValueError(f"--stats_sample_fraction={args.stats_sample_fraction} must be in "
                          "(0, 1]")

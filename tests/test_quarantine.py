@@ -9,6 +9,7 @@ rows_quarantined, duplicates_dropped and rows_valid.
 """
 
 import datetime as dt
+import hashlib
 import json
 
 import apache_beam as beam
@@ -18,8 +19,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import contract
-from transforms.quarantine import (CheckEvents, TALLY_KEYS, empty_tally, merge_tallies,
-                                   missing_column_anomalies)
+from transforms.quarantine import (CheckEvents, GroupQuarantine, TALLY_KEYS, empty_tally,
+                                   merge_tallies, missing_column_anomalies, quarantine_bucket)
 from transforms.sharding import shard_ids
 from transforms.span import day_span
 
@@ -206,8 +207,63 @@ def test_empty_day_gives_one_all_zero_tally():
 
 
 def test_num_shards_is_checked_at_construction():
-    with pytest.raises(ValueError, match="^--dedup_shards=0 must be >= 1$"):
-        CheckEvents(SPAN, 0)
+    with pytest.raises(ValueError, match="^--dedup_shards=-1 must be 'auto' or a whole number "
+                                         ">= 1$"):
+        CheckEvents(SPAN, -1)
+    with pytest.raises(ValueError, match="^--max_rows_per_shard=0 must be >= 1$"):
+        CheckEvents(SPAN, 0, 0)
+
+
+# The literal day has 10 checked valid rows (7 kept + 3 duplicates) before de-duplication:
+# auto with 2 rows a shard gives 5 shards, with the default a single one.
+@pytest.mark.parametrize("requested,max_rows,resolved", [
+    (1, 1_000_000, 1), (7, 2, 7), (0, 2, 5), (0, 1_000_000, 1), (0, 3, 4)])
+def test_shard_counts_fixed_or_auto_give_the_same_rows(requested, max_rows, resolved):
+    with test_pipeline.TestPipeline(runner=RUNNER) as p:
+        out = {"batches": p | "Batches" >> beam.Create(
+                   [batch(BATCH_A), batch(BATCH_EMPTY), batch(BATCH_B)]),
+               "missing_columns": p | "Missing" >> beam.Create(MISSING)} \
+            | CheckEvents(SPAN, requested, max_rows)
+        assert_that(out["dedup_shards"], equal_to([resolved]), label="Resolved")
+        assert_that(out["counts"], equal_to([COUNTS]), label="Counts")
+        assert_that(out["valid"] | beam.FlatMap(valid_rows),
+                    equal_to([(expected_shard_of(v[0], resolved),) + v for v in VALID]),
+                    label="Valid")
+        assert_that(out["valid"] | "Shards" >> beam.Map(lambda e: e[0]),
+                    equal_to(sorted({expected_shard_of(v[0], resolved) for v in VALID})),
+                    label="OneTablePerShard")
+    if resolved >= 4:
+        assert len({expected_shard_of(v[0], resolved) for v in VALID}) > 2
+
+
+def test_an_empty_day_resolves_auto_to_one_shard():
+    with test_pipeline.TestPipeline(runner=RUNNER) as p:
+        out = {"batches": p | "Batches" >> beam.Create([]),
+               "missing_columns": p | "Missing" >> beam.Create([])} | CheckEvents(SPAN, 0, 2)
+        assert_that(out["dedup_shards"], equal_to([1]))
+
+
+# ---------------------------------------------------------------------------- quarantine pieces
+
+def test_quarantine_bucket_is_stable_and_in_range():
+    assert quarantine_bucket("a line", 1) == 0
+    buckets = [quarantine_bucket(f"line {i}", 5) for i in range(200)]
+    assert set(buckets) == set(range(5))
+    # sha1("line 0") starts 0x7c0b1a3d..: its first 8 bytes modulo 5.
+    assert quarantine_bucket("line 0", 5) == int(hashlib.sha1(b"line 0").hexdigest()[:16], 16) % 5
+
+
+def test_group_quarantine_keeps_every_line_in_stable_pieces():
+    lines = [f'{{"i": {i % 13}}}' for i in range(40)]   # with repeats: every copy stays
+    counts = dict(empty_tally(), rows_quarantined=len(lines))
+    with test_pipeline.TestPipeline(runner=RUNNER) as p:
+        pieces = ({"lines": p | "Lines" >> beam.Create(lines),
+                   "counts": p | "Counts" >> beam.Create([counts])}
+                  | GroupQuarantine(max_rows_per_shard=10))
+        expected = {}
+        for line in lines:
+            expected.setdefault(quarantine_bucket(line, 4), []).append(line)
+        assert_that(pieces, equal_to([("quarantine", b, sorted(v)) for b, v in expected.items()]))
 
 
 # ---------------------------------------------------------------------------- tier 1: tallies

@@ -128,6 +128,23 @@ def test_list_parquet_files(tmp_path):
     assert read.list_parquet_files(str(tmp_path / "dt=2026-11-27")) == []
 
 
+
+def test_validated_files_come_from_the_manifest(tmp_path):
+    from transforms.publish import publish_day, write_piece
+    day = str(tmp_path / "validated" / "dt=2026-11-26")
+    with pytest.raises(FileNotFoundError, match=f"^{day} has no _SUCCESS"):
+        read.validated_files(day)
+    table = pa.table({"x": list(range(10))})
+    records = []
+    for shard in (3, 0):
+        records += write_piece(day, "R1", "parquet", "part", shard, table, 1 << 20)
+    publish_day(day, "R1", records, {}, file_sets=("part",))
+    # A stray Parquet file (another run's, not listed) is not read.
+    pq.write_table(table, f"{day}/part-R0-00000-000.parquet")
+    assert read.validated_files(day) == [f"{day}/part-R1-00000-000.parquet",
+                                         f"{day}/part-R1-00003-000.parquet"]
+
+
 # ---------------------------------------------------------------- conform
 
 def contract_rows():

@@ -3,9 +3,12 @@ reason, duplicates dropped, and a tally that reconciles every row read.
 
 The rules are plain functions in transforms/checks.py; this module wraps them in
 Beam. Valid rows are sharded by a hash of event_id so that one shard holds every
-copy of an event id, and de-duplication needs no per-row keys.
+copy of an event id, and de-duplication needs no per-row keys. The shard count is
+--dedup_shards, or with 'auto' ceil(checked valid rows / --max_rows_per_shard),
+counted while the pipeline runs.
 """
 
+import hashlib
 from typing import Dict, List
 
 import apache_beam as beam
@@ -13,7 +16,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from transforms import checks
-from transforms.sharding import shard_ids, split_by_shard
+from transforms.sharding import ResolveShardCount, resolve_shard_count, shard_ids, split_by_shard
 from transforms.span import DaySpan
 
 TALLY_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "duplicates_dropped", "rows_valid")
@@ -70,13 +73,13 @@ class MergeTallies(beam.CombineFn):
 
 
 class CheckRowsFn(beam.DoFn):
-    """Record batch -> (shard, valid rows), quarantined rows, and a tally."""
+    """Record batch -> the checked valid rows (one pa.Table), quarantined rows, a tally."""
 
     QUARANTINE = "quarantine"
     TALLY = "tally"
 
-    def __init__(self, start_us: int, end_us: int, num_shards: int):
-        self._start_us, self._end_us, self._num_shards = start_us, end_us, num_shards
+    def __init__(self, start_us: int, end_us: int):
+        self._start_us, self._end_us = start_us, end_us
         self._counters = {}
         self._out_of_span = Metrics.counter("events", "out_of_span")
 
@@ -98,9 +101,13 @@ class CheckRowsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.TALLY, tally)
         if result.quarantined.num_rows:
             yield beam.pvalue.TaggedOutput(self.QUARANTINE, result.quarantined)
-        valid = pa.Table.from_batches([result.valid])
-        shards = shard_ids(valid.column("event_id"), self._num_shards)
-        yield from split_by_shard(valid, shards, self._num_shards)
+        if result.valid.num_rows:
+            yield pa.Table.from_batches([result.valid])
+
+
+def shard_by_event_id(table: pa.Table, num_shards: int):
+    """Checked valid rows -> (shard, sub-table) per non-empty event-id shard."""
+    return split_by_shard(table, shard_ids(table.column("event_id"), num_shards), num_shards)
 
 
 class DropDuplicatesFn(beam.DoFn):
@@ -127,24 +134,39 @@ class DropDuplicatesFn(beam.DoFn):
 class CheckEvents(beam.PTransform):
     """Row checks, quarantine and de-duplication of one day.
 
+    `dedup_shards` is the event-id shard count, 0 for auto: ceil(checked valid rows /
+    max_rows_per_shard), at least 1, counted while the pipeline runs.
+
     Input: the dict from ReadEvents. Output dict:
       "valid": PCollection of (shard, pa.Table) - de-duplicated valid rows, names normalised;
       "quarantine": PCollection of str - JSON lines, the original row plus the reason;
       "counts": PCollection with one dict - rows_read, out_of_span, rows_quarantined,
-                quarantined_by_reason, duplicates_dropped, rows_valid, input_anomalies.
+                quarantined_by_reason, duplicates_dropped, rows_valid, input_anomalies;
+      "dedup_shards": PCollection with one int - the shard count used.
     """
 
-    def __init__(self, span: DaySpan, num_shards: int = 8):
+    def __init__(self, span: DaySpan, dedup_shards: int = 0,
+                 max_rows_per_shard: int = 1_000_000):
         super().__init__()
-        if num_shards < 1:
-            raise ValueError(f"--dedup_shards={num_shards} must be >= 1")
-        self._span, self._num_shards = span, num_shards
+        if dedup_shards < 0:
+            raise ValueError(f"--dedup_shards={dedup_shards} must be 'auto' or a whole "
+                             "number >= 1")
+        if max_rows_per_shard < 1:
+            raise ValueError(f"--max_rows_per_shard={max_rows_per_shard} must be >= 1")
+        self._span, self._dedup_shards = span, dedup_shards
+        self._max_rows_per_shard = max_rows_per_shard
 
     def expand(self, inputs):
         checked = inputs["batches"] | "CheckRows" >> beam.ParDo(
-            CheckRowsFn(self._span.start_us, self._span.end_us, self._num_shards)).with_outputs(
+            CheckRowsFn(self._span.start_us, self._span.end_us)).with_outputs(
             CheckRowsFn.QUARANTINE, CheckRowsFn.TALLY, main="valid")
+        num_shards = (checked.valid
+                      | "CountValidRows" >> beam.Map(lambda table: table.num_rows)
+                      | "ResolveDedupShards" >> ResolveShardCount(self._dedup_shards,
+                                                                  self._max_rows_per_shard))
         deduped = (checked.valid
+                   | "ShardByEventId" >> beam.FlatMap(
+                       shard_by_event_id, beam.pvalue.AsSingleton(num_shards))
                    | "GroupByEventId" >> beam.GroupByKey()
                    | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn()).with_outputs(
                        DropDuplicatesFn.TALLY, main="valid"))
@@ -159,5 +181,44 @@ class CheckEvents(beam.PTransform):
         counts = ((checked[CheckRowsFn.TALLY], deduped[DropDuplicatesFn.TALLY], input_anomalies)
                   | "GatherTallies" >> beam.Flatten()
                   | "SumTallies" >> beam.CombineGlobally(MergeTallies()))
-        return {"valid": deduped.valid, "quarantine": lines, "counts": counts}
+        return {"valid": deduped.valid, "quarantine": lines, "counts": counts,
+                "dedup_shards": num_shards}
 
+
+# ---------------------------------------------------------------------------------------------
+# The quarantine's files
+
+def quarantine_bucket(line: str, num_buckets: int) -> int:
+    """The file piece a quarantine line goes to: a stable hash of its text."""
+    digest = hashlib.sha1(line.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_buckets
+
+
+def quarantine_piece(element):
+    """(bucket, lines) -> ("quarantine", bucket, lines sorted): the same lines give the
+    same piece, so a retried bundle rewrites the same file with the same content."""
+    bucket, lines = element
+    return "quarantine", bucket, sorted(lines)
+
+
+class GroupQuarantine(beam.PTransform):
+    """Quarantine lines and the day's counts -> pieces (file set "quarantine", bucket,
+    sorted lines) for PublishFileSets. The bucket count is ceil(quarantined rows /
+    max_rows_per_shard): a piece holds at most about that many lines, and two copies of
+    one line both stay (in one piece), which a piece named by its content would lose."""
+
+    def __init__(self, max_rows_per_shard: int):
+        super().__init__()
+        if max_rows_per_shard < 1:
+            raise ValueError(f"--max_rows_per_shard={max_rows_per_shard} must be >= 1")
+        self._max_rows = max_rows_per_shard
+
+    def expand(self, inputs):
+        max_rows = self._max_rows
+        buckets = inputs["counts"] | "CountQuarantineBuckets" >> beam.Map(
+            lambda counts: resolve_shard_count(0, counts["rows_quarantined"], max_rows))
+        return (inputs["lines"]
+                | "KeyByBucket" >> beam.Map(lambda line, n: (quarantine_bucket(line, n), line),
+                                            beam.pvalue.AsSingleton(buckets))
+                | "GroupByBucket" >> beam.GroupByKey()
+                | "SortLines" >> beam.Map(quarantine_piece))

@@ -97,7 +97,9 @@ def conform(table, origin: str) -> Tuple[pa.RecordBatch, List[str]]:
 
 
 def list_parquet_files(partition_dir: str) -> List[str]:
-    """Parquet files of one partition directory, sorted; none when the day has no data."""
+    """Parquet files of one partition directory of the events export layout, sorted;
+    none when the day has no data. (Published folders are read by their manifest:
+    validated_files.)"""
     pattern = f"{partition_dir}/*.parquet"
     result = FileSystems.match([pattern])[0]
     return sorted(m.path for m in result.metadata_list)
@@ -270,6 +272,9 @@ def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None,
         with FileSystems.open(path, compression_type="uncompressed") as handle:
             table = pq.read_table(handle, columns=wanted, filters=filters)
     except (OSError, pa.ArrowException) as err:
+        if not FileSystems.exists(path):
+            raise IOError(f"validated file {path} is gone: the day was published again while "
+                          "this job read it; rerun the job") from err
         raise IOError(f"cannot read validated file {path}: {err}") from err
     if columns:
         expected = contract.arrow_schema()
@@ -283,6 +288,13 @@ def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None,
     if missing:
         raise ValueError(f"{path} lacks contract columns {missing}: not a validated file")
     return pa.Table.from_batches([batch])
+
+
+def validated_files(day_dir: str) -> List[str]:
+    """The Parquet files of a published validated/dt=D folder: the `part` file set of the
+    manifest its _SUCCESS names (never a glob, so no other run's files)."""
+    from transforms.publish import published_files
+    return published_files(day_dir, "part")
 
 
 class ReadValidatedEvents(beam.PTransform):
@@ -307,7 +319,7 @@ class ReadValidatedEvents(beam.PTransform):
                 | "RequireBlessedDay" >> beam.Map(blessed_summary, run_date))
         tables = (pbegin
                   | "ListValidatedDay" >> beam.Create([f"{root}/dt={run_date}"])
-                  | "ListValidatedFiles" >> beam.FlatMap(list_parquet_files)
+                  | "ListValidatedFiles" >> beam.FlatMap(validated_files)
                   | "SpreadValidatedFiles" >> beam.Reshuffle()
                   | "ReadValidatedFiles" >> beam.Map(read_parquet_table, columns, event_names))
         return {"valid": tables, "gate": gate}
