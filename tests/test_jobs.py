@@ -15,7 +15,8 @@ from beam_jobs import cooccurrence_graph, daily, validate_events
 from datagen.events import generate_events, write_export_layout
 from schemas import contract
 from tests.graph_reference import reference_graph
-from transforms.publish import decode_examples, read_file_set, read_tfrecord_file
+from transforms.publish import (decode_examples, published_files, published_manifest,
+                                read_file_set, read_tfrecord_file)
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
@@ -46,9 +47,8 @@ def file_rows(path):
 
 def validated_rows(out, run_date=RUN_DATE):
     table = pq.read_table(
-        [os.path.join(out, "validated", f"dt={run_date}", f)
-         for f in sorted(os.listdir(os.path.join(out, "validated", f"dt={run_date}")))
-         if f.endswith(".parquet")], partitioning=None)
+        published_files(os.path.join(out, "validated", f"dt={run_date}"), "part"),
+        partitioning=None)
     d = table.to_pydict()
     stamps = table.column("event_timestamp").cast(pa.int64()).to_pylist()
     return [{"user_id": d["user_id"][i], "event_id": d["event_id"][i], "ts": stamps[i],
@@ -90,13 +90,57 @@ def test_quarantine_lines_carry_each_reason(clean_run):
     day, out, _ = clean_run
     qdir = os.path.join(out, "quarantine", f"dt={RUN_DATE}")
     reasons = {}
-    for name in os.listdir(qdir):
-        with gzip.open(os.path.join(qdir, name), "rt", encoding="utf-8") as f:
+    for path in published_files(qdir, "quarantine"):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 assert set(row) == set(contract.COLUMN_NAMES) | {"_error_reason", "_error_detail"}
                 reasons[row["_error_reason"]] = reasons.get(row["_error_reason"], 0) + 1
     assert reasons == {r: day.planted[r] for r in contract.REASONS if day.planted[r]}
+    manifest = published_manifest(qdir)
+    assert manifest["file_sets"]["quarantine"]["rows"] == summary_of(out)["rows_quarantined"]
+    assert "validation" not in manifest   # published whatever the verdict
+
+
+def test_validated_manifest_records_the_dedup_shards(clean_run):
+    _, out, _ = clean_run
+    vdir = os.path.join(out, "validated", f"dt={RUN_DATE}")
+    manifest = published_manifest(vdir)
+    s = summary_of(out)
+    # The default: auto, ceil(checked valid rows / 1,000,000) = 1 on this small day.
+    assert (manifest["dedup_shards_requested"], manifest["dedup_shards_resolved"]) == ("auto", 1)
+    assert manifest["file_sets"]["part"]["rows"] == s["rows_valid"]
+    assert manifest["validation"]["rows_valid"] == s["rows_valid"]
+    assert sorted(os.listdir(vdir)) == sorted(
+        [f["name"] for f in manifest["file_sets"]["part"]["files"]]
+        + [f"manifest-{manifest['run_id']}.json", "manifest.json", "_SUCCESS"])
+
+
+def test_validation_with_fixed_and_auto_shards_gives_the_same_rows(clean_run, tmp_path):
+    """--dedup_shards=7 and auto with 2,000 rows a shard (several shards) publish exactly
+    the valid rows of the default run."""
+    _, out, root = clean_run
+    def every_row(folder):
+        return sorted(validated_rows(folder)[1].to_pylist(), key=repr)
+    reference = every_row(out)
+    for flags, resolved in ((["--dedup_shards=7"], 7),
+                            (["--dedup_shards=auto", "--max_rows_per_shard=2000"], None)):
+        target = str(tmp_path / flags[0].split("=")[1])
+        validate_events.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
+                                     f"--output_dir={target}", "--target_shard_mb=0.05"]
+                            + flags)
+        assert every_row(target) == reference
+        manifest = published_manifest(os.path.join(target, "validated", f"dt={RUN_DATE}"))
+        checked = summary_of(target)["rows_valid"] + summary_of(target)["duplicates_dropped"]
+        assert manifest["dedup_shards_resolved"] == (resolved or -(-checked // 2000))
+        assert manifest["dedup_shards_resolved"] > 1
+        files = manifest["file_sets"]["part"]["files"]
+        # One file per non-empty shard here: a file is cut at a chunk boundary (8,192 rows)
+        # past --target_shard_mb, and no shard of this day holds more than one chunk.
+        assert len(files) == manifest["dedup_shards_resolved"]
+        assert sum(f["rows"] for f in files) == manifest["file_sets"]["part"]["rows"]
+        assert summary_of(target)["quarantined_by_reason"] == \
+            summary_of(out)["quarantined_by_reason"]
 
 
 def test_validated_rows_are_unique_normalised_and_in_span(clean_run):
