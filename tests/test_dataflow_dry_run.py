@@ -31,8 +31,8 @@ EXPORT = "--events=gs://demo-bucket/events"
 VALIDATED = "--validated_events=gs://demo-bucket/out/validated"
 
 VALIDATION_STEPS = {
-    "ReadEvents", "CheckEvents", "WriteQuarantine", "AwaitQuarantine", "ValidTables",
-    "ValidateDay", "NameValidatedFiles", "StageValidated", "PublishValidated",
+    "ReadEvents", "CheckEvents", "GroupQuarantine", "PublishQuarantine", "AwaitQuarantine",
+    "ValidTables", "ValidateDay", "NameValidatedPieces", "PublishValidated",
 }
 GRAPH_STEPS = {
     "StartIndex", "ReadPreviousIndex", "BuildGraph", "NameEdges", "NameNeighbors",
@@ -57,6 +57,11 @@ CASES = {
                                  READ_BIGQUERY_STEPS),
     "validate_events-export": ("validate_events", [EXPORT], VALIDATION_STEPS,
                                READ_EXPORT_STEPS),
+    # A whole-number shard count and the scale options, as a Flex Template passes them.
+    "validate_events-shards": ("validate_events", [EXPORT, "--dedup_shards=7",
+                                                   "--max_rows_per_shard=250000",
+                                                   "--target_shard_mb=64"],
+                               VALIDATION_STEPS, READ_EXPORT_STEPS),
     "cooccurrence_graph-export": ("cooccurrence_graph", [EXPORT],
                                   VALIDATION_STEPS | GRAPH_STEPS, READ_EXPORT_STEPS),
     "cooccurrence_graph-validated": ("cooccurrence_graph", [VALIDATED],
