@@ -216,7 +216,9 @@ class MergedPairs(NamedTuple):
 def merge_pair_parts(parts: Sequence[Part], products: np.ndarray) -> MergedPairs:
     """Partial pair counts (parts with codes src, dst and columns cls, count) -> distinct
     pairs with counts, weighted counts and the sources' marginals (before any filter)."""
-    weighted = len(products) > 1
+    # One class of product 1.0 is the unweighted graph; one class of another product is not
+    # (every event has the same weight w: counts weigh w * w).
+    weighted = not (len(products) == 1 and products[0] == 1.0)
     k = len(products)
     merged = merge_parts(parts, ("src", "dst"))
     n = len(merged.ids)
