@@ -16,8 +16,10 @@ from transforms.cooccurrence import (
     BuildCooccurrenceGraph,
     GraphParams,
     parse_event_weights,
+    read_index_file,
 )
-from transforms.publish import PublishFiles, StageFiles, previous_index, staging_dir_for
+from transforms.publish import SUCCESS, PublishFileSets, latest_day_before, published_files
+from transforms.sharding import parse_shard_count
 from transforms.span import DaySpan
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
@@ -28,7 +30,9 @@ DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, n
                "inline and an unblessed day publishes nothing.")
 GRAPH_OPTION_NAMES = ("session_gap_minutes", "graph_window", "min_pair_count", "weighting",
                       "rank_by", "top_k", "max_session_length", "max_events_per_user",
-                      "event_weights", "index_from", "graph_shards")
+                      "event_weights", "index_from", "graph_shards", "max_rows_per_shard",
+                      "target_shard_mb")
+GRAPH_FILE_SETS = ("edges", "neighbors", "nodes", "index")
 
 
 def graph_params(args) -> GraphParams:
@@ -38,7 +42,17 @@ def graph_params(args) -> GraphParams:
         top_k=args.top_k, max_session_length=args.max_session_length,
         max_events_per_user=args.max_events_per_user,
         event_weights=parse_event_weights(args.event_weights),
-        num_shards=args.graph_shards).check()
+        num_shards=parse_shard_count(args.graph_shards, "--graph_shards"),
+        max_rows_per_shard=args.max_rows_per_shard).check()
+
+
+def previous_index_files(output_dir: str, run_date: str, index_from: str = "") -> List[str]:
+    """The files of the article index to continue from (pipeline step): --index_from, else
+    the latest published day before run_date under <output_dir>/cooccurrence; none on
+    the first day."""
+    source = index_from or latest_day_before(f"{output_dir.rstrip('/')}/cooccurrence",
+                                             run_date, SUCCESS)
+    return published_files(source, "index") if source else []
 
 
 def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict:
@@ -49,17 +63,11 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict
     params = graph_params(args)
     index_from = args.index_from or ""
     known = (pipeline | "StartIndex" >> beam.Create([None])
-             | "ReadPreviousIndex" >> beam.Map(
-                 lambda _: previous_index(out, day, index_from)))
+             | "ListPreviousIndexFiles" >> beam.FlatMap(
+                 lambda _: previous_index_files(out, day, index_from))
+             | "SpreadIndexFiles" >> beam.Reshuffle()
+             | "ReadPreviousIndex" >> beam.Map(read_index_file))
     built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, known)
-    shards = params.num_shards
-    named = (
-        built["edges"] | "NameEdges" >> beam.Map(lambda e: ("edges", e[0], shards, e[1])),
-        built["neighbors"] | "NameNeighbors" >> beam.Map(
-            lambda e: ("neighbors", e[0], shards, e[1])),
-        built["nodes"] | "NameNodes" >> beam.Map(lambda b: ("nodes", 0, 1, b)),
-        built["index"] | "NameIndex" >> beam.Map(lambda b: ("index", 0, 1, b)),
-    )
     final_dir = f"{out}/cooccurrence/dt={day}"
     manifest = {
         "run_date": day, "timezone": span.timezone,
@@ -67,9 +75,10 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict
         "input": source,
         "options": {name: getattr(args, name) for name in GRAPH_OPTION_NAMES},
     }
-    published = (named | "GatherGraphFiles" >> beam.Flatten()
-                 | "StageGraph" >> beam.ParDo(StageFiles(staging_dir_for(final_dir), "tfrecord"))
-                 | "PublishGraph" >> PublishFiles(final_dir, manifest, gate))
+    published = built["pieces"] | "PublishGraph" >> PublishFileSets(
+        final_dir, manifest, gate, fmt="tfrecord", target_shard_mb=args.target_shard_mb,
+        extra={"graph_shards_resolved": built["shards"],
+               "article_partitions": built["partitions"]}, file_sets=GRAPH_FILE_SETS)
     return {"published": published}
 
 

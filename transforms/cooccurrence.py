@@ -31,7 +31,7 @@ from schemas import contract
 from transforms import article_index, graph
 from transforms import pairs as pairs_lib
 from transforms import sessions as sessions_lib
-from transforms.sharding import (ResolveShardCount, from_ipc, shard_ids, split_by_shard,
+from transforms.sharding import (from_ipc, resolve_shard_count, shard_ids, split_by_shard,
                                  to_ipc, user_shards)
 
 INTERACTION_COLUMNS = ("user_id", "event_id", "event_timestamp", "article_id", "event_name",
@@ -119,6 +119,15 @@ def select_interactions(table) -> pa.Table:
     table = table.select(list(INTERACTION_COLUMNS))
     mask = pc.is_in(table.column("event_name"), value_set=pa.array(contract.INTERACTION_EVENTS))
     return table.filter(mask)
+
+
+def article_partitions(interaction_rows: int, window: int, max_rows_per_shard: int) -> int:
+    """Article partitions of the day: each interaction row makes up to 2 x window partial
+    pair rows, so ceil(rows x 2 x window / max_rows_per_shard) partitions keep a partition
+    near max_rows_per_shard pair rows. They follow the data whatever --graph_shards says
+    (that sets the user shards): a partition count tied to a large fixed shard count would
+    make user shards x partitions tiny elements."""
+    return resolve_shard_count(0, interaction_rows * 2 * window, max_rows_per_shard)
 
 
 def shard_by_user(table: pa.Table, num_shards: int):
@@ -397,7 +406,8 @@ def index_new_articles(element, offsets, largest_known: int):
 class BuildCooccurrenceGraph(beam.PTransform):
     """Valid rows (PCollection of pa.Table or (key, pa.Table)) -> {"pieces": PCollection of
     (file set, piece key, RecordBatch) for the file sets edges, neighbors, nodes and index;
-    "shards": the resolved shard count (one int)}.
+    "shards": the resolved user shard count, "partitions": the article partition count
+    (one int each)}.
 
     `known_index` is a PCollection of chunks (article ids, indexes) of the latest published
     article index (none on the first day), e.g. one chunk per file."""
@@ -413,14 +423,20 @@ class BuildCooccurrenceGraph(beam.PTransform):
         rows = valid | "SelectInteractions" >> beam.Map(
             lambda element: select_interactions(
                 element[1] if isinstance(element, tuple) else element))
-        shards = (rows | "CountInteractions" >> beam.Map(lambda table: table.num_rows)
-                  | "ResolveGraphShards" >> ResolveShardCount(p.num_shards, p.max_rows_per_shard))
+        interactions = (rows | "CountInteractions" >> beam.Map(lambda table: table.num_rows)
+                        | "SumInteractions" >> beam.CombineGlobally(sum))
+        shards = interactions | "ResolveGraphShards" >> beam.Map(
+            lambda rows: resolve_shard_count(p.num_shards, rows, p.max_rows_per_shard))
+        partitions = interactions | "ResolveArticlePartitions" >> beam.Map(
+            article_partitions, p.window, p.max_rows_per_shard)
         num_shards = beam.pvalue.AsSingleton(shards)
+        num_partitions = beam.pvalue.AsSingleton(partitions)
         partials = (rows
                     | "ShardByUser" >> beam.FlatMap(shard_by_user, num_shards)
                     | "GroupUserShards" >> beam.GroupByKey()
-                    | "CountPairs" >> beam.ParDo(CountShardPairs(p), num_shards))
-        known = self._known | "PartitionKnownIndex" >> beam.FlatMap(partition_known, num_shards)
+                    | "CountPairs" >> beam.ParDo(CountShardPairs(p), num_partitions))
+        known = self._known | "PartitionKnownIndex" >> beam.FlatMap(partition_known,
+                                                                    num_partitions)
         largest_known = (self._known
                          | "LargestIndexOfChunk" >> beam.Map(
                              lambda chunk: int(chunk[1].max()) if len(chunk[1]) else 0)
@@ -430,7 +446,7 @@ class BuildCooccurrenceGraph(beam.PTransform):
                   | "GatherArticlePartitions" >> beam.Flatten()
                   | "GroupArticlePartitions" >> beam.GroupByKey()
                   | "MergeArticlePartitions" >> beam.ParDo(
-                      MergeArticlePartition(p), num_shards).with_outputs(
+                      MergeArticlePartition(p), num_partitions).with_outputs(
                       MergeArticlePartition.CLASS_TOTALS, MergeArticlePartition.RANK_INPUT,
                       MergeArticlePartition.NEW, main="pieces"))
         total = (merged[MergeArticlePartition.CLASS_TOTALS]
@@ -460,4 +476,4 @@ class BuildCooccurrenceGraph(beam.PTransform):
                        beam.pvalue.AsSingleton(largest_known)))
         pieces = ((merged.pieces, ranked, indexed)
                   | "GatherGraphPieces" >> beam.Flatten())
-        return {"pieces": pieces, "shards": shards}
+        return {"pieces": pieces, "shards": shards, "partitions": partitions}
