@@ -35,8 +35,8 @@ VALIDATION_STEPS = {
     "ValidTables", "ValidateDay", "NameValidatedPieces", "PublishValidated",
 }
 GRAPH_STEPS = {
-    "StartIndex", "ReadPreviousIndex", "BuildGraph", "NameEdges", "NameNeighbors",
-    "NameNodes", "NameIndex", "GatherGraphFiles", "StageGraph", "PublishGraph",
+    "StartIndex", "ListPreviousIndexFiles", "SpreadIndexFiles", "ReadPreviousIndex",
+    "BuildGraph", "PublishGraph",
 }
 READ_BIGQUERY_STEPS = {"ReadEvents/NameTable", "ReadEvents/CheckTableSchema",
                        "ReadEvents/ReadTable", "ReadEvents/BatchRows",

@@ -36,15 +36,6 @@ def read_set(day_dir, file_set):
              for key, values in row.items()} for row in read_file_set(day_dir, file_set)]
 
 
-def file_rows(path):
-    """The decoded records of one TFRecord file, in file order. (Bytes can differ
-    between processes: protobuf map entries serialise in no fixed order.)"""
-    batch = decode_examples(read_tfrecord_file(path))
-    return sorted(batch.schema.names), [
-        tuple(tuple(batch.column(n)[i].as_py()) for n in sorted(batch.schema.names))
-        for i in range(batch.num_rows)]
-
-
 def validated_rows(out, run_date=RUN_DATE):
     table = pq.read_table(
         published_files(os.path.join(out, "validated", f"dt={run_date}"), "part"),
@@ -181,27 +172,46 @@ def test_graph_matches_the_reference_at_defaults(clean_run):
     assert os.path.exists(os.path.join(gdir, "_SUCCESS"))
 
 
+GRAPH_RUNS = {
+    # name: (worker processes, extra options)
+    "auto": (1, []),
+    "auto-2-workers": (2, ["--max_rows_per_shard=700"]),
+    "1": (1, ["--graph_shards=1"]),
+    "7": (1, ["--graph_shards=7", "--max_rows_per_shard=700"]),
+}
+
+
 @pytest.fixture(scope="session")
 def count_graph_runs(clean_run, tmp_path_factory):
-    """The graph job on the blessed day's validated Parquet, count-ranked, once with
-    one worker and once with two worker processes."""
+    """The graph job on the blessed day's validated Parquet, count-ranked, at shard counts
+    auto, 1 and 7, with one worker and (auto, many article partitions) two worker processes.
+    A small --max_rows_per_shard makes auto derive several user shards and article
+    partitions from this small day."""
     _, out, _ = clean_run
-    outs = []
-    for workers in (1, 2):
-        target = str(tmp_path_factory.mktemp(f"graph{workers}"))
+    outs = {}
+    for name, (workers, options) in GRAPH_RUNS.items():
+        target = str(tmp_path_factory.mktemp(f"graph{name}"))
         # The graph job reads <root>/validated and its sibling validation/ summary.
         extra = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"] \
             if workers > 1 else []
-        cooccurrence_graph.run(LOCAL + extra + [
+        cooccurrence_graph.run(LOCAL + extra + options + [
             f"--validated_events={out}/validated", f"--run_date={RUN_DATE}",
             f"--output_dir={target}", "--weighting=count", "--rank_by=count",
             "--min_pair_count=1"])
-        outs.append(target)
+        outs[name] = target
     return out, outs
 
 
+def decoded_records(day_dir, file_set):
+    """The sorted multiset of one file set's decoded records (floats as decoded, so equal
+    means bit-identical float32)."""
+    return sorted(tuple(sorted((k, tuple(v)) for k, v in row.items()))
+                  for row in read_file_set(day_dir, file_set))
+
+
 def test_count_graph_matches_the_reference(count_graph_runs):
-    source, (one, _) = count_graph_runs
+    source, outs = count_graph_runs
+    one = outs["auto"]
     rows, _ = validated_rows(source)
     edges, neighbours, _, _ = reference_graph(rows, weighting="count", rank_by="count",
                                               min_pair_count=1)
@@ -213,14 +223,30 @@ def test_count_graph_matches_the_reference(count_graph_runs):
         neighbours
 
 
-def test_one_and_two_workers_publish_the_same_files(count_graph_runs):
-    _, (one, two) = count_graph_runs
-    d1 = os.path.join(one, "cooccurrence", f"dt={RUN_DATE}")
-    d2 = os.path.join(two, "cooccurrence", f"dt={RUN_DATE}")
-    names = sorted(n for n in os.listdir(d1) if n.endswith(".tfrecord.gz"))
-    assert names == sorted(n for n in os.listdir(d2) if n.endswith(".tfrecord.gz"))
-    for name in names:
-        assert file_rows(os.path.join(d1, name)) == file_rows(os.path.join(d2, name)), name
+def test_shard_counts_and_workers_publish_the_same_records(count_graph_runs):
+    """Per file set, the same multiset of decoded records at --graph_shards auto, 1 and 7
+    and with two worker processes (file names and counts may differ)."""
+    _, outs = count_graph_runs
+    dirs = {name: os.path.join(out, "cooccurrence", f"dt={RUN_DATE}")
+            for name, out in outs.items()}
+    manifests = {name: published_manifest(d) for name, d in dirs.items()}
+    resolved = {name: (m["graph_shards_resolved"], m["article_partitions"])
+                for name, m in manifests.items()}
+    assert resolved["1"][0] == 1 and resolved["7"][0] == 7
+    assert resolved["auto"] == (1, 1)
+    # The small target makes several user shards and article partitions.
+    assert resolved["auto-2-workers"][0] > 1 and resolved["auto-2-workers"][1] > 10
+    assert resolved["7"][1] == resolved["auto-2-workers"][1]
+    assert manifests["7"]["options"]["graph_shards"] == "7"
+    assert manifests["auto"]["options"]["graph_shards"] == "auto"
+    for file_set in ("edges", "neighbors", "nodes", "index"):
+        expected = decoded_records(dirs["auto"], file_set)
+        assert len(expected) > 100, file_set
+        for name in ("auto-2-workers", "1", "7"):
+            assert decoded_records(dirs[name], file_set) == expected, (file_set, name)
+    # Many partitions, many files: the count of files follows the pieces, not a constant.
+    assert len(manifests["7"]["file_sets"]["edges"]["files"]) > \
+        len(manifests["auto"]["file_sets"]["edges"]["files"])
 
 
 def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_factory):
@@ -242,14 +268,20 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     assert [second[a] for a in expected] == list(range(max(first.values()) + 1,
                                                        max(first.values()) + 1 + len(new)))
     assert sorted(second.values()) == list(range(1, len(second) + 1))
-    # Running the first day again publishes the same records.
-    before = {n: file_rows(os.path.join(gdir, n)) for n in os.listdir(gdir)
-              if n.endswith(".tfrecord.gz")}
+    # Running the first day again publishes the same records (under new run-unique names,
+    # the previous run's files removed after the new _SUCCESS).
+    file_sets = ("edges", "neighbors", "nodes", "index")
+    before = {f: decoded_records(gdir, f) for f in file_sets}
+    old_names = set(os.listdir(gdir))
     daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
                        f"--output_dir={out}"])
-    after = {n: file_rows(os.path.join(gdir, n)) for n in os.listdir(gdir)
-             if n.endswith(".tfrecord.gz")}
-    assert after == before
+    assert {f: decoded_records(gdir, f) for f in file_sets} == before
+    listed = {f["name"] for s in published_manifest(gdir)["file_sets"].values()
+              for f in s["files"]}
+    run_id = published_manifest(gdir)["run_id"]
+    assert set(os.listdir(gdir)) == listed | {"manifest.json", "_SUCCESS",
+                                              f"manifest-{run_id}.json"}
+    assert not (old_names & listed)
 
 
 @pytest.mark.parametrize("breakage,feature", [
