@@ -355,13 +355,10 @@ class RankPartition(beam.DoFn):
             ["article_id", "neighbor_ids", "neighbor_weights", "neighbor_counts"])
 
 
-def pair_total(class_totals, products: np.ndarray) -> float:
-    """N (or the weighted N): sum over classes of the day's integer pair totals times the
-    class's weight product, in class order."""
-    summed = np.zeros(len(products), dtype=np.int64)
-    for totals in class_totals:
-        summed += totals
-    return float(pairs_lib.weighted_sum(summed[None, :], products)[0])
+def pair_total(class_totals: np.ndarray, products: np.ndarray) -> float:
+    """N (or the weighted N): the day's integer pair total per weight class (summed over
+    partitions, O(classes) state) times the class's weight product, in class order."""
+    return float(pairs_lib.weighted_sum(np.asarray(class_totals)[None, :], products)[0])
 
 
 @beam.typehints.with_output_types(typing.Any)   # main and tagged outputs
@@ -450,8 +447,9 @@ class BuildCooccurrenceGraph(beam.PTransform):
                       MergeArticlePartition.CLASS_TOTALS, MergeArticlePartition.RANK_INPUT,
                       MergeArticlePartition.NEW, main="pieces"))
         total = (merged[MergeArticlePartition.CLASS_TOTALS]
-                 | "CollectClassTotals" >> beam.combiners.ToList()
-                 | "SumPairTotal" >> beam.Map(pair_total, products))
+                 | "SumClassTotals" >> beam.CombineGlobally(
+                     lambda arrays: sum(arrays, np.zeros(len(products), dtype=np.int64)))
+                 | "WeighPairTotal" >> beam.Map(pair_total, products))
         ranked = (merged[MergeArticlePartition.RANK_INPUT]
                   | "GroupRankInputs" >> beam.GroupByKey()
                   | "RankNeighbours" >> beam.ParDo(RankPartition(p),
