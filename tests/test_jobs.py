@@ -15,8 +15,7 @@ from beam_jobs import cooccurrence_graph, daily, validate_events
 from datagen.events import generate_events, write_export_layout
 from schemas import contract
 from tests.graph_reference import reference_graph
-from transforms.publish import (decode_examples, published_files, published_manifest,
-                                read_file_set, read_tfrecord_file)
+from transforms.publish import published_files, published_manifest, read_file_set
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)

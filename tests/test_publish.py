@@ -1,27 +1,21 @@
-"""Publishing (tier 1, plus PublishFiles under the FnApiRunner): TFRecord framing and
-its CRC32C, Example encoding, staging, the move into place with a manifest and
-_SUCCESS last, and finding the previous day's article index."""
+"""Publishing (tier 1): TFRecord framing and its CRC32C, Example encoding, finding the
+latest published day and reading a published article index. The publishing protocol
+itself is tested in tests/test_publish_protocol.py."""
 
 import gzip
-import json
 import os
 import re
 import struct
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing import test_pipeline
-from apache_beam.testing.util import assert_that, equal_to
 
 from transforms import publish
-from transforms.publish import (MANIFEST, SUCCESS, PublishFiles, StageFiles, as_feature_lists,
-                                decode_examples, encode_examples, feature_spec, gzip_bytes,
-                                latest_day_before, load_index, previous_index, publish_files,
-                                publish_day, read_tfrecord_bytes, read_tfrecord_file,
-                                shard_name, staging_dir_for, tfrecord_frame, write_piece)
+from transforms.publish import (MANIFEST, SUCCESS, as_feature_lists, decode_examples,
+                                encode_examples, feature_spec, gzip_bytes, latest_day_before,
+                                load_index, publish_day, read_tfrecord_bytes,
+                                read_tfrecord_file, tfrecord_frame, write_piece)
 
 RUNNER = "FnApiRunner"
 
@@ -202,169 +196,21 @@ def test_encode_examples_writes_the_kinds_feature_spec_promises():
 
 # ---------------------------------------------------------------------- naming
 
-def test_shard_name_and_staging_dir():
-    assert shard_name("edges", 3, 16, ".tfrecord.gz") == "edges-00003-of-00016.tfrecord.gz"
-    assert shard_name("validated", 0, 1, ".parquet") == "validated-00000-of-00001.parquet"
-    assert staging_dir_for("gs://b/out/cooccurrence/dt=2026-11-26") == \
-        "gs://b/out/cooccurrence/_staging/dt=2026-11-26"
-    assert staging_dir_for("/tmp/out/validated/dt=2026-11-26/") == \
-        "/tmp/out/validated/_staging/dt=2026-11-26"
+def test_latest_day_before(tmp_path):
+    root = tmp_path / "cooccurrence"
+    for day, marked in (("2026-11-20", True), ("2026-11-24", True), ("2026-11-25", False),
+                        ("2026-11-26", True), ("2026-11-27", True)):
+        os.makedirs(root / f"dt={day}")
+        (root / f"dt={day}" / ("_SUCCESS" if marked else "manifest.json")).write_bytes(b"")
+    os.makedirs(root / "_staging" / "dt=2026-11-25")
+    (root / "_staging" / "dt=2026-11-25" / "_SUCCESS").write_bytes(b"")
+    assert latest_day_before(str(root), "2026-11-26", SUCCESS) == f"{root}/dt=2026-11-24"
+    assert latest_day_before(str(root) + "/", "2026-11-28", SUCCESS) == f"{root}/dt=2026-11-27"
+    assert latest_day_before(str(root), "2026-11-21", SUCCESS) == f"{root}/dt=2026-11-20"
+    assert latest_day_before(str(root), "2026-11-20", SUCCESS) == ""
+    assert latest_day_before(str(root), "2026-11-26", MANIFEST) == f"{root}/dt=2026-11-25"
+    assert latest_day_before(str(tmp_path / "nothing"), "2026-11-26", SUCCESS) == ""
 
-
-def test_stage_files_rejects_an_unknown_format(tmp_path):
-    with pytest.raises(ValueError, match="^unknown staged file format 'csv'$"):
-        StageFiles(str(tmp_path), "csv")
-
-
-# ---------------------------------------------------------------------- stage and publish
-
-def edges_batch(src, dst, counts):
-    return pa.RecordBatch.from_arrays(
-        [pa.array(src, pa.binary()), pa.array(dst, pa.binary()), pa.array(counts, pa.int64()),
-         pa.array([float(c) for c in counts], pa.float32())],
-        ["src_article_id", "dst_article_id", "count", "weight"])
-
-
-EDGE_SPEC = {"src_article_id": {"kind": "bytes_list", "shape": "[1]"},
-             "dst_article_id": {"kind": "bytes_list", "shape": "[1]"},
-             "count": {"kind": "int64_list", "shape": "[1]"},
-             "weight": {"kind": "float_list", "shape": "[1]"}}
-
-
-def stage(tmp_path):
-    """Stage two edge shards (one given as a two-chunk Table), one index shard and a
-    Parquet file; returns (staging, final, staged records)."""
-    staging = str(tmp_path / "out" / "cooccurrence" / "_staging" / "dt=2026-11-26")
-    final = str(tmp_path / "out" / "cooccurrence" / "dt=2026-11-26")
-    tf_stage, pq_stage = StageFiles(staging + "/", "tfrecord"), StageFiles(staging, "parquet")
-    e0 = edges_batch([b"A", b"A", b"B"], [b"B", b"C", b"A"], [3, 1, 3])
-    e1 = pa.Table.from_batches([edges_batch([b"C"], [b"A"], [1]),
-                                edges_batch([b"D"], [b"A"], [2])])
-    index = pa.RecordBatch.from_arrays([pa.array([b"A", b"B"]), pa.array([1, 2], pa.int64())],
-                                       ["article_id", "index"])
-    validated = pa.table({"event_id": ["e1", "e2", "e3"], "price": [1, None, 3]})
-    staged = []
-    staged += tf_stage.process(("edges", 1, 2, e1))
-    staged += tf_stage.process(("edges", 0, 2, e0))
-    staged += tf_stage.process(("index", 0, 1, index))
-    staged += pq_stage.process(("validated", 0, 1, validated.to_batches()[0]))
-    return staging, final, staged
-
-
-def test_stage_files_writes_and_describes_each_file(tmp_path):
-    staging, _, staged = stage(tmp_path)
-    assert staged == [
-        ("edges", "edges-00001-of-00002.tfrecord.gz", 2, EDGE_SPEC),
-        ("edges", "edges-00000-of-00002.tfrecord.gz", 3, EDGE_SPEC),
-        ("index", "index-00000-of-00001.tfrecord.gz", 2,
-         {"article_id": {"kind": "bytes_list", "shape": "[1]"},
-          "index": {"kind": "int64_list", "shape": "[1]"}}),
-        ("validated", "validated-00000-of-00001.parquet", 3,
-         {"event_id": "string", "price": "int64"}),
-    ]
-    assert sorted(os.listdir(staging)) == sorted(name for _, name, _, _ in staged)
-    rows = decode_examples(read_tfrecord_file(
-        os.path.join(staging, "edges-00001-of-00002.tfrecord.gz"))).to_pylist()
-    assert rows == [{"src_article_id": [b"C"], "dst_article_id": [b"A"], "count": [1],
-                     "weight": [1.0]},
-                    {"src_article_id": [b"D"], "dst_article_id": [b"A"], "count": [2],
-                     "weight": [2.0]}]
-    table = pq.read_table(os.path.join(staging, "validated-00000-of-00001.parquet"))
-    assert table.to_pydict() == {"event_id": ["e1", "e2", "e3"], "price": [1, None, 3]}
-
-
-def test_publish_files_replaces_the_day_and_writes_success_last(tmp_path, monkeypatch):
-    staging, final, staged = stage(tmp_path)
-    # Leftovers: a previous run's files in the final folder, a failed attempt's file in staging.
-    os.makedirs(final)
-    for name in ("edges-00000-of-00003.tfrecord.gz", "edges-00002-of-00003.tfrecord.gz",
-                 MANIFEST, SUCCESS, "notes.txt"):
-        with open(os.path.join(final, name), "wb") as f:
-            f.write(b"stale")
-    with open(os.path.join(staging, "edges-00007-of-00008.tfrecord.gz"), "wb") as f:
-        f.write(b"orphan")
-
-    writes = []
-    real_write = publish.write_bytes
-
-    def recording_write(path, data):
-        # State of the final folder at each write: the data files are all in place
-        # before the manifest, and _SUCCESS comes after everything.
-        writes.append((os.path.basename(path), sorted(os.listdir(final))))
-        real_write(path, data)
-    monkeypatch.setattr(publish, "write_bytes", recording_write)
-
-    manifest = publish_files(staged, staging + "/", final + "/",
-                             {"job": "cooccurrence_graph", "run_date": "2026-11-26"})
-    data_files = ["edges-00000-of-00002.tfrecord.gz", "edges-00001-of-00002.tfrecord.gz",
-                  "index-00000-of-00001.tfrecord.gz", "validated-00000-of-00001.parquet"]
-    assert writes == [(MANIFEST, data_files), (SUCCESS, sorted(data_files + [MANIFEST]))]
-    expected = {
-        "job": "cooccurrence_graph", "run_date": "2026-11-26",
-        "file_sets": {
-            "edges": {"files": data_files[:2], "rows": 5, "feature_spec": EDGE_SPEC},
-            "index": {"files": data_files[2:3], "rows": 2,
-                      "feature_spec": {"article_id": {"kind": "bytes_list", "shape": "[1]"},
-                                       "index": {"kind": "int64_list", "shape": "[1]"}}},
-            "validated": {"files": data_files[3:], "rows": 3,
-                          "feature_spec": {"event_id": "string", "price": "int64"}},
-        },
-    }
-    assert manifest == expected
-    assert sorted(os.listdir(final)) == sorted(data_files + [MANIFEST, SUCCESS])
-    with open(os.path.join(final, MANIFEST)) as f:
-        assert json.load(f) == expected
-    assert os.path.getsize(os.path.join(final, SUCCESS)) == 0
-    assert not os.path.exists(staging)
-    edges = [r for name in data_files[:2]
-             for r in decode_examples(read_tfrecord_file(os.path.join(final, name))).to_pylist()]
-    assert [(r["src_article_id"][0], r["dst_article_id"][0], r["count"][0]) for r in edges] == [
-        (b"A", b"B", 3), (b"A", b"C", 1), (b"B", b"A", 3), (b"C", b"A", 1), (b"D", b"A", 2)]
-
-
-def test_publish_nothing_still_marks_the_day(tmp_path):
-    final, staging = str(tmp_path / "dt=2026-11-26"), str(tmp_path / "_staging" / "dt=2026-11-26")
-    manifest = publish_files([], staging, final, {"job": "j"})
-    assert manifest == {"job": "j", "file_sets": {}}
-    assert sorted(os.listdir(final)) == sorted([MANIFEST, SUCCESS])
-
-
-def test_publish_files_under_a_pipeline_waits_for_the_gate(tmp_path):
-    staging, final, staged = stage(tmp_path)
-    gate = {"rows_read": 10, "rows_valid": 7, "rows_quarantined": 1, "duplicates_dropped": 1,
-            "out_of_span": 1, "blessed": True, "overridden": False, "anomalies": []}
-    with test_pipeline.TestPipeline(runner=RUNNER) as p:
-        out = (p | "Staged" >> beam.Create(staged)
-               | PublishFiles(final, {"job": "j"}, p | "Gate" >> beam.Create([gate])))
-        assert_that(out | beam.Map(lambda m: (sorted(m["file_sets"]), m["validation"])),
-                    equal_to([(["edges", "index", "validated"],
-                               {k: v for k, v in gate.items() if k != "anomalies"})]))
-    assert os.path.exists(os.path.join(final, SUCCESS))
-
-
-def test_an_unblessed_day_publishes_nothing(tmp_path):
-    # BUG: an empty gate does not stop publishing. Beam (2.72) hands a DoFn an
-    # apache_beam.pvalue.EmptySideInput for AsSingleton of an empty PCollection
-    # instead of raising; PublishFiles' publish() then takes the non-dict gate as
-    # "no validation block" and replaces the day's folder anyway: it deletes the
-    # published files and writes a manifest and _SUCCESS without a "validation" entry.
-    # (ValidateDay raises when it refuses a day, so today's jobs fail before this
-    # point; the composite's own promise, "an unblessed day publishes nothing", does
-    # not hold.) Fix: in publish(), `if not isinstance(gate, dict): raise
-    # ValueError("gate: no blessed summary for the day; nothing published")`.
-    staging, final, staged = stage(tmp_path)
-    os.makedirs(final)
-    with open(os.path.join(final, "edges-00000-of-00001.tfrecord.gz"), "wb") as f:
-        f.write(b"yesterday's run")
-    with pytest.raises(Exception):
-        with test_pipeline.TestPipeline(runner=RUNNER) as p:
-            _ = (p | "Staged" >> beam.Create(staged)
-                 | PublishFiles(final, {"job": "j"}, p | "Gate" >> beam.Create([])))
-    assert os.listdir(final) == ["edges-00000-of-00001.tfrecord.gz"]
-    assert sorted(os.listdir(staging)) == sorted(name for _, name, _, _ in staged)
-
-
-# ---------------------------------------------------------------------- the previous index
 
 def write_index(day_dir, parts, success=True):
     """An index file set under day_dir (one piece per part of (ids, indexes)), published
@@ -383,40 +229,6 @@ def as_lists(index):
     ids, values = index
     assert ids.type == pa.string() and values.dtype == np.int64
     return ids.to_pylist(), values.tolist()
-
-
-def test_latest_day_before(tmp_path):
-    root = tmp_path / "cooccurrence"
-    for day, marked in (("2026-11-20", True), ("2026-11-24", True), ("2026-11-25", False),
-                        ("2026-11-26", True), ("2026-11-27", True)):
-        os.makedirs(root / f"dt={day}")
-        (root / f"dt={day}" / ("_SUCCESS" if marked else "manifest.json")).write_bytes(b"")
-    os.makedirs(root / "_staging" / "dt=2026-11-25")
-    (root / "_staging" / "dt=2026-11-25" / "_SUCCESS").write_bytes(b"")
-    assert latest_day_before(str(root), "2026-11-26", SUCCESS) == f"{root}/dt=2026-11-24"
-    assert latest_day_before(str(root) + "/", "2026-11-28", SUCCESS) == f"{root}/dt=2026-11-27"
-    assert latest_day_before(str(root), "2026-11-21", SUCCESS) == f"{root}/dt=2026-11-20"
-    assert latest_day_before(str(root), "2026-11-20", SUCCESS) == ""
-    assert latest_day_before(str(root), "2026-11-26", MANIFEST) == f"{root}/dt=2026-11-25"
-    assert latest_day_before(str(tmp_path / "nothing"), "2026-11-26", SUCCESS) == ""
-
-
-def test_previous_index(tmp_path):
-    out = str(tmp_path / "out")
-    assert as_lists(previous_index(out, "2026-11-26")) == ([], [])
-    graph = tmp_path / "out" / "cooccurrence"
-    write_index(str(graph / "dt=2026-11-24"), [(["A", "é"], [1, 2])])
-    write_index(str(graph / "dt=2026-11-25"), [(["A", "B"], [1, 9])], success=False)
-    write_index(str(graph / "dt=2026-11-26"), [(["Z"], [1])])
-    # The latest published day before the run date (2026-11-25 has no _SUCCESS).
-    assert as_lists(previous_index(out, "2026-11-26")) == (["A", "é"], [1, 2])
-    assert as_lists(previous_index(out + "/", "2026-11-27")) == (["Z"], [1])
-    assert as_lists(previous_index(out, "2026-11-24")) == ([], [])
-    # --index_from wins over whatever is published.
-    other = str(tmp_path / "elsewhere" / "dt=2026-10-01")
-    write_index(other, [(["B", "C"], [4, 2]), (["D"], [7])])
-    assert as_lists(previous_index(out, "2026-11-26", index_from=other)) == \
-        (["B", "C", "D"], [4, 2, 7])
 
 
 def test_load_index(tmp_path):

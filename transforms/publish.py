@@ -19,13 +19,12 @@ import); the TFRecord framing (length, masked CRC32C) is written here.
 
 import datetime as dt
 import gzip
-import io
 import json
 import os
 import struct
 import uuid
 import zlib
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -622,114 +621,6 @@ def read_jsonl_file(path: str) -> List[str]:
         return gzip.decompress(handle.read()).decode("utf-8").splitlines()
 
 
-# ---------------------------------------------------------------------------------------------
-# The staging protocol, kept importable until beam_jobs/cooccurrence_graph.py moves to
-# PublishFileSets
-
-def shard_name(file_set: str, shard: int, num_shards: int, suffix: str) -> str:
-    return f"{file_set}-{shard:05d}-of-{num_shards:05d}{suffix}"
-
-
-class StageFiles(beam.DoFn):
-    """(file_set, shard, num_shards, RecordBatch or Table) -> a staged file.
-
-    `fmt` "tfrecord" writes GZIP TFRecords of tf.train.Example; "parquet" writes
-    Parquet. Outputs (file_set, file name, rows, feature spec)."""
-
-    def __init__(self, staging_dir: str, fmt: str):
-        if fmt not in ("tfrecord", "parquet"):
-            raise ValueError(f"unknown staged file format {fmt!r}")
-        self._staging_dir, self._fmt = staging_dir.rstrip("/"), fmt
-
-    def process(self, element):
-        file_set, shard, num_shards, data = element
-        if self._fmt == "tfrecord":
-            name = shard_name(file_set, shard, num_shards, ".tfrecord.gz")
-            batch = data if isinstance(data, pa.RecordBatch) else \
-                pa.Table.from_batches(data.to_batches()).combine_chunks().to_batches()[0]
-            payload = gzip_bytes(tfrecord_frame(encode_examples(batch)))
-            spec = feature_spec(batch.schema)
-        else:
-            import pyarrow.parquet as pq
-            name = shard_name(file_set, shard, num_shards, ".parquet")
-            sink = io.BytesIO()
-            table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-            pq.write_table(table, sink, compression="snappy")
-            payload = sink.getvalue()
-            spec = {f.name: str(f.type) for f in table.schema}
-        write_bytes(f"{self._staging_dir}/{name}", payload)
-        yield file_set, name, data.num_rows, spec
-
-
-def _delete_matching(pattern: str) -> None:
-    found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if found:
-        FileSystems.delete(found)
-
-
-def publish_files(staged: Iterable[Tuple[str, str, int, Dict]], staging_dir: str,
-                  final_dir: str, manifest: Dict) -> Dict:
-    """Replace final_dir's published files with the staged ones, then write the
-    manifest and, last, _SUCCESS. Returns the manifest written."""
-    staging_dir, final_dir = staging_dir.rstrip("/"), final_dir.rstrip("/")
-    staged = sorted(staged)
-    _delete_matching(f"{final_dir}/*")
-    if not FileSystems.exists(final_dir):
-        FileSystems.mkdirs(final_dir)
-    if staged:
-        FileSystems.rename([f"{staging_dir}/{name}" for _, name, _, _ in staged],
-                           [f"{final_dir}/{name}" for _, name, _, _ in staged])
-    _delete_matching(f"{staging_dir}/*")
-    if FileSystems.exists(staging_dir):
-        FileSystems.delete([staging_dir])
-    file_sets: Dict[str, Dict] = {}
-    for file_set, name, rows, spec in staged:
-        entry = file_sets.setdefault(file_set, {"files": [], "rows": 0, "feature_spec": spec})
-        entry["files"].append(name)
-        entry["rows"] += rows
-    manifest = dict(manifest, file_sets=file_sets)
-    write_bytes(f"{final_dir}/{MANIFEST}",
-                 (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    write_bytes(f"{final_dir}/{SUCCESS}", b"")
-    return manifest
-
-
-def staging_dir_for(final_dir: str) -> str:
-    """<root>/<name>/dt=D -> <root>/<name>/_staging/dt=D (same filesystem, cheap renames)."""
-    head, _, leaf = final_dir.rstrip("/").rpartition("/")
-    return f"{head}/_staging/{leaf}"
-
-
-class PublishFiles(beam.PTransform):
-    """Staged-file records -> the published folder (one element: the manifest).
-
-    `gate` is a PCollection with one element (the validation summary of a
-    blessed day); publishing waits for it, so an unblessed day publishes nothing."""
-
-    def __init__(self, final_dir: str, manifest: Dict, gate):
-        super().__init__()
-        self._final_dir, self._manifest, self._gate = final_dir, manifest, gate
-
-    def expand(self, staged):
-        final_dir, manifest = self._final_dir, self._manifest
-
-        def publish(_, staged_files, gate):
-            if not isinstance(gate, dict):
-                raise ValueError(f"no blessed validation summary for {final_dir}; nothing "
-                                 "published")
-            extra = {"validation": {k: gate.get(k) for k in (
-                "rows_read", "rows_valid", "rows_quarantined", "duplicates_dropped",
-                "out_of_span", "blessed", "overridden")}}
-            return publish_files(staged_files, staging_dir_for(final_dir), final_dir,
-                                 dict(manifest, **extra))
-
-        return (staged.pipeline
-                | "StartPublish" >> beam.Create([None])
-                | "MoveIntoPlace" >> beam.Map(publish,
-                                              staged_files=beam.pvalue.AsList(staged),
-                                              gate=beam.pvalue.AsSingleton(self._gate)))
-
-
 def read_file_set(day_dir: str, file_set: str) -> List[Dict[str, list]]:
     """Every record of one published TFRecord file set of a day folder (the manifest's
     files, in name order), as dicts of feature name -> list of values."""
@@ -767,13 +658,3 @@ def latest_day_before(root: str, run_date: str, marker: str) -> str:
     days = sorted({m.path.rstrip("/").split("/")[-2][3:] for m in matches})
     days = [d for d in days if d < run_date]
     return f"{root.rstrip('/')}/dt={days[-1]}" if days else ""
-
-
-def previous_index(output_dir: str, run_date: str, index_from: str = ""):
-    """The article index to continue from: --index_from, else the latest
-    published day before run_date under <output_dir>/cooccurrence, else empty."""
-    source = index_from or latest_day_before(f"{output_dir.rstrip('/')}/cooccurrence",
-                                             run_date, SUCCESS)
-    if not source:
-        return pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
-    return load_index(source)
