@@ -130,22 +130,16 @@ def article_partitions(interaction_rows: int, window: int, max_rows_per_shard: i
     return resolve_shard_count(0, interaction_rows * 2 * window, max_rows_per_shard)
 
 
+_USER_SHARD_BYTES = Metrics.distribution("graph", "shuffled_element_bytes")
+
+
 def shard_by_user(table: pa.Table, num_shards: int):
     """(shard, Arrow IPC bytes) per non-empty shard; a shard holds whole users."""
     shards = user_shards(table.column("user_id"), num_shards)
     for shard, part in split_by_shard(table, shards, num_shards):
-        yield shard, to_ipc(part)
-
-
-def split_table(table: pa.Table, target: np.ndarray):
-    """(target, rows of the table with that target) for each distinct target value."""
-    if not table.num_rows:
-        return
-    order = np.argsort(target, kind="stable")
-    sorted_target = target[order]
-    starts = pairs_lib.runs(sorted_target)
-    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
-        yield int(sorted_target[start]), table.take(pa.array(order[start:end]))
+        data = to_ipc(part)
+        _USER_SHARD_BYTES.update(len(data))
+        yield shard, data
 
 
 def _element_bytes(value) -> int:
@@ -235,7 +229,7 @@ class CountShardPairs(beam.DoFn):
         named = pa.table({"n": counts.column("n"),
                           "article_id": ids.take(pa.array(article, pa.int64())),
                           "region_id": counts.column("region_id")})
-        for target, part in split_table(named, partition_of[article]):
+        for target, part in split_by_shard(named, partition_of[article], num_partitions):
             yield self._sent(target, REGIONS, part)
 
     def _sent(self, target, tag, payload):
@@ -258,8 +252,8 @@ def partition_known(chunk: Tuple[pa.Array, np.ndarray], num_partitions: int):
     """A chunk of the known index -> (partition, (KNOWN, (ids, indexes))) per partition."""
     ids, index = chunk
     table = pa.table({"article_id": ids.cast(pa.string()), "index": pa.array(index, pa.int64())})
-    for target, part in split_table(table, shard_ids(table.column("article_id"),
-                                                     num_partitions)):
+    for target, part in split_by_shard(table, shard_ids(table.column("article_id"),
+                                                        num_partitions), num_partitions):
         yield target, (KNOWN, (part.column("article_id").combine_chunks(),
                                part.column("index").to_numpy()))
 
@@ -374,7 +368,7 @@ class BucketNewArticles(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.CELLS, article_index.cell_counts(frequency, bucket))
         table = pa.table({"article_id": ids, "frequency": pa.array(frequency),
                           "region_id": region})
-        for target, part in split_table(table, bucket):
+        for target, part in split_by_shard(table, bucket, len(splitters) + 1):
             yield target, part
 
 

@@ -89,13 +89,11 @@ def split_by_shard(table: pa.Table, shards: np.ndarray, num_shards: int):
     if table.num_rows == 0:
         return
     order = np.argsort(shards, kind="stable")
-    counts = np.bincount(shards, minlength=num_shards)
-    start = 0
-    for shard in range(num_shards):
-        count = int(counts[shard])
-        if count:
-            yield shard, table.take(pa.array(order[start:start + count]))
-        start += count
+    ordered = shards[order]
+    # Only the shards present: the work follows the rows, not the shard count.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
+        yield int(ordered[start]), table.take(pa.array(order[start:end]))
 
 
 def user_shards(strings, num_shards: int) -> np.ndarray:
