@@ -112,9 +112,10 @@ def cell_counts(frequency: np.ndarray, bucket: np.ndarray) -> Dict[Tuple[int, in
     """New articles per (frequency, range) cell."""
     if not len(frequency):
         return {}
-    cells = np.stack([frequency, bucket], axis=1)
-    unique, counts = np.unique(cells, axis=0, return_counts=True)
-    return {(int(f), int(b)): int(n) for (f, b), n in zip(unique, counts)}
+    width = int(bucket.max()) + 1
+    keys, counts = np.unique(np.asarray(frequency, np.int64) * width + bucket,
+                             return_counts=True)
+    return {(int(k // width), int(k % width)): int(n) for k, n in zip(keys, counts)}
 
 
 def cell_offsets(cells: Dict[Tuple[int, int], int]) -> Dict[Tuple[int, int], int]:
