@@ -28,7 +28,7 @@ SPLITTER_EVERY = 16   # one splitter per this many sampled ids
 
 
 class Nodes(NamedTuple):
-    """The day's articles of one partition, ids sorted."""
+    """The day's articles of one partition."""
 
     ids: pa.Array            # string
     frequency: np.ndarray    # int64 positions in collapsed sessions
@@ -38,7 +38,7 @@ class Nodes(NamedTuple):
 def merge_nodes(parts: Sequence[Part], region_counts: Sequence[pa.Table]) -> Nodes:
     """Node partials of user shards (parts with code column article and frequency; tables
     (n, article_id, region_id) of partial counts) -> one row per article."""
-    merged = merge_parts(parts, ("article",))
+    merged = merge_parts(parts, ("article",), sort=False)
     if not merged.cols:
         return Nodes(pa.array([], pa.string()), np.zeros(0, np.int64), pa.array([], pa.string()))
     ids = merged.ids
@@ -74,7 +74,7 @@ def join_known(nodes: Nodes, known: Sequence[Tuple[pa.Array, np.ndarray]]) -> Jo
         np.zeros(0, np.int64)
     if len(known_index) and known_index.min() < 1:
         raise ValueError("a published article index holds an index < 1; 0 is reserved")
-    merged, (day_pos, known_pos) = merge_dictionaries([nodes.ids, known_ids])
+    merged, (day_pos, known_pos) = merge_dictionaries([nodes.ids, known_ids], sort=False)
     if len(np.unique(known_pos)) != len(known_pos):
         raise ValueError("a published article index lists an article twice")
     index_of = np.zeros(len(merged), dtype=np.int64)

@@ -179,10 +179,12 @@ class CountShardPairs(beam.DoFn):
         # Sorted payloads: the concatenation never depends on arrival order.
         table = pa.concat_tables([from_ipc(data) for data in sorted(payloads)])
         self._shard_rows.update(table.num_rows)
-        users = sessions_lib.user_ranks(table.column("user_id"))
+        # Users only need grouping (any integer code), articles any dictionary of the
+        # shard's own ids: no string sort here.
+        users, _ = pairs_lib.sorted_dictionary(table.column("user_id"), sort=False)
         ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
         order = sessions_lib.order_by_user_time_id(users, ts, table.column("event_id"))
-        row_codes, ids = pairs_lib.sorted_dictionary(table.column("article_id"))
+        row_codes, ids = pairs_lib.sorted_dictionary(table.column("article_id"), sort=False)
         users, ts, codes = users[order], ts[order], row_codes[order]
         if p.weighted:
             class_of = np.array([classes.of_event[n] for n in contract.INTERACTION_EVENTS])

@@ -22,8 +22,9 @@ from transforms.sharding import shard_ids
 
 
 class Part(NamedTuple):
-    """Rows about articles: `ids` sorted distinct article ids (byte order), `cols` numpy
-    columns of equal length; `codes` names the columns that are positions in `ids`."""
+    """Rows about articles: `ids` distinct article ids (in byte order where a step needs
+    it, else as first met), `cols` numpy columns of equal length; `codes` names the
+    columns that are positions in `ids`."""
 
     ids: pa.Array
     cols: Dict[str, np.ndarray]
@@ -38,12 +39,15 @@ class Part(NamedTuple):
         return int(self.ids.nbytes) + sum(int(c.nbytes) for c in self.cols.values())
 
 
-def sorted_dictionary(strings) -> Tuple[np.ndarray, pa.Array]:
-    """(code of each value, the sorted distinct values): code order is byte order.
-    One hash pass over the values and a sort of the distinct ones."""
+def sorted_dictionary(strings, sort: bool = True) -> Tuple[np.ndarray, pa.Array]:
+    """(code of each value, the distinct values): one hash pass over the values; with
+    `sort`, a sort of the distinct ones, so that code order is byte order."""
     if isinstance(strings, pa.ChunkedArray):
         strings = strings.combine_chunks()
     encoded = pc.dictionary_encode(strings)
+    if not sort:
+        return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), \
+            encoded.dictionary
     order = pc.sort_indices(encoded.dictionary).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -81,25 +85,28 @@ def split_part(ids: pa.Array, cols: Dict[str, np.ndarray], codes: Sequence[str],
             ids, {name: col[rows] for name, col in cols.items()}, codes)
 
 
-def merge_dictionaries(dictionaries: Sequence[pa.Array]) -> Tuple[pa.Array, List[np.ndarray]]:
-    """Sorted distinct ids of all dictionaries, and for each dictionary the position of
-    each of its ids in the merged one. One hash pass over their concatenation."""
+def merge_dictionaries(dictionaries: Sequence[pa.Array], sort: bool = True
+                       ) -> Tuple[pa.Array, List[np.ndarray]]:
+    """Distinct ids of all dictionaries (sorted in byte order with `sort`), and for each
+    dictionary the position of each of its ids in the merged one. One hash pass over
+    their concatenation."""
     arrays = [d for d in dictionaries]
     if not arrays:
         return pa.array([], pa.string()), []
     joined = pa.concat_arrays([a.cast(pa.string()) for a in arrays]) if len(arrays) > 1 \
         else arrays[0].cast(pa.string())
-    codes, merged = sorted_dictionary(joined)
+    codes, merged = sorted_dictionary(joined, sort)
     bounds = np.cumsum([0] + [len(a) for a in arrays])
     return merged, [codes[bounds[i]:bounds[i + 1]] for i in range(len(arrays))]
 
 
-def merge_parts(parts: Sequence[Part], codes: Sequence[str]) -> Part:
-    """Concatenate parts over one merged dictionary (rows in the given part order)."""
+def merge_parts(parts: Sequence[Part], codes: Sequence[str], sort: bool = True) -> Part:
+    """Concatenate parts over one merged dictionary (rows in the given part order;
+    the dictionary in byte order with `sort`)."""
     parts = [p for p in parts if p.num_rows or len(p.ids)]
     if not parts:
         return Part(pa.array([], pa.string()), {}, tuple(codes))
-    merged, mappings = merge_dictionaries([p.ids for p in parts])
+    merged, mappings = merge_dictionaries([p.ids for p in parts], sort)
     names = list(parts[0].cols)
     cols = {}
     for name in names:
@@ -202,7 +209,7 @@ def shard_pair_part(sessions_article: np.ndarray, sessions_weight_class: np.ndar
 class MergedPairs(NamedTuple):
     """Distinct pairs of one article partition (all their sources in it), with totals."""
 
-    ids: pa.Array            # sorted ids referred to
+    ids: pa.Array            # the ids referred to (no particular order)
     src: np.ndarray          # codes, sorted by (src, dst)
     dst: np.ndarray
     count: np.ndarray        # int64 c(a, b)
@@ -220,7 +227,7 @@ def merge_pair_parts(parts: Sequence[Part], products: np.ndarray) -> MergedPairs
     # (every event has the same weight w: counts weigh w * w).
     weighted = not (len(products) == 1 and products[0] == 1.0)
     k = len(products)
-    merged = merge_parts(parts, ("src", "dst"))
+    merged = merge_parts(parts, ("src", "dst"), sort=False)
     n = len(merged.ids)
     if not merged.cols or not len(merged.cols["src"]):
         empty = np.zeros(0, dtype=np.int64)
@@ -297,11 +304,12 @@ def rank_edges(totals: Sequence[Part], edges: Sequence[Part], total: float, weig
     marginals) -> weights by `weighting` (float64, stored float32), then each source's
     `top_k` by `rank_by`, ties by destination id."""
     from transforms import graph
-    merged_edges = merge_parts(edges, ("src", "dst"))
+    merged_edges = merge_parts(edges, ("src", "dst"), sort=False)
     if not merged_edges.cols or not len(merged_edges.cols["src"]):
         empty = pa.array([], pa.binary())
         return RankedEdges(empty, empty, np.zeros(0, np.int64), np.zeros(0, np.float32))
-    merged_totals = merge_parts(totals, ("article",))
+    merged_totals = merge_parts(totals, ("article",), sort=False)
+    # Byte order here: top-K ties go to the smaller destination id.
     ids, (edge_map, total_map) = merge_dictionaries([merged_edges.ids, merged_totals.ids])
     e, t = merged_edges.cols, merged_totals.cols
     src, dst = edge_map[e["src"]], edge_map[e["dst"]]
