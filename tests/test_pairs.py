@@ -262,9 +262,20 @@ def test_compact_part_keeps_only_the_used_ids():
     assert part.cols["src"].tolist() == [2, 0, 2]
     assert part.cols["dst"].tolist() == [0, 0, 1]
     assert part.cols["w"].tolist() == [10, 20, 30]
-    assert part.cols["src"].dtype == np.int32
+    # Codes in the narrowest unsigned type for the dictionary's size.
+    assert part.cols["src"].dtype == np.uint8
     assert part.codes == ("src", "dst")
     assert part.num_rows == 3
+
+
+@pytest.mark.parametrize("size, dtype", [(1, np.uint8), (256, np.uint8), (257, np.uint16),
+                                         (65536, np.uint16), (65537, np.uint32),
+                                         (2**32, np.uint32), (2**32 + 1, np.int64)])
+def test_narrow_picks_the_smallest_type_that_holds_the_size(size, dtype):
+    values = np.array([0, size - 1], np.int64)
+    narrowed = pairs.narrow(values, size)
+    assert narrowed.dtype == dtype
+    assert narrowed.tolist() == [0, size - 1]
 
 
 def test_compact_part_of_no_rows():

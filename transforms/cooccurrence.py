@@ -212,8 +212,12 @@ class CountShardPairs(beam.DoFn):
         partition_of = shard_ids(ids, num_partitions)
         counted = pairs_lib.shard_pair_part(sess.article, sess.weight.astype(np.int64), left,
                                             right, len(ids), len(classes.weights))
-        counted["count"] = counted["count"].astype(
-            np.int32 if not len(counted["count"]) or counted["count"].max() < 2**31 else np.int64)
+        # Narrow columns for the shuffle: counts in the smallest type that holds them, and
+        # no class column when there is one class.
+        counted["count"] = pairs_lib.narrow(
+            counted["count"], int(counted["count"].max()) + 1 if len(counted["count"]) else 1)
+        if len(classes.products) == 1:
+            del counted["cls"]
         for target, part in pairs_lib.split_part(ids, counted, ("src", "dst"),
                                                  partition_of[counted["src"]]):
             yield self._sent(target, PAIRS, part)

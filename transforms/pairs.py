@@ -56,8 +56,12 @@ def sorted_dictionary(strings, sort: bool = True) -> Tuple[np.ndarray, pa.Array]
 
 
 def narrow(codes: np.ndarray, size: int) -> np.ndarray:
-    """Codes into a dictionary of `size` entries in the narrowest fitting type."""
-    return codes.astype(np.int32 if size < 2**31 else np.int64)
+    """Codes into a dictionary of `size` entries (or counts below `size`) in the
+    narrowest fitting unsigned type: fewer bytes through the shuffle."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if size <= np.iinfo(dtype).max + 1:
+            return codes.astype(dtype)
+    return codes.astype(np.int64)
 
 
 def compact_part(ids: pa.Array, cols: Dict[str, np.ndarray], codes: Sequence[str]) -> Part:
@@ -235,7 +239,8 @@ def merge_pair_parts(parts: Sequence[Part], products: np.ndarray) -> MergedPairs
                            empty, empty, np.zeros(0) if weighted else None,
                            np.zeros(k, dtype=np.int64))
     c = merged.cols
-    rows = count_pairs(c["src"], c["dst"], c["cls"].astype(np.int64), c["count"], n, k)
+    cls_in = c["cls"].astype(np.int64) if "cls" in c else np.zeros(len(c["src"]), np.int64)
+    rows = count_pairs(c["src"], c["dst"], cls_in, c["count"], n, k)
     src, dst, cls, cnt = rows["src"], rows["dst"], rows["cls"].astype(np.int64), rows["count"]
     class_totals = np.bincount(cls, weights=cnt, minlength=k).astype(np.int64)
     # (src, dst) runs: rows are sorted by (src, dst, cls).
