@@ -54,8 +54,36 @@ def main() -> None:
         rows_to_batch(decoded[lo:lo + 10_000])
     batch_s = time.perf_counter() - start
     n = len(decoded)
+    beam_s = through_beam(data)
     print(f"rows {n:,}: Avro -> dicts {n / decode_s:,.0f} rows/s, dicts -> Arrow "
-          f"{n / batch_s:,.0f} rows/s, together {n / (decode_s + batch_s):,.0f} rows/s per core")
+          f"{n / batch_s:,.0f} rows/s, together {n / (decode_s + batch_s):,.0f} rows/s per core; "
+          f"as the job runs it (a dict per element, BatchElements, rows_to_batch) "
+          f"{n / beam_s:,.0f} rows/s per core")
+
+
+def through_beam(avro: bytes) -> float:
+    """Seconds of the read path as the job runs it on one core: one element per row (as
+    DIRECT_READ yields them), BatchElements, rows_to_batch; the runner's start excluded."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from transforms.read import READ_BATCH_ROWS
+
+    def rows(_):
+        yield from fastavro.reader(io.BytesIO(avro))
+
+    def run(blob_count: int) -> float:
+        start = time.perf_counter()
+        with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+            _ = (p | beam.Create(list(range(blob_count)))
+                 | "Rows" >> beam.FlatMap(rows)
+                 | beam.BatchElements(min_batch_size=1024, max_batch_size=READ_BATCH_ROWS)
+                 | beam.Map(rows_to_batch)
+                 | beam.Map(lambda batch: batch.num_rows)
+                 | beam.CombineGlobally(sum))
+        return time.perf_counter() - start
+
+    empty = run(0)   # the runner's fixed cost
+    return run(1) - empty
 
 
 if __name__ == "__main__":
