@@ -257,11 +257,14 @@ def test_schema_environment_features_and_drift():
 # ---------------------------------------------------------------- plain I/O helpers
 
 
-def _write_summary(output_dir, day, blessed):
+def _write_summary(output_dir, day, blessed, overridden=None):
     directory = validation.day_dir(str(output_dir), day)
     os.makedirs(directory, exist_ok=True)
+    summary = {"blessed": blessed}
+    if overridden is not None:
+        summary["overridden"] = overridden
     with open(os.path.join(directory, validation.SUMMARY_FILE), "w") as handle:
-        json.dump({"blessed": blessed}, handle)
+        json.dump(summary, handle)
 
 
 def test_find_previous_blessed(tmp_path):
@@ -275,6 +278,17 @@ def test_find_previous_blessed(tmp_path):
     assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) == "2024-05-08"
     assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 8)) == "2024-05-07"
     assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) is None
+
+
+def test_find_previous_blessed_skips_overridden_days(tmp_path):
+    """A day blessed only through --allow_anomalies is never a drift baseline."""
+    _write_summary(tmp_path, "2024-05-06", True, overridden=False)
+    _write_summary(tmp_path, "2024-05-07", True, overridden=True)
+    _write_summary(tmp_path, "2024-05-08", False, overridden=False)
+    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) == "2024-05-06"
+    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) == "2024-05-06"
+    _write_summary(tmp_path, "2024-05-06", True, overridden=True)
+    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) is None
 
 
 def test_tfrecord_round_trips_through_tfdv(tmp_path):
@@ -420,7 +434,7 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
         "quarantined_by_reason": {"missing_user_id": 20}, "duplicates_dropped": 10,
         "rows_valid": 3000, "quarantine_fraction": 20 / (3000 + 20 + 10),
         "max_quarantine_fraction": 0.05, "anomalies": [], "previous_blessed_date": None,
-        "drift": [],
+        "drift": [], "withdrawn": [],
         "stats_sample_fraction": 1.0, "stats_seed": 0,
         "stats_examples": {"client": n_client, "server": 3000 - n_client}}
     for key in ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_reason",
@@ -545,3 +559,24 @@ def test_gate_anomalies_name_the_gate_reasons_in_words():
     assert validation.gate_anomalies(empty, [EMPTY_DAY], 0.05) == [
         {"feature": "", "severity": "ERROR", "environment": "DATASET",
          "description": "empty day: 0 rows read, 0 valid; usually an upstream outage"}]
+
+
+def test_an_overridden_day_is_not_the_next_days_baseline(tmp_path):
+    """A blessed normally, B (prices x1000) blessed only through allow_anomalies, C (normal
+    prices) validated against A: blessed, previous_blessed_date A. Against B it would
+    drift on price and be refused."""
+    day_a, day_b, day_c = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    first = _make_day(day_a, 2000, seed=4)
+    _run(tmp_path, day_a, first, _day_counts(first))
+    assert (_summary(tmp_path, day_a)["blessed"], _summary(tmp_path, day_a)["overridden"]) == (
+        True, False)
+    second = _make_day(day_b, 2000, seed=5, price_scale=1000)
+    _run(tmp_path, day_b, second, _day_counts(second), allow_anomalies=True)
+    summary = _summary(tmp_path, day_b)
+    assert (summary["blessed"], summary["overridden"], summary["reasons"],
+            summary["previous_blessed_date"]) == (True, True, [ANOMALIES], "2024-05-02")
+    third = _make_day(day_c, 2000, seed=6)
+    _run(tmp_path, day_c, third, _day_counts(third))
+    summary = _summary(tmp_path, day_c)
+    assert (summary["blessed"], summary["overridden"], summary["reasons"],
+            summary["previous_blessed_date"]) == (True, False, [], "2024-05-02")

@@ -38,7 +38,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from schemas import contract
-from transforms.publish import tfrecord_frame, write_bytes
+from transforms.publish import tfrecord_frame, withdraw_day, write_bytes
 from transforms.sharding import mix64, stable_hash
 from transforms.stats_html import render_stats_html
 
@@ -329,7 +329,9 @@ def load_schema(path: str) -> schema_pb2.Schema:
 
 
 def find_previous_blessed(output_dir: str, run_date: dt.date) -> Optional[str]:
-    """The latest day (YYYY-MM-DD) before `run_date` whose summary.json says blessed."""
+    """The latest day (YYYY-MM-DD) before `run_date` whose summary.json says blessed
+    without an override: a day blessed only through --allow_anomalies is published but
+    never a drift baseline (its anomalies would become the next day's normal)."""
     pattern = FileSystems.join(output_dir, VALIDATION_DIR, "dt=*", SUMMARY_FILE)
     days = {}
     for metadata in FileSystems.match([pattern])[0].metadata_list:
@@ -337,7 +339,8 @@ def find_previous_blessed(output_dir: str, run_date: dt.date) -> Optional[str]:
         if found and dt.date.fromisoformat(found.group(1)) < run_date:
             days[found.group(1)] = metadata.path
     for day in sorted(days, reverse=True):
-        if json.loads(_read_text(days[day]))["blessed"] is True:
+        summary = json.loads(_read_text(days[day]))
+        if summary["blessed"] is True and summary.get("overridden") is not True:
             return day
     return None
 
@@ -375,14 +378,20 @@ def read_anomalies(path: str) -> Dict[str, anomalies_pb2.Anomalies]:
     return out
 
 
+def remove_summary(directory: str) -> str:
+    """Deletes <directory>/summary.json if there is one; returns its path."""
+    summary_path = FileSystems.join(directory, SUMMARY_FILE)
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    return summary_path
+
+
 def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
                       anomalies: Dict[str, anomalies_pb2.Anomalies], html: str,
                       summary: dict) -> str:
     """Writes the day's files, summary.json last (after removing an older one, so a
     rerun that dies half-way leaves no stale verdict). Returns summary.json's path."""
-    summary_path = FileSystems.join(directory, SUMMARY_FILE)
-    if FileSystems.exists(summary_path):
-        FileSystems.delete([summary_path])
+    summary_path = remove_summary(directory)
     for source, name in STATS_FILES.items():
         write_bytes(FileSystems.join(directory, name),
                     tfrecord_bytes(stats[source].SerializeToString()))
@@ -400,7 +409,12 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
                  schema: schema_pb2.Schema, output_dir: str, run_date: dt.date,
                  max_quarantine_fraction: float, allow_anomalies: bool,
                  stats_sample_fraction: float, stats_seed: int) -> Tuple[dict, str]:
-    """Validates the day, writes its files, returns (summary, summary.json path)."""
+    """Validates the day, writes its files, returns (summary, summary.json path).
+
+    A refused day is withdrawn first (transforms.publish.withdraw_day: every published
+    kind of the day but the quarantine loses its _SUCCESS), after the old summary.json
+    is removed and before the new one is written, so a blessed summary.json and the
+    published outputs never disagree; summary["withdrawn"] lists the kind folders."""
     check_counts(counts)
     previous_day = find_previous_blessed(output_dir, run_date)
     previous = None if previous_day is None else load_day_stats(output_dir, previous_day)
@@ -435,6 +449,9 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
         "stats_examples": {source: _num_examples(stats[source]) for source in contract.SOURCES},
     }
     directory = day_dir(output_dir, run_date.isoformat())
+    remove_summary(directory)
+    summary["withdrawn"] = [] if gate["blessed"] else withdraw_day(output_dir,
+                                                                   run_date.isoformat())
     html = render_stats_html(stats, summary)
     return summary, write_day_outputs(directory, stats, anomalies, html, summary)
 
