@@ -72,6 +72,13 @@ class EventsOptions(PipelineOptions):
             "--output_dir", default=None,
             help="Root directory (local or gs://) of every output: validation/, quarantine/, "
                  "validated/, cooccurrence/ under dt=<run_date>. Required.")
+        parser.add_argument(
+            "--allow_missing_partitions", type=str_to_bool, nargs="?", const=True,
+            default=False,
+            help="Read the UTC partitions of the day that exist when some are missing (no "
+                 "dt= folder or Parquet file, or no BigQuery rows of that date) and list them "
+                 "in summary.json as missing_partitions; by default the job fails naming them. "
+                 "A day with no data at all is still refused by the gate as empty.")
 
 
 class ValidationOptions(PipelineOptions):

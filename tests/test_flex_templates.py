@@ -131,6 +131,11 @@ def test_regexes_of_known_formats():
     assert accepts("event_weights", "")
     assert not accepts("event_weights", "article_view=1")
     assert params["allow_anomalies"]["paramType"] == "BOOLEAN"
+    assert accepts("allow_missing_partitions", "true")
+    assert accepts("allow_missing_partitions", "false")
+    assert not accepts("allow_missing_partitions", "yes")
+    assert params["allow_missing_partitions"]["paramType"] == "BOOLEAN"
+    assert params["allow_missing_partitions"]["isOptional"] is True
     assert params["output_dir"]["paramType"] == "GCS_WRITE_FOLDER"
 
 

@@ -101,6 +101,8 @@ COUNTS = {
     "duplicates_dropped": 3,
     "rows_valid": 7,
     "input_anomalies": ANOMALIES,
+    "missing_partitions": [],
+    "new_columns": [],
 }
 
 
@@ -201,7 +203,8 @@ def test_empty_day_gives_one_all_zero_tally():
         assert_that(out["counts"], equal_to([{
             "rows_read": 0, "out_of_span": 0, "rows_quarantined": 0,
             "quarantined_by_reason": {}, "duplicates_dropped": 0, "rows_valid": 0,
-            "input_anomalies": []}]), label="Counts")
+            "input_anomalies": [], "missing_partitions": [], "new_columns": []}]),
+            label="Counts")
         assert_that(out["valid"], equal_to([]), label="Valid")
         assert_that(out["quarantine"], equal_to([]), label="Quarantine")
 
@@ -271,7 +274,8 @@ def test_group_quarantine_keeps_every_line_in_stable_pieces():
 def test_empty_tally():
     assert empty_tally() == {"rows_read": 0, "out_of_span": 0, "rows_quarantined": 0,
                              "duplicates_dropped": 0, "rows_valid": 0,
-                             "quarantined_by_reason": {}, "input_anomalies": []}
+                             "quarantined_by_reason": {}, "input_anomalies": [],
+                             "missing_partitions": [], "new_columns": []}
     assert TALLY_KEYS == ("rows_read", "out_of_span", "rows_quarantined", "duplicates_dropped",
                           "rows_valid")
     # A fresh dict each time: merging never aliases a shared default.
@@ -289,7 +293,7 @@ def test_merge_tallies_sums_counts_and_reasons():
     assert merged == {"rows_read": 15, "out_of_span": 1, "rows_quarantined": 4,
                       "duplicates_dropped": 2, "rows_valid": 4,
                       "quarantined_by_reason": {"bad_properties": 3, "negative_price": 1},
-                      "input_anomalies": []}
+                      "input_anomalies": [], "missing_partitions": [], "new_columns": []}
     # Reasons come out sorted by name, whatever order they were merged in.
     assert list(merged["quarantined_by_reason"]) == ["bad_properties", "negative_price"]
     # Merging is order-independent and leaves its inputs alone.

@@ -244,7 +244,6 @@ def test_conform_of_an_empty_file_without_columns():
     ("event_timestamp", pa.array([[1], [2]])),
     ("event_id", pa.array([b"\xff\xfe", b"ok"], pa.binary())),
     ("price", pa.array([2 ** 63, 1], pa.uint64())),
-    ("event_timestamp", pa.array([1_795_662_245_123_456_789, 0], pa.timestamp("ns", "UTC"))),
 ])
 def test_conform_fails_naming_the_file_and_column(column, values):
     table = export_like()

@@ -26,13 +26,17 @@ def empty_tally() -> Dict:
     tally = {key: 0 for key in TALLY_KEYS}
     tally["quarantined_by_reason"] = {}
     tally["input_anomalies"] = []
+    tally["missing_partitions"] = []   # UTC dates (YYYY-MM-DD) the span needs that had no data
+    tally["new_columns"] = []          # {"column", "type"} of input columns not in the contract
     return tally
 
 
 def merge_tallies(tallies) -> Dict:
-    """Sum partial tallies; input anomalies are merged per feature."""
+    """Sum partial tallies; input anomalies are merged per feature, missing partitions
+    and new columns as sorted sets."""
     total = empty_tally()
     anomalies: Dict[str, Dict] = {}
+    missing_partitions, new_columns = set(), set()
     for tally in tallies:
         for key in TALLY_KEYS:
             total[key] += tally.get(key, 0)
@@ -41,8 +45,12 @@ def merge_tallies(tallies) -> Dict:
                 total["quarantined_by_reason"].get(reason, 0) + count
         for anomaly in tally.get("input_anomalies", []):
             anomalies.setdefault(anomaly["feature"], anomaly)
+        missing_partitions.update(tally.get("missing_partitions", []))
+        new_columns.update((c["column"], c["type"]) for c in tally.get("new_columns", []))
     total["quarantined_by_reason"] = dict(sorted(total["quarantined_by_reason"].items()))
     total["input_anomalies"] = [anomalies[f] for f in sorted(anomalies)]
+    total["missing_partitions"] = sorted(missing_partitions)
+    total["new_columns"] = [{"column": c, "type": t} for c, t in sorted(new_columns)]
     return total
 
 
@@ -137,11 +145,14 @@ class CheckEvents(beam.PTransform):
     `dedup_shards` is the event-id shard count, 0 for auto: ceil(checked valid rows /
     max_rows_per_shard), at least 1, counted while the pipeline runs.
 
-    Input: the dict from ReadEvents. Output dict:
+    Input: the dict from ReadEvents ("batches", "missing_columns" and, optionally,
+    "tally": the reader's partial tallies of missing partitions and new columns, merged
+    into "counts"). Output dict:
       "valid": PCollection of (shard, pa.Table) - de-duplicated valid rows, names normalised;
       "quarantine": PCollection of str - JSON lines, the original row plus the reason;
       "counts": PCollection with one dict - rows_read, out_of_span, rows_quarantined,
-                quarantined_by_reason, duplicates_dropped, rows_valid, input_anomalies;
+                quarantined_by_reason, duplicates_dropped, rows_valid, input_anomalies,
+                missing_partitions, new_columns;
       "dedup_shards": PCollection with one int - the shard count used.
     """
 
@@ -178,7 +189,10 @@ class CheckEvents(beam.PTransform):
                                lambda missing: dict(empty_tally(),
                                                     input_anomalies=missing_column_anomalies(
                                                         missing))))
-        counts = ((checked[CheckRowsFn.TALLY], deduped[DropDuplicatesFn.TALLY], input_anomalies)
+        tallies = (checked[CheckRowsFn.TALLY], deduped[DropDuplicatesFn.TALLY], input_anomalies)
+        if "tally" in inputs:
+            tallies += (inputs["tally"],)
+        counts = (tallies
                   | "GatherTallies" >> beam.Flatten()
                   | "SumTallies" >> beam.CombineGlobally(MergeTallies()))
         return {"valid": deduped.valid, "quarantine": lines, "counts": counts,
