@@ -7,7 +7,6 @@ nearly every session never becomes a hot shuffle key, because keys are shards of
 users or articles, and each user shard sends one pre-aggregated row per distinct pair.
 """
 
-import collections
 import math
 import random
 
@@ -287,48 +286,7 @@ def test_previous_index_is_continued():
 
 # ---------------------------------------------------------------------- weighted mode
 
-WEIGHTS = {"article_view": 1, "article_like": 3, "chat_start": 5}
-
-
-def weighted_reference(rows, weights, window=5, gap_minutes=30, top_k=50, rank_by="weight"):
-    """Edges {(a, b): (count, float32(sum of w_i * w_j))} ranked by the weighted count
-    (or the plain count), ties by dst bytes; collapsed runs keep their largest weight."""
-    by_user = collections.defaultdict(list)
-    for r in rows:
-        if r["event_name"] in weights:
-            by_user[r["user_id"]].append((r["ts"], r["event_id"].encode(), r["article_id"],
-                                          weights[r["event_name"]]))
-    count = collections.Counter()
-    wcount = collections.Counter()
-    for events in by_user.values():
-        sessions, last = [], None
-        for ts, _, article, w in sorted(events):
-            if last is None or ts - last > gap_minutes * MIN:
-                sessions.append([])
-            s = sessions[-1]
-            if s and s[-1][0] == article:
-                s[-1][1] = max(s[-1][1], w)
-            else:
-                s.append([article, w])
-            last = ts
-        for s in sessions:
-            for i, (a, wa) in enumerate(s):
-                for j in range(max(0, i - window), min(len(s), i + window + 1)):
-                    b, wb = s[j]
-                    if i != j and a != b:
-                        count[(a, b)] += 1
-                        wcount[(a, b)] += wa * wb
-    per_src = collections.defaultdict(list)
-    for (a, b), c in count.items():
-        per_src[a].append((b, c, wcount[(a, b)]))
-    edges, neighbours = {}, {}
-    for a, items in per_src.items():
-        key = 2 if rank_by == "weight" else 1
-        kept = sorted(items, key=lambda t: (-t[key], t[0].encode()))[:top_k]
-        neighbours[a] = [b for b, _, _ in kept]
-        for b, c, wc in kept:
-            edges[(a, b)] = (c, float(np.float32(wc)))
-    return edges, neighbours
+WEIGHTS = {"article_view": 1.0, "article_like": 3.0, "chat_start": 5.0}
 
 
 def test_weighted_mode_ranks_by_the_weighted_counts():
@@ -338,21 +296,78 @@ def test_weighted_mode_ranks_by_the_weighted_counts():
     rows += [make_row("lit", T0, "l1", "A", "article_view"),
              make_row("lit", T0 + 1, "l2", "A", "article_like"),
              make_row("lit", T0 + 2, "l3", "B", "chat_start")]
-    by_weight = weighted_reference(rows, WEIGHTS, top_k=3)
-    by_count = weighted_reference(rows, WEIGHTS, top_k=3, rank_by="count")
+    args = dict(weighting="count", min_pair_count=1, top_k=3, event_weights=WEIGHTS)
+    by_weight = expected_first_day(rows, **args)
+    by_count = expected_first_day(rows, **args, rank_by="count")
     assert by_weight[0][("A", "B")] == (1, 15.0)
     assert by_weight[1] != by_count[1]   # the weights change the ranking
-    _, _, frequency, region = reference_graph(rows)
-    order = sorted(frequency, key=lambda a: (-frequency[a], a.encode()))
-    index = {a: i + 1 for i, a in enumerate(order)}
-    nodes = [(a, frequency[a], region.get(a), index[a]) for a in frequency]
     weights = parse_event_weights("article_view:1,article_like:3,chat_start:5")
+    assert weights == WEIGHTS
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
-        for rank_by, (edges, neighbours) in (("weight", by_weight), ("count", by_count)):
+        for rank_by, expected in (("weight", by_weight), ("count", by_count)):
             params = GraphParams(weighting="count", rank_by=rank_by, min_pair_count=1, top_k=3,
                                  event_weights=weights, num_shards=3)
-            check_graph(p, f"Weighted{rank_by}", split(rows, 2), params,
-                        (edges, neighbours, nodes, [(a, index[a]) for a in order]))
+            check_graph(p, f"Weighted{rank_by}", split(rows, 2), params, expected)
+
+
+# ---------------------------------------------------------------------- every rule, randomized
+
+# Not dyadic: sums depend on their order. The reference forms every weighted sum as the
+# stage does (integer counts per pair of weights, then n x w_lo x w_hi in ascending
+# order), so the stored float32 weights are compared exactly.
+ODD_WEIGHTS = "article_view:1,article_like:2.5,chat_start:0.7"
+
+# (weighting, weighted, reference options beyond the weighting, user shards: 0 is auto).
+VARIANTS = (
+    ("ppmi", False, dict(), 1),
+    ("ppmi", True, dict(min_pair_count=1, max_events_per_user=6), 7),
+    ("count", False, dict(min_pair_count=3, top_k=6), 0),
+    ("count", True, dict(min_pair_count=1, max_session_length=3, top_k=3), 0),
+    ("jaccard", False, dict(min_pair_count=1, max_session_length=2, gap_minutes=10), 7),
+    ("jaccard", True, dict(min_pair_count=3, rank_by="count"), 1),
+    ("cosine", False, dict(max_events_per_user=5, max_session_length=2, rank_by="count",
+                           top_k=2), 0),
+    ("cosine", True, dict(min_pair_count=1, top_k=2, gap_minutes=5, window=2), 7),
+)
+DEFAULTS = dict(gap_minutes=30, window=5, min_pair_count=2, rank_by="weight", top_k=50,
+                max_session_length=0, max_events_per_user=0)
+
+
+def graph_params(weighting, weights, options, shards):
+    options = dict(options)
+    gap = options.pop("gap_minutes", 30)
+    return GraphParams(weighting=weighting, event_weights=weights, num_shards=shards,
+                       max_rows_per_shard=40, session_gap_minutes=gap, **options)
+
+
+def test_every_rule_through_the_stage_matches_the_reference():
+    """Each weighting with and without event weights, with the per-user cap, session cuts,
+    min_pair_count 1 and 3, rank_by count and small top_k, at 1, 7 and auto user shards
+    (40 rows a shard: several user shards and article partitions): one pipeline."""
+    rng = random.Random(20261201)
+    rows = random_rows(rng, 40, ["A", "B", "a", "b", "Z", "a1", "A0", "k", "m", "n", "q", "é"])
+    tables = split(rows, 3)
+    weights = parse_event_weights(ODD_WEIGHTS)
+    cases = []
+    for weighting, weighted, options, shards in VARIANTS:
+        args = dict(options, weighting=weighting, event_weights=weights if weighted else None)
+        expected = expected_first_day(rows, **args)
+        edges, neighbours, nodes, _ = expected
+        assert len(edges) > 15, (weighting, weighted, options)
+        # Each option set here changes the graph on these rows, so the stage must apply it.
+        for name, value in options.items():
+            off = 1 if name == "min_pair_count" and value > 1 else DEFAULTS[name]
+            assert expected_first_day(rows, **dict(args, **{name: off})) != expected, \
+                (weighting, weighted, name)
+        if weighted:
+            unweighted = expected_first_day(rows, **dict(args, event_weights=None))
+            assert unweighted[0] != edges, (weighting, options)
+        cases.append((f"{weighting}{'Weighted' if weighted else ''}",
+                      graph_params(weighting, weights if weighted else None, options, shards),
+                      expected))
+    with test_pipeline.TestPipeline(runner=RUNNER) as p:
+        for label, params, expected in cases:
+            check_graph(p, label, tables, params, expected)
 
 
 # ---------------------------------------------------------------------- (d) option errors
