@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from tests import graph_reference as shared
 from transforms import graph
 from transforms import sessions as sessions_lib
 
@@ -66,108 +67,49 @@ def key(text: str) -> bytes:
 
 
 # ---------------------------------------------------------------- the reference
+# Thin adapters from Row/Params to the one reference of the rules, tests/graph_reference.py.
+
+def as_dicts(rows: List[Row]) -> List[dict]:
+    return [{"user_id": r.user, "event_id": r.event_id, "ts": r.ts, "article_id": r.article,
+             "event_name": r.name, "region_id": r.region} for r in rows]
+
 
 def reference_sessions(rows: List[Row], p: Params) -> List[List[list]]:
     """Sessions as lists of [article, weight] positions."""
-    by_user = collections.defaultdict(list)
-    for row in rows:
-        if row.name in INTERACTIONS:
-            by_user[row.user].append(row)
-    out = []
-    for user in sorted(by_user, key=key):
-        events = sorted(by_user[user], key=lambda r: (r.ts, key(r.event_id)))
-        if p.max_events_per_user:
-            events = events[:p.max_events_per_user]
-        user_sessions = []
-        previous = None
-        for row in events:
-            weight = p.weights[row.name] if p.weights else 1.0
-            if previous is None or row.ts - previous > p.gap_us:
-                user_sessions.append([])
-            current = user_sessions[-1]
-            if current and current[-1][0] == row.article:
-                current[-1][1] = max(current[-1][1], weight)
-            else:
-                current.append([row.article, weight])
-            previous = row.ts
-        for session in user_sessions:
-            size = p.max_session_length or len(session)
-            for lo in range(0, len(session), size):
-                out.append(session[lo:lo + size])
-    return out
+    return shared.reference_sessions(as_dicts(rows), gap_us=p.gap_us,
+                                     max_events_per_user=p.max_events_per_user,
+                                     max_session_length=p.max_session_length,
+                                     event_weights=p.weights)
 
 
 def reference_counts(rows: List[Row], p: Params):
-    count = collections.defaultdict(int)
-    wcount = collections.defaultdict(float)
-    for session in reference_sessions(rows, p):
-        for i, (a, wa) in enumerate(session):
-            for j, (b, wb) in enumerate(session):
-                if i != j and abs(i - j) <= p.window and a != b:
-                    count[(a, b)] += 1
-                    wcount[(a, b)] += wa * wb
-    return dict(count), dict(wcount)
+    counts, _ = shared.reference_counts(reference_sessions(rows, p), p.window)
+    return counts, None
 
 
 def reference_graph(rows: List[Row], p: Params):
     """[(src, dst, count, float32 weight)] by src (byte order), then rank."""
-    count, wcount = reference_counts(rows, p)
-    measure = wcount if p.weights else count
-    node = collections.defaultdict(float)
-    for (a, _), value in measure.items():
-        node[a] += value
-    total = 0.0
-    for value in measure.values():
-        total += value
-    by_src = collections.defaultdict(list)
-    for (a, b), c in count.items():
-        m = measure[(a, b)]
-        if p.weighting == "count":
-            w = float(m)
-        elif p.weighting == "ppmi":
-            w = max(0.0, math.log(m * total / (node[a] * node[b])))
-        elif p.weighting == "jaccard":
-            w = m / (node[a] + node[b] - m)
-        elif p.weighting == "cosine":
-            w = m / math.sqrt(node[a] * node[b])
-        else:
-            raise AssertionError(p.weighting)
-        if c < p.min_pair_count or (p.weighting == "ppmi" and w == 0.0):
-            continue
-        w32 = float(np.float32(w))
-        rank = w32 if p.rank_by == "weight" else c
-        by_src[a].append((-rank, key(b), b, c, w32))
-    edges = []
-    for a in sorted(by_src, key=key):
-        for _, _, b, c, w32 in sorted(by_src[a])[:p.top_k]:
-            edges.append((a, b, c, w32))
-    return edges
+    edges, neighbours, _, _ = shared.reference_graph(
+        as_dicts(rows), gap_us=p.gap_us, window=p.window, min_pair_count=p.min_pair_count,
+        weighting=p.weighting, rank_by=p.rank_by, top_k=p.top_k,
+        max_session_length=p.max_session_length, max_events_per_user=p.max_events_per_user,
+        event_weights=p.weights)
+    return [(a, b) + edges[(a, b)] for a in sorted(neighbours, key=key) for b in neighbours[a]]
 
 
 def reference_frequency(rows: List[Row], p: Params) -> Dict[str, int]:
-    freq = collections.Counter()
-    for session in reference_sessions(rows, p):
-        for article, _ in session:
-            freq[article] += 1
-    return dict(freq)
+    return shared.reference_graph(
+        as_dicts(rows), gap_us=p.gap_us, window=p.window,
+        max_session_length=p.max_session_length, max_events_per_user=p.max_events_per_user,
+        event_weights=p.weights)[2]
 
 
 def reference_region_mode(rows: List[Row]) -> Dict[str, str]:
-    counts = collections.defaultdict(collections.Counter)
-    for row in rows:
-        if row.region is not None:
-            counts[row.article][row.region] += 1
-    return {a: min(c.items(), key=lambda item: (-item[1], key(item[0])))[0]
-            for a, c in counts.items()}
+    return shared.reference_region(as_dicts(rows))
 
 
 def reference_index(frequency: Dict[str, int], known: Dict[str, int]):
-    index = dict(known)
-    start = max(known.values()) + 1 if known else 1
-    new = sorted((a for a in frequency if a not in known), key=lambda a: (-frequency[a], key(a)))
-    for i, article in enumerate(new):
-        index[article] = start + i
-    return index
+    return shared.reference_index(frequency, known)
 
 
 # ---------------------------------------------------------------- the module, composed
