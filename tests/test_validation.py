@@ -580,3 +580,38 @@ def test_an_overridden_day_is_not_the_next_days_baseline(tmp_path):
     summary = _summary(tmp_path, day_c)
     assert (summary["blessed"], summary["overridden"], summary["reasons"],
             summary["previous_blessed_date"]) == (True, False, [], "2024-05-02")
+
+
+def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monkeypatch):
+    """validate_day, refusing an empty day that was published and blessed before: the old
+    summary.json is gone when the withdrawal runs, every kind but the quarantine loses
+    _SUCCESS, and the new summary.json lists what was withdrawn."""
+    from transforms import publish
+    out, day = str(tmp_path), DAY.isoformat()
+    _write_summary(tmp_path, day, True, overridden=False)
+    for kind in ("validated", "cooccurrence", "examples/skipgram", "quarantine"):
+        final = os.path.join(out, kind, f"dt={day}")
+        records = list(publish.write_piece(final, "r1", "jsonl", "lines", "k", ["{}"], 1 << 20))
+        publish.publish_day(final, "r1", records, {})
+    summary_path = os.path.join(_files(tmp_path, DAY), validation.SUMMARY_FILE)
+    seen = []
+
+    def withdraw(output_dir, run_date):
+        seen.append(os.path.exists(summary_path))
+        return publish.withdraw_day(output_dir, run_date)
+
+    monkeypatch.setattr(validation, "withdraw_day", withdraw)
+    empty = statistics_pb2.DatasetFeatureStatisticsList()
+    empty.datasets.add(num_examples=0)
+    counts = {"rows_read": 5, "out_of_span": 5, "rows_quarantined": 0, "quarantined_by_reason": {},
+              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": []}
+    summary, path = validation.validate_day(
+        {contract.CLIENT: empty, contract.SERVER: empty}, counts,
+        validation.load_schema(SCHEMA_PATH), out, DAY, 0.05, False, 1.0, 0)
+    assert seen == [False]
+    assert (summary["blessed"], summary["withdrawn"]) == (
+        False, ["cooccurrence", "examples/skipgram", "validated"])
+    assert _summary(tmp_path, DAY) == summary and path == summary_path
+    assert [os.path.exists(os.path.join(out, kind, f"dt={day}", "_SUCCESS"))
+            for kind in ("validated", "cooccurrence", "examples/skipgram", "quarantine")] == [
+        False, False, False, True]
