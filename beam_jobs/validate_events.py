@@ -30,7 +30,8 @@ def default_tfdv_schema() -> str:
 
 
 def build_validation(pipeline, args, span: DaySpan) -> Dict:
-    """read -> checks -> quarantine -> TFDV -> gate. Returns {"valid": (shard, Table)
+    """read -> checks -> quarantine -> TFDV -> gate (a refused day's earlier outputs are
+    withdrawn by the gate, its quarantine kept). Returns {"valid": (shard, Table)
     PCollection of the day's valid rows, "gate": the blessed day's summary}."""
     from transforms.validation import ValidateDay
     out = args.output_dir.rstrip("/")

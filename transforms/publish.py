@@ -9,7 +9,11 @@ The protocol (PublishFileSets; publish_day is its last step):
      manifest.json (the same, for people);
   3. _SUCCESS, holding the run id, is written last: readers follow it;
   4. only then every file of the folder the run does not list is deleted.
-The manifests and _SUCCESS are replaced atomically (one object write; locally a
+When the folder is <kind folder>/dt=YYYY-MM-DD, <kind folder>/LATEST then names the
+newest published day (YYYY-MM-DD and a newline): written after _SUCCESS, only when the
+day is not older than the one it names (a backfill leaves it). withdraw_day unpublishes
+a refused day (every kind but the quarantine loses _SUCCESS) and moves LATEST back.
+The manifests, _SUCCESS and LATEST are replaced atomically (one object write; locally a
 temporary name renamed over), so a reader sees the old day or the new one whole,
 whichever step a crash or a second, concurrent run of the same step interrupts.
 

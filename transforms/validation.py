@@ -16,7 +16,12 @@ the day or fails the pipeline, after writing under
   summary.json                                   counts, anomalies, the verdict;
                                                  written last
 
-A later run trusts a day only through its summary.json with ``"blessed": true``.
+A later run trusts a day only through its summary.json with ``"blessed": true``; a
+day blessed only through ``allow_anomalies`` (``"overridden": true``) is published but
+never a drift baseline. A refused day is withdrawn (transforms.publish.withdraw_day:
+validated, cooccurrence, examples/*, features/* of the day lose ``_SUCCESS``, the
+quarantine stays) after the old summary.json is removed and before the new one,
+which lists them under ``"withdrawn"``.
 
 Statistics never see a raw user id: ``user_id`` becomes ``user_bucket``, a
 1024-way hash bucket. With ~N/1024 users in each bucket it identifies nobody,
