@@ -132,6 +132,40 @@ def test_withdraw_day_moves_latest_back_only_when_it_names_the_day(out):
     assert latest_raw(out, "validated") == "2026-11-23\n"
 
 
+def test_a_crash_inside_withdraw_day_then_a_rerun_ends_withdrawn(out):
+    """A crash at any write, rename or delete of withdraw_day never leaves LATEST naming a
+    day without _SUCCESS, and running it again (the gate's rerun) ends with the day
+    withdrawn and LATEST moved back."""
+    from tests.fake_object_store import Crash, patch_local_faults
+    import _pytest.monkeypatch
+    kinds = ("validated", "examples/skipgram")
+    for k in range(1, 40):
+        with _pytest.monkeypatch.MonkeyPatch.context() as patch:
+            if not out.startswith("fakeobj://"):
+                patch_local_faults(patch)
+            root = f"{out}/k{k}"
+            for kind in kinds:
+                publish(root, kind, "2026-11-25")
+                publish(root, kind, "2026-11-26")
+            FakeObjectStore.inject(k)
+            try:
+                withdraw_day(root, "2026-11-26")
+                crashed = False
+            except Crash:
+                crashed = True
+            FakeObjectStore.inject(None)
+            for kind in kinds:
+                latest = read_latest(f"{root}/{kind}")
+                assert success(root, kind, latest), (k, kind, latest)
+            withdraw_day(root, "2026-11-26")
+            for kind in kinds:
+                assert not success(root, kind, "2026-11-26"), (k, kind)
+                assert latest_raw(root, kind) == "2026-11-25\n", (k, kind)
+        if not crashed:
+            break
+    assert not crashed and k > 2
+
+
 def test_withdraw_day_on_an_empty_output_dir(out):
     assert withdraw_day(out, "2026-11-26") == []
 

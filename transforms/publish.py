@@ -718,10 +718,10 @@ def update_latest(kind_dir: str, day: str, run_id: str) -> bool:
     return True
 
 
-def reset_latest(kind_dir: str, run_id: str) -> str:
-    """LATEST := the newest day left with _SUCCESS; deleted when none is left.
-    Returns the day it names now ('' when deleted)."""
-    days = published_days(kind_dir)
+def reset_latest(kind_dir: str, run_id: str, excluding: str = "") -> str:
+    """LATEST := the newest day with _SUCCESS other than `excluding`; deleted when none is
+    left. Returns the day it names now ('' when deleted)."""
+    days = [d for d in published_days(kind_dir) if d != excluding]
     path = f"{kind_dir.rstrip('/')}/{LATEST}"
     if days:
         write_atomic(path, f"{days[-1]}\n".encode(), run_id)
@@ -747,8 +747,10 @@ def withdraw_day(output_dir: str, run_date: str) -> List[str]:
     run_id = f"withdraw-{run_date}-{uuid.uuid4().hex[:8]}"
     for marker in sorted(set(markers)):
         kind_dir = marker[:-len(f"/dt={run_date}/{SUCCESS}")]
-        delete_tolerant([marker])
+        # LATEST first: a crash in between leaves it older, never naming a withdrawn day,
+        # and the marker still there for a rerun of the gate to withdraw.
         if read_latest(kind_dir) == run_date:
-            reset_latest(kind_dir, run_id)
+            reset_latest(kind_dir, run_id, excluding=run_date)
+        delete_tolerant([marker])
         withdrawn.append(kind_dir[len(out) + 1:])
     return withdrawn
