@@ -37,7 +37,7 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     source = {"run_date": day, "timezone": span.timezone, "events": args.events}
-    read = pipeline | "ReadEvents" >> ReadEvents(args.events, span)
+    read = pipeline | "ReadEvents" >> ReadEvents(args.events, span, args.allow_missing_partitions)
     checked = read | "CheckEvents" >> CheckEvents(
         span, parse_shard_count(args.dedup_shards, "--dedup_shards"), args.max_rows_per_shard)
     # A refused day's quarantine is published too (no gate), and the gate waits for it.

@@ -199,3 +199,32 @@ def test_bigquery_empty_read_misses_every_date_when_allowed():
         assert_that(tally, equal_to([
             {"missing_partitions": ["2026-11-25", "2026-11-26"], "new_columns": []},
             {"missing_partitions": [], "new_columns": []}]))
+
+
+# ---------------------------------------------------------------------------- tier 3: the job
+
+def test_the_job_records_allowed_missing_partitions_in_summary_json(tmp_path):
+    """validate_events passes --allow_missing_partitions to the reader, and summary.json
+    says which partitions were missing (here the Seoul day's first UTC date)."""
+    import json
+    import shutil
+
+    from beam_jobs import validate_events
+    from datagen.events import generate_events, write_export_layout
+    day = generate_events(3000, dt.date(2026, 11, 26), seed=8)
+    write_export_layout(day.table, str(tmp_path / "events"), null_partition=dt.date(2026, 11, 26),
+                        drop_columns=day.drop_columns)
+    shutil.rmtree(tmp_path / "events" / "dt=2026-11-25")
+    out = str(tmp_path / "out")
+    argv = ["--runner=FnApiRunner", f"--events={tmp_path / 'events'}",
+            "--run_date=2026-11-26", f"--output_dir={out}"]
+    with pytest.raises(Exception, match=r"dt=2026-11-25\. "):
+        validate_events.run(argv)
+    validate_events.run(argv + ["--allow_missing_partitions"])
+    with open(tmp_path / "out" / "validation" / "dt=2026-11-26" / "summary.json") as handle:
+        summary = json.load(handle)
+    assert summary["missing_partitions"] == ["2026-11-25"]
+    assert summary["new_columns"] == []
+    assert summary["rows_read"] == summary["out_of_span"] + summary["rows_quarantined"] + \
+        summary["duplicates_dropped"] + summary["rows_valid"]
+    assert summary["rows_valid"] > 0

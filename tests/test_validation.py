@@ -158,7 +158,7 @@ def _counts(rows_read=1000, out_of_span=0, rows_quarantined=0, rows_valid=None,
             "rows_quarantined": rows_quarantined,
             "quarantined_by_reason": {"unknown_event_name": rows_quarantined} if rows_quarantined else {},
             "duplicates_dropped": duplicates_dropped, "rows_valid": rows_valid,
-            "input_anomalies": list(input_anomalies)}
+            "input_anomalies": list(input_anomalies), "missing_partitions": [], "new_columns": []}
 
 
 ERROR = {"feature": "price", "severity": "ERROR", "description": "drift", "environment": "CLIENT"}
@@ -386,7 +386,8 @@ def _day_counts(valid: pa.RecordBatch, rows_quarantined: int = 20) -> dict:
     return {"rows_read": valid.num_rows + rows_quarantined + 30 + 10, "out_of_span": 30,
             "rows_quarantined": rows_quarantined,
             "quarantined_by_reason": {"missing_user_id": rows_quarantined},
-            "duplicates_dropped": 10, "rows_valid": valid.num_rows, "input_anomalies": []}
+            "duplicates_dropped": 10, "rows_valid": valid.num_rows, "input_anomalies": [],
+              "missing_partitions": [], "new_columns": []}
 
 
 def _run(output_dir, day, valid, counts, check=None, **options):
@@ -432,7 +433,8 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
         "run_date": "2024-05-02", "blessed": True, "overridden": False, "reasons": [],
         "rows_read": counts["rows_read"], "out_of_span": 30, "rows_quarantined": 20,
         "quarantined_by_reason": {"missing_user_id": 20}, "duplicates_dropped": 10,
-        "rows_valid": 3000, "quarantine_fraction": 20 / (3000 + 20 + 10),
+        "rows_valid": 3000, "missing_partitions": [], "new_columns": [],
+        "quarantine_fraction": 20 / (3000 + 20 + 10),
         "max_quarantine_fraction": 0.05, "anomalies": [], "previous_blessed_date": None,
         "drift": [], "withdrawn": [],
         "stats_sample_fraction": 1.0, "stats_seed": 0,
@@ -459,7 +461,8 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
 def test_validate_day_refuses_an_empty_day(tmp_path):
     valid = pa.RecordBatch.from_pylist([], schema=contract.arrow_schema())
     counts = {"rows_read": 5, "out_of_span": 5, "rows_quarantined": 0, "quarantined_by_reason": {},
-              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": []}
+              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": [],
+              "missing_partitions": [], "new_columns": []}
     with pytest.raises(Exception, match="not blessed: empty_day, anomalies"):
         _run(tmp_path, DAY, valid, counts)
     summary = _summary(tmp_path, DAY)
@@ -549,7 +552,8 @@ def test_validate_day_drift_against_last_blessed_day(tmp_path):
 def test_gate_anomalies_name_the_gate_reasons_in_words():
     counts = {"rows_read": 1000, "out_of_span": 0, "rows_quarantined": 300,
               "quarantined_by_reason": {"negative_price": 20, "unknown_event_name": 280},
-              "duplicates_dropped": 0, "rows_valid": 700, "input_anomalies": []}
+              "duplicates_dropped": 0, "rows_valid": 700, "input_anomalies": [],
+              "missing_partitions": [], "new_columns": []}
     assert validation.gate_anomalies(counts, [QUARANTINE_FRACTION], 0.05) == [
         {"feature": "event_name", "severity": "ERROR", "environment": "DATASET",
          "description": "30.00% of the rows in the span were quarantined (max 5.00%): "
@@ -604,7 +608,8 @@ def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monk
     empty = statistics_pb2.DatasetFeatureStatisticsList()
     empty.datasets.add(num_examples=0)
     counts = {"rows_read": 5, "out_of_span": 5, "rows_quarantined": 0, "quarantined_by_reason": {},
-              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": []}
+              "duplicates_dropped": 0, "rows_valid": 0, "input_anomalies": [],
+              "missing_partitions": [], "new_columns": []}
     summary, path = validation.validate_day(
         {contract.CLIENT: empty, contract.SERVER: empty}, counts,
         validation.load_schema(SCHEMA_PATH), out, DAY, 0.05, False, 1.0, 0)

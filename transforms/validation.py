@@ -70,7 +70,8 @@ QUARANTINE_FRACTION = "quarantine_fraction"
 INPUT_ENVIRONMENT = "INPUT"
 
 COUNT_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_reason",
-              "duplicates_dropped", "rows_valid", "input_anomalies")
+              "duplicates_dropped", "rows_valid", "input_anomalies", "missing_partitions",
+              "new_columns")
 
 _SECTION_RE = re.compile(r"^# environment: (\S+)$", re.MULTILINE)
 _DAY_DIR_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/" + re.escape(SUMMARY_FILE) + r"$")
@@ -443,6 +444,8 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
         "quarantined_by_reason": dict(counts["quarantined_by_reason"]),
         "duplicates_dropped": counts["duplicates_dropped"],
         "rows_valid": counts["rows_valid"],
+        "missing_partitions": list(counts["missing_partitions"]),
+        "new_columns": list(counts["new_columns"]),
         "quarantine_fraction": quarantine_fraction(counts),
         "max_quarantine_fraction": max_quarantine_fraction,
         "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction)
