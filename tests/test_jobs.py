@@ -365,3 +365,30 @@ def test_the_command_line_exits_non_zero_on_a_refused_day(tmp_path):
     assert by_reason["source_mismatch"] == s["rows_read"] - s["out_of_span"] - earlier
     assert s["rows_valid"] == 0
     assert {a["feature"] for a in s["anomalies"] if a["severity"] == "ERROR"} >= {"source"}
+
+
+def test_no_raw_user_id_leaves_the_intermediates(clean_run):
+    """Raw user ids are only in quarantine/ and validated/ (intermediates); the statistics,
+    the summary, the statistics page and every graph file hold none of them."""
+    _, out, _ = clean_run
+    rows, _ = validated_rows(out)
+    users = {r["user_id"] for r in rows if r["user_id"] is not None}
+    assert len(users) > 100
+    checked = 0
+    for kind in ("validation", "cooccurrence"):
+        folder = os.path.join(out, kind, f"dt={RUN_DATE}")
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), "rb") as handle:
+                data = handle.read()
+            if name.endswith(".gz"):
+                data = gzip.decompress(data)
+            text = data.decode("latin-1")
+            leaked = [u for u in users if u in text]
+            assert leaked == [], (kind, name, leaked[:3])
+            checked += 1
+    assert checked >= 8
+    # The same check finds them where raw ids are meant to be: the quarantine lines.
+    lines = "".join(gzip.decompress(open(path, "rb").read()).decode("utf-8") for path in
+                    published_files(os.path.join(out, "quarantine", f"dt={RUN_DATE}"),
+                                    "quarantine"))
+    assert any(u in lines for u in users)
