@@ -41,9 +41,15 @@ GRAPH_STEPS = {
 READ_BIGQUERY_STEPS = {"ReadEvents/NameTable", "ReadEvents/CheckTableSchema",
                        "ReadEvents/ReadTable", "ReadEvents/BatchRows",
                        "ReadEvents/RowsToArrow", "ReadEvents/CountRows",
-                       "ReadEvents/NoMissingColumns"}
+                       "ReadEvents/NoMissingColumns", "ReadEvents/CountRowsPerDate",
+                       "ReadEvents/SumRowsPerDate", "ReadEvents/RequirePartitions",
+                       "ReadEvents/DescribeNewColumns", "ReadEvents/GatherReadTallies"}
 READ_EXPORT_STEPS = {"ReadEvents/ListPartitions", "ReadEvents/ListFiles",
-                     "ReadEvents/SpreadFiles", "ReadEvents/ReadFiles"}
+                     "ReadEvents/FilesOfPartitions", "ReadEvents/SpreadFiles",
+                     "ReadEvents/ReadFiles", "ReadEvents/CountFiles",
+                     "ReadEvents/SumFilesPerDate", "ReadEvents/RequirePartitions",
+                     "ReadEvents/CollectNewColumns", "ReadEvents/DescribeNewColumns",
+                     "ReadEvents/GatherReadTallies"}
 READ_VALIDATED_STEPS = {"ReadValidatedEvents/NameValidatedDay",
                         "ReadValidatedEvents/RequireBlessedDay",
                         "ReadValidatedEvents/ListValidatedDay",
