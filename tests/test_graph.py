@@ -1,9 +1,9 @@
-"""Tier 1: pair counts, edge weights, top-K, node attributes and the article index.
+"""Tier 1: edge weights, top-K, regions, and whole graphs through the stage's own DoFns.
 
-The end-to-end tests compose the plain functions the graph stage calls
-(interaction_order -> sessionize -> window_pairs -> count_pairs ->
-merge_pair_counts -> edge_weights -> filter -> top_k) and compare them with
-`reference_graph`, an independent dict-and-loop reading of the graph rules:
+The end-to-end tests call the graph stage's own DoFns directly (CountShardPairs ->
+MergeArticlePartition -> RankPartition, over several user shards and article
+partitions) and compare them with `reference_graph`, the one independent
+dict-and-loop reading of the graph rules (tests/graph_reference.py):
 
 1. Interactions are article_view, article_like and chat_start rows.
 2. Per user, by (event_timestamp, event_id), ids in byte order; a session ends
@@ -24,6 +24,7 @@ import math
 import random
 from typing import Dict, List, NamedTuple, Optional
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +32,6 @@ import pytest
 
 from tests import graph_reference as shared
 from transforms import graph
-from transforms import sessions as sessions_lib
 
 MIN = 60_000_000
 GAP = 30 * MIN
@@ -114,52 +114,62 @@ def reference_index(frequency: Dict[str, int], known: Dict[str, int]):
 
 # ---------------------------------------------------------------- the module, composed
 
-def module_graph(rows: List[Row], p: Params, parts: int = 3):
-    """The graph functions composed the way the stage composes them; users are
-    spread over `parts` partial counts that are then merged."""
-    rows = [r for r in rows if r.name in INTERACTIONS]
-    table = pa.table({
+def module_graph(rows: List[Row], p: Params, parts: int = 3, partitions: int = 4):
+    """The graph stage's own DoFns, called directly (tier 1) the way the pipeline wires
+    them: users sharded into `parts` user shards, whose partial counts meet in
+    `partitions` article partitions, whose kept edges are ranked where their source is."""
+    from transforms.cooccurrence import (CountShardPairs, GraphParams, MergeArticlePartition,
+                                         RankPartition, pair_total, select_interactions,
+                                         shard_by_user)
+    from transforms.pairs import weight_classes
+    params = GraphParams(session_gap_minutes=p.gap_us / 60_000_000, window=p.window,
+                         min_pair_count=p.min_pair_count, weighting=p.weighting,
+                         rank_by=p.rank_by, top_k=p.top_k,
+                         max_session_length=p.max_session_length,
+                         max_events_per_user=p.max_events_per_user, event_weights=p.weights)
+    assert params.gap_us == p.gap_us
+    table = select_interactions(pa.table({
         "user_id": pa.array([r.user for r in rows], pa.string()),
+        "event_id": pa.array([r.event_id for r in rows], pa.string()),
         "event_timestamp": pa.array([r.ts for r in rows], pa.int64()).cast(
             pa.timestamp("us", tz="UTC")),
-        "event_id": pa.array([r.event_id for r in rows], pa.string()),
         "article_id": pa.array([r.article for r in rows], pa.string()),
         "event_name": pa.array([r.name for r in rows], pa.string()),
-    })
-    articles = pa.array(sorted({r.article for r in rows}, key=key), pa.string())
-    n = len(articles)
-    table = table.take(pa.array(sessions_lib.interaction_order(table)))
-    users = pc.dictionary_encode(table.column("user_id").combine_chunks()).indices.to_numpy()
-    codes = pc.index_in(table.column("article_id").combine_chunks(),
-                        value_set=articles).to_numpy().astype(np.int64)
-    ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
-    names = table.column("event_name").to_pylist()
-    weights = np.array([p.weights[x] if p.weights else 1.0 for x in names], dtype=np.float64)
-    partials, frequency = [], np.zeros(n, dtype=np.int64)
-    for part in range(parts):
-        mask = users % parts == part
-        sess = sessions_lib.sessionize(users[mask], ts[mask], codes[mask], weights[mask],
-                                       p.gap_us, p.max_events_per_user, p.max_session_length)
-        frequency += np.bincount(sess.article, minlength=n)
-        pairs = sessions_lib.window_pairs(sess, p.window, with_weights=bool(p.weights))
-        partials.append(graph.count_pairs(pairs.src, pairs.dst,
-                                          pairs.weight if p.weights else None, n))
-    counts = graph.merge_pair_counts(partials, n)
-    measure = counts.wcount if p.weights else counts.count
-    node = np.bincount(counts.src, weights=measure, minlength=n)
-    w64 = graph.edge_weights(measure, node[counts.src], node[counts.dst], float(node.sum()),
-                             p.weighting)
-    assert w64.dtype == np.float64
-    keep = counts.count >= p.min_pair_count
-    if p.weighting == "ppmi":
-        keep &= w64 > 0
-    src, dst, count = counts.src[keep], counts.dst[keep], counts.count[keep]
-    w32 = w64[keep].astype(np.float32)
-    chosen = graph.top_k(src, dst, w32 if p.rank_by == "weight" else count, p.top_k)
-    ids = articles.to_pylist()
-    edges = [(ids[s], ids[d], int(c), float(w))
-             for s, d, c, w in zip(src[chosen], dst[chosen], count[chosen], w32[chosen])]
-    return edges, {ids[i]: int(f) for i, f in enumerate(frequency) if f}
+        "region_id": pa.array([r.region for r in rows], pa.string()),
+    }))
+    by_partition = collections.defaultdict(list)
+    count = CountShardPairs(params)
+    for shard, payload in shard_by_user(table, parts):
+        for target, value in count.process((shard, [payload]), num_partitions=partitions):
+            by_partition[target].append(value)
+    merge = MergeArticlePartition(params)
+    rank_inputs, class_totals = collections.defaultdict(list), []
+    frequency = {}
+    for partition in sorted(by_partition):
+        for out in merge.process((partition, by_partition[partition]),
+                                 num_partitions=partitions):
+            if not isinstance(out, beam.pvalue.TaggedOutput):
+                continue   # pieces of the known articles' nodes and index: none known here
+            if out.tag == MergeArticlePartition.RANK_INPUT:
+                rank_inputs[out.value[0]].append(out.value[1])
+            elif out.tag == MergeArticlePartition.CLASS_TOTALS:
+                class_totals.append(out.value)
+            else:   # NEW: the day's articles (no index is known here)
+                ids, freq, _ = out.value
+                frequency.update(zip(ids.to_pylist(), freq.tolist()))
+    products = weight_classes(params.event_weights).products
+    total = pair_total(sum(class_totals, np.zeros(len(products), np.int64)), products)
+    per_source = {}
+    rank = RankPartition(params)
+    for partition in sorted(rank_inputs):
+        for file_set, _, batch in rank.process((partition, rank_inputs[partition]), total):
+            if file_set == "edges":
+                for r in batch.to_pylist():
+                    per_source.setdefault(r["src_article_id"].decode(), []).append(
+                        (r["src_article_id"].decode(), r["dst_article_id"].decode(),
+                         int(r["count"]), float(r["weight"])))
+    edges = [edge for source in sorted(per_source, key=key) for edge in per_source[source]]
+    return edges, frequency
 
 
 def assert_same_graph(rows: List[Row], p: Params):
@@ -178,82 +188,6 @@ def session(user: str, articles: str, start_minute: int = 0, names=None) -> List
 
 def approx_eq(got: float, expected: float) -> bool:
     return got == float(np.float32(expected))
-
-
-# ---------------------------------------------------------------- count_pairs / merge
-
-def test_count_pairs_unweighted():
-    counts = graph.count_pairs(np.array([1, 2, 1, 1, 0, 3]), np.array([2, 1, 2, 3, 3, 0]),
-                               None, 4)
-    assert counts.src.tolist() == [0, 1, 1, 2, 3]
-    assert counts.dst.tolist() == [3, 2, 3, 1, 0]
-    assert counts.count.tolist() == [1, 2, 1, 1, 1]
-    assert counts.count.dtype == np.int64
-    assert counts.wcount is None
-
-
-def test_count_pairs_weighted():
-    counts = graph.count_pairs(np.array([1, 2, 1, 1]), np.array([2, 1, 2, 3]),
-                               np.array([1.5, 2.0, 0.25, 3.0]), 4)
-    assert list(zip(counts.src.tolist(), counts.dst.tolist(), counts.count.tolist(),
-                    counts.wcount.tolist())) == [(1, 2, 2, 1.75), (1, 3, 1, 3.0), (2, 1, 1, 2.0)]
-    assert counts.wcount.dtype == np.float64
-
-
-def test_count_pairs_of_nothing():
-    for weight in (None, np.zeros(0)):
-        counts = graph.count_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), weight, 5)
-        assert counts.src.tolist() == counts.dst.tolist() == counts.count.tolist() == []
-        assert (counts.wcount is None) == (weight is None)
-
-
-def test_count_pairs_uses_the_last_article_code():
-    counts = graph.count_pairs(np.array([99, 0, 99]), np.array([0, 99, 0]), None, 100)
-    assert list(zip(counts.src.tolist(), counts.dst.tolist(), counts.count.tolist())) == [
-        (0, 99, 1), (99, 0, 2)]
-
-
-def test_merge_pair_counts_sums_the_same_pairs():
-    a = graph.PairCounts(np.array([0, 1]), np.array([1, 2]), np.array([2, 1]), None)
-    b = graph.PairCounts(np.array([0, 2]), np.array([1, 1]), np.array([5, 3]), None)
-    c = graph.PairCounts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                         None)
-    merged = graph.merge_pair_counts([a, c, b], 3)
-    assert list(zip(merged.src.tolist(), merged.dst.tolist(), merged.count.tolist())) == [
-        (0, 1, 7), (1, 2, 1), (2, 1, 3)]
-    assert merged.wcount is None and merged.count.dtype == np.int64
-
-
-def test_merge_pair_counts_weighted():
-    a = graph.PairCounts(np.array([0, 1]), np.array([1, 2]), np.array([2, 1]),
-                         np.array([1.5, 0.5]))
-    b = graph.PairCounts(np.array([0]), np.array([1]), np.array([1]), np.array([0.25]))
-    merged = graph.merge_pair_counts([a, b], 3)
-    assert list(zip(merged.src.tolist(), merged.dst.tolist(), merged.count.tolist(),
-                    merged.wcount.tolist())) == [(0, 1, 3, 1.75), (1, 2, 1, 0.5)]
-
-
-def test_merge_pair_counts_of_no_parts():
-    merged = graph.merge_pair_counts([], 3)
-    assert merged.src.tolist() == merged.dst.tolist() == merged.count.tolist() == []
-    assert merged.wcount is None
-
-
-def test_count_then_merge_equals_counting_everything_at_once():
-    rng = np.random.default_rng(5)
-    src = rng.integers(0, 30, 5000)
-    dst = rng.integers(0, 30, 5000)
-    weight = rng.integers(1, 8, 5000) / 4.0
-    whole = graph.count_pairs(src, dst, weight, 30)
-    cuts = [0, 1, 1000, 1001, 3500, 5000]
-    parts = [graph.count_pairs(src[lo:hi], dst[lo:hi], weight[lo:hi], 30)
-             for lo, hi in zip(cuts, cuts[1:])]
-    merged = graph.merge_pair_counts(parts, 30)
-    for field in graph.PairCounts._fields:
-        assert getattr(merged, field).tolist() == getattr(whole, field).tolist(), field
-    expected = collections.Counter(zip(src.tolist(), dst.tolist()))
-    assert dict(zip(zip(whole.src.tolist(), whole.dst.tolist()), whole.count.tolist())) == \
-        dict(expected)
 
 
 # ---------------------------------------------------------------- edge_weights / top_k
@@ -575,65 +509,6 @@ def test_region_mode_randomized_against_the_reference():
                                      "article_id": agg.column("article_id"),
                                      "region_id": agg.column("region_id")}))
         assert region_table(graph.region_mode_from_counts(pa.concat_tables(partial))) == expected
-
-
-def test_assign_index_literal():
-    index, full = graph.assign_index(pa.array(["a", "b", "c", "d"]), np.array([5, 9, 5, 1]),
-                                     pa.array(["c", "x"]), np.array([4, 2]))
-    # New: b (9), a (5), d (1) after the largest known index 4.
-    assert index.tolist() == [6, 5, 4, 7]
-    assert full.column("article_id").to_pylist() == ["x", "c", "b", "a", "d"]
-    assert full.column("index").to_pylist() == [2, 4, 5, 6, 7]
-    assert full.schema == pa.schema([("article_id", pa.string()), ("index", pa.int64())])
-
-
-def test_assign_index_first_day_starts_at_one_and_ties_go_by_id():
-    index, full = graph.assign_index(pa.array(["B", "a", "b", "é"]), np.array([2, 3, 2, 2]),
-                                     pa.array([], pa.string()), np.array([], dtype=np.int64))
-    assert index.tolist() == [2, 1, 3, 4]
-    assert full.column("article_id").to_pylist() == ["a", "B", "b", "é"]
-    assert full.column("index").to_pylist() == [1, 2, 3, 4]
-
-
-def test_assign_index_is_stable_over_days():
-    day1, full1 = graph.assign_index(pa.array(["a", "b", "c"]), np.array([1, 2, 3]),
-                                     pa.array([], pa.string()), np.array([], dtype=np.int64))
-    assert day1.tolist() == [3, 2, 1]
-    known_ids, known_index = full1.column("article_id").combine_chunks(), \
-        full1.column("index").to_numpy()
-    day2, full2 = graph.assign_index(pa.array(["b", "d", "e"]), np.array([1, 1, 7]),
-                                     known_ids, known_index)
-    assert day2.tolist() == [2, 5, 4]
-    assert list(zip(full2.column("article_id").to_pylist(), full2.column("index").to_pylist())) \
-        == [("c", 1), ("b", 2), ("a", 3), ("e", 4), ("d", 5)]
-    # The published index is written as binary; read back it still matches.
-    day3, _ = graph.assign_index(pa.array(["a", "f"]), np.array([1, 1]),
-                                 full2.column("article_id").combine_chunks().cast(pa.binary()),
-                                 full2.column("index").to_numpy())
-    assert day3.tolist() == [3, 6]
-
-
-def test_assign_index_rejects_a_reserved_index():
-    with pytest.raises(ValueError, match="0 is reserved"):
-        graph.assign_index(pa.array(["a"]), np.array([1]), pa.array(["b"]), np.array([0]))
-
-
-def test_assign_index_randomized_against_the_reference():
-    rng = random.Random(8)
-    universe = ["A", "B", "a", "b", "é", "Z", "z", "a1", "b2", "한", "x", "y"]
-    for _ in range(50):
-        today = sorted(rng.sample(universe, rng.randrange(0, len(universe) + 1)), key=key)
-        frequency = {a: rng.randrange(1, 4) for a in today}
-        known_ids = rng.sample(universe, rng.randrange(0, 8))
-        known = dict(zip(known_ids, rng.sample(range(1, 40), len(known_ids))))
-        index, full = graph.assign_index(
-            pa.array(today, pa.string()), np.array([frequency[a] for a in today], dtype=np.int64),
-            pa.array(list(known), pa.string()), np.array(list(known.values()), dtype=np.int64))
-        expected = reference_index(frequency, known)
-        assert index.tolist() == [expected[a] for a in today]
-        assert list(zip(full.column("article_id").to_pylist(),
-                        full.column("index").to_pylist())) == sorted(expected.items(),
-                                                                     key=lambda kv: kv[1])
 
 
 # ---------------------------------------------------------------- the graph's parameters

@@ -1,6 +1,7 @@
 """Tier 1: sessionising sorted interactions and the window pairs of sessions."""
 
 import datetime as dt
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,32 @@ def as_sessions(session, article, weight=None):
                              np.array(weight, dtype=np.float64))
 
 
+class Pairs(NamedTuple):
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+
+def window_pairs(s, window, with_weights=False):
+    """Ordered pairs (both directions) of window_pair_positions, with w_i * w_j."""
+    left, right = sessions.window_pair_positions(s, window)
+    article, weight = s.article, s.weight
+    w = weight[left] * weight[right] if with_weights else np.ones(0)
+    return Pairs(np.concatenate([article[left], article[right]]),
+                 np.concatenate([article[right], article[left]]),
+                 np.concatenate([w, w]) if with_weights else np.ones(0))
+
+
+def interaction_order(table):
+    """Rows by (user id bytes, timestamp, event id bytes): users ranked by their id, then
+    sessions.order_by_user_time_id (which only needs users as integers)."""
+    ids = table.column("user_id").to_pylist()
+    rank = {u: i for i, u in enumerate(sorted(set(ids), key=str.encode))}
+    users = np.array([rank[u] for u in ids], dtype=np.int64)
+    ts = table.column("event_timestamp").cast(pa.int64()).to_numpy()
+    return sessions.order_by_user_time_id(users, ts, table.column("event_id"))
+
+
 def pair_list(pairs, weighted=False):
     if weighted:
         return sorted(zip(pairs.src.tolist(), pairs.dst.tolist(), pairs.weight.tolist()))
@@ -45,7 +72,7 @@ def test_interaction_order_sorts_by_user_then_timestamp_then_event_id_in_byte_or
         "event_timestamp": pa.array([t, t + s, t, t, t, t + 5 * s, t], pa.timestamp("us", "UTC")),
         "event_id": ["a", "z", "é", "b", "B", "x", "Z"],
     })
-    order = sessions.interaction_order(table).tolist()
+    order = interaction_order(table).tolist()
     # "U9" < "u1" < "u2"; inside u1 at time t: "B" < "Z" < "b" < "é" (0x42 < 0x5a < 0x62 < 0xc3).
     assert order == [5, 4, 6, 3, 2, 1, 0]
 
@@ -138,7 +165,7 @@ def test_string_user_codes_are_accepted():
 # ---------------------------------------------------------------- window_pairs
 
 def test_abab_counts_each_ordered_pair_four_times():
-    pairs = sessions.window_pairs(as_sessions([0, 0, 0, 0], [1, 2, 1, 2]), 5)
+    pairs = window_pairs(as_sessions([0, 0, 0, 0], [1, 2, 1, 2]), 5)
     assert pair_list(pairs) == [(1, 2)] * 4 + [(2, 1)] * 4
     assert pairs.src.dtype == np.int64 and pairs.dst.dtype == np.int64
     assert pairs.weight.tolist() == []    # unweighted: no weights
@@ -146,28 +173,28 @@ def test_abab_counts_each_ordered_pair_four_times():
 
 def test_window_limits_the_distance():
     s = as_sessions([0, 0, 0, 0], [1, 2, 3, 4])
-    assert pair_list(sessions.window_pairs(s, 1)) == [(1, 2), (2, 1), (2, 3), (3, 2), (3, 4),
+    assert pair_list(window_pairs(s, 1)) == [(1, 2), (2, 1), (2, 3), (3, 2), (3, 4),
                                                       (4, 3)]
-    assert pair_list(sessions.window_pairs(s, 2)) == sorted(
+    assert pair_list(window_pairs(s, 2)) == sorted(
         [(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3), (1, 3), (3, 1), (2, 4), (4, 2)])
-    three = pair_list(sessions.window_pairs(s, 3))
+    three = pair_list(window_pairs(s, 3))
     assert three == sorted([(a, b) for a in range(1, 5) for b in range(1, 5) if a != b])
-    assert pair_list(sessions.window_pairs(s, 100)) == three
+    assert pair_list(window_pairs(s, 100)) == three
 
 
 def test_pairs_never_cross_sessions():
     s = as_sessions([0, 0, 1, 1, 2], [1, 2, 3, 1, 2])
-    assert pair_list(sessions.window_pairs(s, 5)) == [(1, 2), (1, 3), (2, 1), (3, 1)]
+    assert pair_list(window_pairs(s, 5)) == [(1, 2), (1, 3), (2, 1), (3, 1)]
 
 
 def test_same_article_inside_the_window_is_not_a_pair():
     s = as_sessions([0, 0, 0], [7, 8, 7])
-    assert pair_list(sessions.window_pairs(s, 2)) == [(7, 8), (7, 8), (8, 7), (8, 7)]
+    assert pair_list(window_pairs(s, 2)) == [(7, 8), (7, 8), (8, 7), (8, 7)]
 
 
 def test_weighted_pairs_carry_the_product_of_weights():
     s = as_sessions([0, 0, 0, 1, 1], [1, 2, 3, 1, 2], [2.0, 3.0, 0.5, 4.0, 1.0])
-    pairs = sessions.window_pairs(s, 2, with_weights=True)
+    pairs = window_pairs(s, 2, with_weights=True)
     assert pair_list(pairs, weighted=True) == sorted([
         (1, 2, 6.0), (2, 1, 6.0), (2, 3, 1.5), (3, 2, 1.5), (1, 3, 1.0), (3, 1, 1.0),
         (1, 2, 4.0), (2, 1, 4.0)])
@@ -176,7 +203,7 @@ def test_weighted_pairs_carry_the_product_of_weights():
 def test_no_pairs():
     for s in [as_sessions([], []), as_sessions([0], [1]), as_sessions([0, 1, 2], [1, 2, 3])]:
         for weighted in (False, True):
-            pairs = sessions.window_pairs(s, 3, with_weights=weighted)
+            pairs = window_pairs(s, 3, with_weights=weighted)
             assert pairs.src.tolist() == pairs.dst.tolist() == pairs.weight.tolist() == []
             assert pairs.src.dtype == np.int64 and pairs.weight.dtype == np.float64
 
@@ -197,4 +224,4 @@ def test_interaction_order_equals_a_full_multi_key_sort_with_many_ties():
     expected = pc.sort_indices(table, sort_keys=[("user_id", "ascending"),
                                                  ("event_timestamp", "ascending"),
                                                  ("event_id", "ascending")]).to_numpy()
-    assert sessions.interaction_order(table).tolist() == expected.tolist()
+    assert interaction_order(table).tolist() == expected.tolist()

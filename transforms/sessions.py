@@ -19,18 +19,6 @@ class Sessions(NamedTuple):
     weight: np.ndarray    # float64 event weight (the largest of a collapsed run)
 
 
-def user_ranks(user_ids) -> np.ndarray:
-    """Each row's user as the rank of its id among the distinct ids (byte order).
-    Sorting the distinct ids is much cheaper than sorting the rows by their ids."""
-    if isinstance(user_ids, pa.ChunkedArray):
-        user_ids = user_ids.combine_chunks()
-    encoded = pc.dictionary_encode(user_ids)
-    rank_of_code = np.empty(len(encoded.dictionary), dtype=np.int64)
-    rank_of_code[pc.sort_indices(encoded.dictionary).to_numpy()] = \
-        np.arange(len(encoded.dictionary))
-    return rank_of_code[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
 def order_by_user_time_id(users: np.ndarray, ts_us: np.ndarray, event_ids) -> np.ndarray:
     """Row order by (user, timestamp, event_id in byte order). Integer keys sort in numpy;
     only rows that tie on (user, timestamp) are then ordered by their event ids."""
@@ -61,13 +49,6 @@ def order_by_user_time_id(users: np.ndarray, ts_us: np.ndarray, event_ids) -> np
                                               ("event_id", "ascending")]).to_numpy()
     order[positions] = order[positions][within]
     return order
-
-
-def interaction_order(table: pa.Table) -> np.ndarray:
-    """Row order for sessionising: by user, then (event_timestamp, event_id), ids in byte order."""
-    ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
-    return order_by_user_time_id(user_ranks(table.column("user_id")), ts,
-                                 table.column("event_id"))
 
 
 def _starts(flags: np.ndarray) -> np.ndarray:
@@ -124,14 +105,6 @@ def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight:
     return Sessions(session.astype(np.int64), article, run_weight)
 
 
-class Pairs(NamedTuple):
-    """Ordered article pairs, one per counted position pair (both directions)."""
-
-    src: np.ndarray
-    dst: np.ndarray
-    weight: np.ndarray   # w_i * w_j
-
-
 def window_pair_positions(sessions: Sessions, window: int):
     """(left, right) position indexes of every pair i < j of a session with j - i <= window
     and different articles (each unordered pair once)."""
@@ -148,15 +121,3 @@ def window_pair_positions(sessions: Sessions, window: int):
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     return np.concatenate(lefts), np.concatenate(rights)
-
-
-def window_pairs(sessions: Sessions, window: int, with_weights: bool = False) -> Pairs:
-    """Every position pair i != j of a session with |i - j| <= window and different articles."""
-    _, article, weight = sessions
-    left, right = window_pair_positions(sessions, window)
-    src = np.concatenate([article[left], article[right]])
-    dst = np.concatenate([article[right], article[left]])
-    if with_weights:
-        w = weight[left] * weight[right]
-        return Pairs(src, dst, np.concatenate([w, w]))
-    return Pairs(src, dst, np.ones(0, dtype=np.float64))
