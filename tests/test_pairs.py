@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests import graph_reference
 from transforms import pairs
 from transforms.sharding import shard_ids
 
@@ -141,14 +142,8 @@ def reference_class_counts(sessions, window: int, ref: RefClasses):
     return counts
 
 
-def reference_weight(weighting: str, c: float, ca: float, cb: float, total: float) -> float:
-    if weighting == "count":
-        return float(c)
-    if weighting == "ppmi":
-        return max(0.0, math.log(float(c) * float(total) / (float(ca) * float(cb))))
-    if weighting == "jaccard":
-        return c / (ca + cb - c)
-    return c / math.sqrt(float(ca) * float(cb))
+# The weightings' formulas: the one reference of the graph rules.
+reference_weight = graph_reference.edge_weight
 
 
 def reference_rank(candidates: Dict[str, List[tuple]], rank_by: str, top_k: int):
