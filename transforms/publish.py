@@ -108,11 +108,6 @@ def read_tfrecord_file(path: str) -> List[bytes]:
     return read_tfrecord_bytes(raw, path)
 
 
-def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
-
-
 def example_value_type(t: pa.DataType) -> pa.DataType:
     """The Arrow type a tf.train.Example feature of values of type `t` is encoded from
     (the encoder takes int64, float32 and binary values only)."""
