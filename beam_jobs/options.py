@@ -183,6 +183,146 @@ class GraphOptions(PipelineOptions):
                  "the pipeline runs) or a number.")
 
 
+def unit_fraction(value) -> float:
+    """A number in (0, 1)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}")
+    return number
+
+
+def share(value) -> float:
+    """A number in [0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return number
+
+
+def non_negative_int(value) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return number
+
+
+class SplitOptions(PipelineOptions):
+    """How examples and feature rows are split into train and eval (examples, features)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--eval_split", default="time", choices=["time", "user_hash"],
+            help="time: events at or after the day's end minus --eval_hours (elapsed time) "
+                 "are eval, and a session or list crossing that boundary is cut there; "
+                 "user_hash: a user is eval when the first 8 bytes of the HMAC of their "
+                 "pseudonym, as a big-endian unsigned integer, are at least "
+                 "(1 - --eval_fraction) * 2^64 (the same users every day for one salt).")
+        parser.add_argument(
+            "--eval_hours", type=positive_float, default=3.0,
+            help="With --eval_split=time: the last this many hours of the day are eval.")
+        parser.add_argument(
+            "--eval_fraction", type=unit_fraction, default=0.1,
+            help="With --eval_split=user_hash: the share of users in eval.")
+
+
+class PrivacyOptions(PipelineOptions):
+    """Pseudonymous user ids: the lowercase hex HMAC-SHA256 of the user id, keyed by a
+    salt read on the workers (never an option value)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--user_id_salt_file", default=None,
+            help="File (local or gs://) whose bytes, as they are, key the HMAC that "
+                 "pseudonymises user ids; read by the workers, never at construction.")
+        parser.add_argument(
+            "--user_id_salt_secret", default=None,
+            help="Secret Manager version holding the salt, "
+                 "projects/P/secrets/S/versions/V (on Dataflow, instead of "
+                 "--user_id_salt_file); read by the workers.")
+
+
+class ExamplesOptions(PipelineOptions):
+    """Training examples: skip-gram pairs, next-article sequences, ranking lists."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--example_kinds", default="skipgram,sequences,ranking",
+            help="Comma-separated kinds to write: skipgram, sequences, ranking.")
+        parser.add_argument(
+            "--skipgram_subsample", type=positive_float, default=1e-3,
+            help="t of the frequent-article subsampling: a position is kept with "
+                 "probability min(1, (sqrt(f/t) + 1) * t/f), f its article's share of the "
+                 "day's positions.")
+        parser.add_argument(
+            "--skipgram_window", type=positive_int, default=5,
+            help="Pairs are kept positions at most this far apart in the kept sequence.")
+        parser.add_argument(
+            "--skipgram_negatives", type=non_negative_int, default=4,
+            help="Negatives per pair, from the day's unigram distribution raised to 0.75.")
+        parser.add_argument(
+            "--skipgram_same_region_negatives", type=share, default=0.5,
+            help="Share of each pair's negatives drawn from articles of the target's region "
+                 "(exactly round(negatives * share)); global when the region has fewer "
+                 "than 3 candidates.")
+        parser.add_argument(
+            "--skipgram_pairs_per_record", type=positive_int, default=1024,
+            help="Pairs per skip-gram record (parallel lists target, context, negatives).")
+        parser.add_argument(
+            "--skipgram_max_pairs", type=non_negative_int, default=200_000_000,
+            help="Cap on the day's skip-gram pairs: above it, pairs are kept by a seeded "
+                 "sample at rate max / total (about 6 GB of records a day at the default); "
+                 "0 turns the cap off.")
+        parser.add_argument(
+            "--ranking_list_size", type=positive_int, default=100,
+            help="Ranking lists hold at most this many impressions.")
+        parser.add_argument(
+            "--ranking_label_minutes", type=positive_float, default=30.0,
+            help="An impression is labelled by the user's strongest engagement with the "
+                 "article within this many minutes after it (inclusive).")
+        parser.add_argument(
+            "--examples_seed", type=int, default=0,
+            help="Seed of every draw (subsampling, negatives, the pair cap, file order), "
+                 "together with the run date and a stable key of what is drawn.")
+
+
+class FeaturesOptions(PipelineOptions):
+    """Article and user features with tf.Transform."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--features_lookback_days", type=non_negative_int, default=7,
+            help="Earlier published, blessed days whose daily partial aggregates are "
+                 "merged with today's.")
+        parser.add_argument(
+            "--features_oov_buckets", type=non_negative_int, default=1,
+            help="Out-of-vocabulary buckets of each categorical vocabulary.")
+        parser.add_argument(
+            "--features_vocab_min_frequency", type=positive_int, default=2,
+            help="A categorical value enters a vocabulary when seen in at least this many "
+                 "train rows.")
+        parser.add_argument(
+            "--features_ctr_prior", type=positive_float, default=10.0,
+            help="a of the smoothed click-through rate (views + a * p) / (impressions + a).")
+        parser.add_argument(
+            "--allow_feature_anomalies", type=str_to_bool, nargs="?", const=True,
+            default=False,
+            help="Publish the features even when the transformed data breaks the reviewed "
+                 "schema; summary.json says overridden.")
+
+
 def job_parser(prog: str, option_classes: Sequence[Type[PipelineOptions]],
                description: str) -> argparse.ArgumentParser:
     """An argparse parser with the job's own options, for --help and early checks."""
@@ -256,17 +396,39 @@ def run_job(argv: Optional[List[str]], module: str, option_classes, description:
     return run_pipeline(pipeline, options)
 
 
+def exit_now(code: int) -> None:
+    """Flush and leave with os._exit: a process that has built a tf.Transform pipeline
+    crashes with SIGSEGV in TensorFlow's teardown at a normal interpreter exit."""
+    import logging
+    import os
+    import sys
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed stream has nothing left to flush
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(run, argv: Optional[List[str]] = None) -> None:
-    """Entry point: a failed run exits non-zero and ends with its reason."""
+    """Entry point: a failed run exits non-zero and ends with its reason. Every job (and
+    the Flex Template launcher, which runs the same module) leaves through exit_now."""
     import logging
     import sys
     import traceback
     logging.getLogger().setLevel(logging.INFO if "--verbose" in (argv or sys.argv) else
                                  logging.WARNING)
+    code = 0
     try:
         run([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--verbose"])
+    except SystemExit as done:   # --help, or argparse refusing a value
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
     except Exception as err:  # the top level: report and exit non-zero
         traceback.print_exc()
         message = str(err).strip() or type(err).__name__
         print(f"\nFAILED: {message}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
+    exit_now(code)

@@ -58,6 +58,14 @@ def _starts(flags: np.ndarray) -> np.ndarray:
 def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight: np.ndarray,
                gap_us: int, max_events_per_user: int = 0,
                max_session_length: int = 0) -> Sessions:
+    """See session_runs (which also says where each position starts)."""
+    return session_runs(user, ts_us, article, weight, gap_us, max_events_per_user,
+                        max_session_length)[0]
+
+
+def session_runs(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight: np.ndarray,
+                 gap_us: int, max_events_per_user: int = 0,
+                 max_session_length: int = 0):
     """Sessions of rows already in (user, timestamp, event_id) order.
 
     A new session starts at a new user or when the gap to the previous
@@ -65,15 +73,21 @@ def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight:
     keeps each user's first N rows; consecutive repeats of an article collapse to
     one position keeping the largest weight; `max_session_length` (0: off) then
     cuts sessions into consecutive pieces of that length.
+
+    Returns (Sessions, first_row, row_position): first_row[i] is the input row where
+    position i's run starts; row_position[r] is the position input row r collapsed
+    into (-1 for rows dropped by the per-user cap).
     """
     user = np.asarray(user)
     ts_us = np.asarray(ts_us, dtype=np.int64)
     article = np.asarray(article, dtype=np.int64)
     weight = np.asarray(weight, dtype=np.float64)
     n = len(user)
+    rows = np.arange(n, dtype=np.int64)
+    row_position = np.full(n, -1, dtype=np.int64)
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return Sessions(empty, empty, np.zeros(0, dtype=np.float64))
+        return Sessions(empty, empty, np.zeros(0, dtype=np.float64)), empty, row_position
     new_user = np.empty(n, dtype=bool)
     new_user[0] = True
     np.not_equal(user[1:], user[:-1], out=new_user[1:])
@@ -82,6 +96,7 @@ def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight:
         rank = np.arange(n) - np.repeat(user_start, np.diff(np.append(user_start, n)))
         keep = rank < max_events_per_user
         user, ts_us, article, weight = user[keep], ts_us[keep], article[keep], weight[keep]
+        rows = rows[keep]
         new_user = new_user[keep]
         n = len(user)
     new_session = new_user.copy()
@@ -92,6 +107,8 @@ def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight:
     starts = _starts(run_start)
     run_weight = np.maximum.reduceat(weight, starts) if n else weight
     session = np.cumsum(new_session)[starts] - 1
+    row_position[rows] = np.cumsum(run_start) - 1
+    first_row = rows[starts]
     article = article[starts]
     if max_session_length:
         m = len(article)
@@ -102,7 +119,8 @@ def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight:
         pos = np.arange(m) - np.repeat(sess_start, np.diff(np.append(sess_start, m)))
         piece_start = first | (pos % max_session_length == 0)
         session = np.cumsum(piece_start) - 1
-    return Sessions(session.astype(np.int64), article, run_weight)
+    return (Sessions(session.astype(np.int64), article, run_weight), first_row.astype(np.int64),
+            row_position)
 
 
 def window_pair_positions(sessions: Sessions, window: int):
