@@ -210,7 +210,9 @@ def test_formats_name_only_declared_options():
 def test_option_names_are_unique_across_our_classes():
     classes = our_option_classes()
     assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
-                                             "GraphOptions", "ScaleOptions"}
+                                             "GraphOptions", "ScaleOptions", "SplitOptions",
+                                             "PrivacyOptions", "ExamplesOptions",
+                                             "FeaturesOptions"}
     seen = {}
     for cls in classes:
         for action in class_options(cls):
