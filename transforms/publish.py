@@ -184,7 +184,11 @@ def write_bytes(path: str, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------
 # Writing pieces: streamed, chunk by chunk, cut by bytes
 
-FORMATS = {"tfrecord": ".tfrecord.gz", "parquet": ".parquet", "jsonl": ".jsonl.gz"}
+# "records": pieces of already serialized records (e.g. tf.train.SequenceExample) whose key
+# is (file number, number of files): one GZIP TFRecord file each,
+# {file_set}-SSSSS-of-NNNNN-{run_id}.tfrecord.gz, never cut.
+FORMATS = {"tfrecord": ".tfrecord.gz", "parquet": ".parquet", "jsonl": ".jsonl.gz",
+           "records": ".tfrecord.gz"}
 CHUNK_ROWS = 8192     # rows encoded and compressed at a time
 RUN_MANIFEST = "manifest-{run_id}.json"
 TMP_PREFIX = "_tmp-"  # local atomic writes: _tmp-<run_id>-<uuid>-<name>, renamed over <name>
@@ -192,12 +196,14 @@ TMP_PREFIX = "_tmp-"  # local atomic writes: _tmp-<run_id>-<uuid>-<name>, rename
 
 class FileRecord(NamedTuple):
     """One written data file: its file set, its name relative to the day folder, its
-    rows, its size in bytes and the feature spec of its file set."""
+    rows, its size in bytes, the feature spec of its file set and the CRC32C of its
+    bytes (8 hex digits, big-endian as GCS reports it base64-encoded)."""
     file_set: str
     name: str
     rows: int
     size_bytes: int
     feature_spec: Dict
+    crc32c: str = ""
 
 
 def new_run_id() -> str:
@@ -208,6 +214,11 @@ def new_run_id() -> str:
 
 def piece_file_name(file_set: str, run_id: str, piece_key, part: int, suffix: str) -> str:
     """{file_set}-{run_id}-{piece_key}-{part:03d}{suffix}; int keys zero-padded to 5 digits."""
+    if isinstance(piece_key, tuple):
+        number, of = (int(v) for v in piece_key)
+        if part or not 0 <= number < of:
+            raise ValueError(f"file {piece_key} of a records piece: need 0 <= number < count")
+        return f"{file_set}-{number:05d}-of-{of:05d}-{run_id}{suffix}"
     if isinstance(piece_key, (int, np.integer)):
         key = f"{int(piece_key):05d}"
     else:
@@ -222,11 +233,18 @@ class _CountingSink:
 
     def __init__(self, handle):
         self._handle, self.bytes_written, self.closed = handle, 0, False
+        self._crc = 0
 
     def write(self, data) -> int:
+        import google_crc32c
         self._handle.write(data)
         self.bytes_written += len(data)
+        self._crc = google_crc32c.extend(self._crc, bytes(data))
         return len(data)
+
+    @property
+    def crc32c(self) -> str:
+        return f"{self._crc:08x}"
 
     def tell(self) -> int:
         return self.bytes_written
@@ -306,6 +324,17 @@ def write_piece(final_dir: str, run_id: str, fmt: str, file_set: str, piece_key,
     if fmt not in FORMATS:
         raise ValueError(f"unknown file format {fmt!r}; expected one of {sorted(FORMATS)}")
     final_dir = final_dir.rstrip("/")
+    if fmt == "records":
+        if not len(data):
+            return
+        name = piece_file_name(file_set, run_id, piece_key, 0, FORMATS[fmt])
+        current = _GzipFile(f"{final_dir}/{name}")
+        for chunk in _line_chunks(data, chunk_rows):
+            current.write(tfrecord_frame(chunk))
+        current.close()
+        yield FileRecord(file_set, name, len(data), current.sink.bytes_written, {},
+                         current.sink.crc32c)
+        return
     if fmt == "jsonl":
         chunks = _line_chunks(data, chunk_rows)
         spec = {"line": "json"}
@@ -329,11 +358,13 @@ def write_piece(final_dir: str, run_id: str, fmt: str, file_set: str, piece_key,
         rows += len(chunk) if fmt == "jsonl" else chunk.num_rows
         if current.sink.bytes_written >= target_bytes:
             current.close()
-            yield FileRecord(file_set, name, rows, current.sink.bytes_written, spec)
+            yield FileRecord(file_set, name, rows, current.sink.bytes_written, spec,
+                             current.sink.crc32c)
             current, part = None, part + 1
     if current is not None:
         current.close()
-        yield FileRecord(file_set, name, rows, current.sink.bytes_written, spec)
+        yield FileRecord(file_set, name, rows, current.sink.bytes_written, spec,
+                         current.sink.crc32c)
 
 
 def require_blessed(gate, final_dir: str) -> Dict:
@@ -355,11 +386,12 @@ class WritePieces(beam.DoFn):
         self._final_dir, self._run_id, self._fmt = final_dir, run_id, fmt
         self._target_bytes, self._chunk_rows = target_bytes, chunk_rows
 
-    def process(self, element, *gate):
-        if gate:
-            require_blessed(gate[0], self._final_dir)
+    def process(self, element, *side, final_dir=None):
+        final_dir = final_dir or self._final_dir
+        if side:
+            require_blessed(side[0], final_dir)
         file_set, piece_key, data = element
-        yield from write_piece(self._final_dir, self._run_id, self._fmt, file_set, piece_key,
+        yield from write_piece(final_dir, self._run_id, self._fmt, file_set, piece_key,
                                data, self._target_bytes, self._chunk_rows)
 
 
@@ -383,7 +415,8 @@ def publish_tree(local_dir: str, final_dir: str, name: str, run_id: str,
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     sink.write(block)
             sink.close()
-            records.append(FileRecord(file_set or name, target, 0, sink.bytes_written, {}))
+            records.append(FileRecord(file_set or name, target, 0, sink.bytes_written, {},
+                                      sink.crc32c))
     return records
 
 
@@ -424,8 +457,10 @@ def manifest_content(run_id: str, records: Iterable[FileRecord], fields: Dict,
                              for name in file_sets}
     for record in sorted(by_name.values(), key=lambda r: (r.file_set, r.name)):
         entry = sets.setdefault(record.file_set, {"files": [], "rows": 0, "feature_spec": {}})
-        entry["files"].append({"name": record.name, "rows": record.rows,
-                               "size_bytes": record.size_bytes})
+        listed = {"name": record.name, "rows": record.rows, "size_bytes": record.size_bytes}
+        if record.crc32c:
+            listed["crc32c"] = record.crc32c
+        entry["files"].append(listed)
         entry["rows"] += record.rows
         entry["feature_spec"] = entry["feature_spec"] or record.feature_spec
     return dict(fields, run_id=run_id, file_sets=dict(sorted(sets.items())))
@@ -508,11 +543,15 @@ class PublishFileSets(beam.PTransform):
     step (publish_day). With `gate` (a PCollection with the blessed day's validation
     summary) nothing is written before it holds one, and an empty gate refuses.
     `extra` maps manifest field names to PCollections of one value each (known only
-    while the pipeline runs). `file_sets` are listed in the manifest even when empty."""
+    while the pipeline runs). `file_sets` are listed in the manifest even when empty.
+    `final_dir_from` (a PCollection of one directory) names the folder at run time
+    instead of final_dir, and `check` (a function of that folder) runs in the publish
+    step right before publish_day: it raises to refuse publishing."""
 
     def __init__(self, final_dir: str, manifest: Dict, gate=None, fmt: str = "tfrecord",
                  target_shard_mb: float = 128.0, extra: Optional[Dict] = None,
-                 file_sets: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS):
+                 file_sets: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS,
+                 final_dir_from=None, check=None):
         super().__init__()
         if fmt not in FORMATS:
             raise ValueError(f"unknown file format {fmt!r}; expected one of {sorted(FORMATS)}")
@@ -525,6 +564,7 @@ class PublishFileSets(beam.PTransform):
         self._target_bytes = max(1, int(target_shard_mb * (1 << 20)))
         self._extra = dict(sorted((extra or {}).items()))
         self._file_sets, self._chunk_rows = tuple(file_sets), chunk_rows
+        self._dir_from, self._check = final_dir_from, check
         self.run_id = new_run_id()
 
     def expand(self, pieces):
@@ -532,22 +572,28 @@ class PublishFileSets(beam.PTransform):
         file_sets, has_gate, extra_names = self._file_sets, self._gate is not None, \
             list(self._extra)
         gate_input = [beam.pvalue.AsSingleton(self._gate)] if has_gate else []
+        dir_input = {"final_dir": beam.pvalue.AsSingleton(self._dir_from)} \
+            if self._dir_from is not None else {}
         records = pieces | "WriteFiles" >> beam.ParDo(WritePieces(
-            final_dir, run_id, self._fmt, self._target_bytes, self._chunk_rows), *gate_input)
+            final_dir, run_id, self._fmt, self._target_bytes, self._chunk_rows), *gate_input,
+            **dir_input)
+        check = self._check
 
-        def publish(_, written, *side):
+        def publish(_, written, *side, final_dir=final_dir):
             values = dict(fields)
             if has_gate:
                 gate, side = require_blessed(side[0], final_dir), side[1:]
                 values["validation"] = {k: gate.get(k) for k in VALIDATION_FIELDS}
             values.update(zip(extra_names, side))
+            if check is not None:
+                check(final_dir)
             return publish_day(final_dir, run_id, written, values, file_sets)
 
         side_inputs = [beam.pvalue.AsList(records)] + gate_input
         side_inputs += [beam.pvalue.AsSingleton(p) for p in self._extra.values()]
         return (pieces.pipeline
                 | "StartPublish" >> beam.Create([None])
-                | "PublishDay" >> beam.Map(publish, *side_inputs))
+                | "PublishDay" >> beam.Map(publish, *side_inputs, **dir_input))
 
 
 # ---------------------------------------------------------------------------------------------
