@@ -3,18 +3,27 @@
     python -m flex_templates.generate           write flex_templates/<job>/metadata.json
     python -m flex_templates.generate --check   exit 1 if a committed file is not current
 
-A job is a module of beam_jobs with OPTION_CLASSES and DESCRIPTION. Its parameters
-are the actions of the argparse parser that beam_jobs.options.job_parser builds from
+A job is a module of beam_jobs that defines OPTION_CLASSES and run at its top level
+(found by reading the sources, so a new job module gets its template without being
+listed anywhere). Its description is DESCRIPTION, else its docstring's first
+paragraph. Its parameters are the actions of the argparse parser that beam_jobs.options.job_parser builds from
 OPTION_CLASSES: name, help, default, type, choices and boolean flags come from there,
 so nothing here lists the options a second time. type_formats() gives the regex of
 each argparse type the options use (int, float, positive_int, positive_float,
-shard_count), so a new option declared with one of them needs nothing here.
+shard_count, ...), so a new option declared with one of them needs nothing here.
 formats() only adds what argparse cannot say about a value (its regex and the
 console's input picker), keyed by name; a test checks that every key names a
 declared option.
+
+Every parameter gets at least one regex: a text option that neither formats() nor
+its type describes gets _PLAIN_TEXT, which refuses control characters (a newline),
+quotes, ';' and backslashes, so no parameter passes `x; DROP TABLE y` or
+`' OR '1'='1` to a job. An option with a default gets defaultValue; an option with
+choices is an ENUM with enumOptions.
 """
 
 import argparse
+import ast
 import difflib
 import importlib
 import json
@@ -36,7 +45,20 @@ _POSITIVE_INT = r"^[1-9][0-9]*$"
 _POSITIVE_FLOAT = (r"^([0-9]*[1-9][0-9]*\.?[0-9]*|[0-9]*\.[0-9]*[1-9][0-9]*)"
                    r"([eE][-+]?[0-9]{1,2})?$")
 _SHARD_COUNT = r"^(auto|[1-9][0-9]*)$"
-_GCS = r"^gs://[^\n\r]+$"
+# A bucket name, then an object path of the characters this suite's paths use
+# (dt=YYYY-MM-DD, file names); no space, quote, ';' or control character.
+_GCS_PATH = r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._~=+@,/-]*)?"
+_GCS = rf"^{_GCS_PATH}$"
+# A file inside the image (an absolute path of the same safe characters).
+_LOCAL_PATH = r"/[A-Za-z0-9._~=+@,/-]+"
+_PLAIN_TEXT = r"^[^\x00-\x1f\x7f'\";\\`]*$"
+_NON_NEGATIVE_INT = r"^[0-9]+$"
+# (0, 1): a fraction with a non-zero digit.
+_UNIT_FRACTION = r"^0?\.[0-9]*[1-9][0-9]*$"
+# [0, 1].
+_SHARE = r"^(0|0?\.[0-9]+|1|1\.0*|0\.)$"
+_SECRET_VERSION = (r"^projects/[A-Za-z0-9_.:-]+/secrets/[A-Za-z0-9_-]+"
+                   r"/versions/([1-9][0-9]*|latest)$")
 
 
 class Format(NamedTuple):
@@ -55,7 +77,8 @@ def _bigquery_table_pattern() -> str:
 
 def _event_weights_pattern() -> str:
     from schemas import contract
-    item = r"\s*(%s):([0-9]+\.?[0-9]*|\.[0-9]+)\s*" % "|".join(
+    # Spaces around an item, never \s (which would let a newline through).
+    item = r" *(%s):([0-9]+\.?[0-9]*|\.[0-9]+) *" % "|".join(
         re.escape(name) for name in contract.INTERACTION_EVENTS)
     return rf"^({item}(,{item})*)?$"
 
@@ -65,15 +88,19 @@ def formats() -> Dict[str, Format]:
     launcher and the workers see only gs:// and bq:// data (a local path would be
     inside the launcher's container), so paths are gs:// except the TFDV schema,
     which may also be a file shipped in the image."""
+    kind = "(skipgram|sequences|ranking)"
     return {
-        "events": Format([rf"^({_bigquery_table_pattern()}|gs://[^\n\r]+)$"]),
+        "events": Format([rf"^({_bigquery_table_pattern()}|{_GCS_PATH})$"]),
         "run_date": Format([r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|auto)$"]),
         "timezone": Format([r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"]),
         "output_dir": Format([_GCS], "GCS_WRITE_FOLDER"),
         "validated_events": Format([_GCS], "GCS_READ_FOLDER"),
         "index_from": Format([_GCS], "GCS_READ_FOLDER"),
-        "tfdv_schema": Format([r"^(gs://|/)[^\n\r]+$"], "GCS_READ_FILE"),
+        "tfdv_schema": Format([rf"^({_GCS_PATH}|{_LOCAL_PATH})$"], "GCS_READ_FILE"),
         "event_weights": Format([_event_weights_pattern()]),
+        "user_id_salt_file": Format([_GCS], "GCS_READ_FILE"),
+        "user_id_salt_secret": Format([_SECRET_VERSION]),
+        "example_kinds": Format([rf"^{kind}(,{kind})*$"]),
     }
 
 
@@ -89,25 +116,52 @@ def type_formats() -> Dict[object, Format]:
         opts.positive_int: Format([_POSITIVE_INT], "NUMBER"),
         opts.positive_float: Format([_POSITIVE_FLOAT], "NUMBER"),
         opts.shard_count: Format([_SHARD_COUNT]),
+        opts.non_negative_int: Format([_NON_NEGATIVE_INT], "NUMBER"),
+        opts.unit_fraction: Format([_UNIT_FRACTION], "NUMBER"),
+        opts.share: Format([_SHARE], "NUMBER"),
     }
 
 
+def top_level_names(source: str) -> set:
+    """Names a module's source binds at its top level (assignments, defs, classes)."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
 def job_modules() -> List[str]:
-    """Names of the beam_jobs modules that are jobs, sorted."""
+    """Names of the beam_jobs modules that are jobs (define OPTION_CLASSES and run at
+    their top level), sorted. Read from the sources: nothing is imported to find them."""
     import beam_jobs
     names = []
     for info in pkgutil.iter_modules(beam_jobs.__path__):
-        module = importlib.import_module(f"beam_jobs.{info.name}")
-        if hasattr(module, "OPTION_CLASSES") and hasattr(module, "DESCRIPTION"):
-            names.append(info.name)
+        path = os.path.join(beam_jobs.__path__[0], f"{info.name}.py")
+        if info.ispkg or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            if {"OPTION_CLASSES", "run"} <= top_level_names(handle.read()):
+                names.append(info.name)
     return sorted(names)
+
+
+def job_description(module) -> str:
+    """DESCRIPTION, else the first paragraph of the module's docstring."""
+    if "DESCRIPTION" in vars(module):
+        return module.DESCRIPTION
+    first = (module.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(first.split()) or f"The {module.__name__} job."
 
 
 def job_parser(job: str) -> argparse.ArgumentParser:
     from beam_jobs import options
     module = importlib.import_module(f"beam_jobs.{job}")
     return options.job_parser(f"python -m beam_jobs.{job}", module.OPTION_CLASSES,
-                              module.DESCRIPTION)
+                              job_description(module))
 
 
 def option_actions(parser: argparse.ArgumentParser) -> List[argparse.Action]:
@@ -151,20 +205,23 @@ def parameter(action: argparse.Action, required: bool,
         regexes, param_type = [_BOOL], "BOOLEAN"
     elif action.choices:
         regexes = ["^(%s)$" % "|".join(re.escape(str(c)) for c in action.choices)]
-        param_type = "TEXT"
+        param_type = "ENUM"
     elif by_type is not None:
         regexes, param_type = list(by_type.regexes), by_type.param_type
     else:
-        regexes, param_type = [], "TEXT"
+        regexes, param_type = [_PLAIN_TEXT], "TEXT"
     entry = {
         "name": name,
         "label": name.replace("_", " ").capitalize(),
         "helpText": help_text,
         "isOptional": not required,
         "paramType": param_type,
+        "regexes": regexes,
     }
-    if regexes:
-        entry["regexes"] = regexes
+    if param_type == "ENUM":
+        entry["enumOptions"] = [{"value": str(c), "label": str(c)} for c in action.choices]
+    if default is not None:
+        entry["defaultValue"] = default
     return entry
 
 
@@ -179,7 +236,7 @@ def metadata(job: str) -> Dict:
     known_formats, known_types = formats(), type_formats()
     return {
         "name": f"marketplace-preprocessing-{job.replace('_', '-')}",
-        "description": module.DESCRIPTION,
+        "description": job_description(module),
         "parameters": [
             parameter(a, a.required or a.dest in declared_required, known_formats,
                       known_types)

@@ -12,11 +12,39 @@ import pytest
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from google.cloud import dataflow_v1beta3
+from google.protobuf import json_format
+
 from beam_jobs import options as opts
 from flex_templates import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOBS = ("cooccurrence_graph", "daily", "validate_events")
+# Every job module, found the way the generator finds them (the test below checks the
+# finding against the sources), so a new job is tested without being named here.
+JOBS = tuple(generate.job_modules())
+# Valid values of the options without a default, for the regex tests.
+SAMPLES = {
+    "events": "bq://demo-project.events.events",
+    "output_dir": "gs://demo-bucket/out",
+    "validated_events": "gs://demo-bucket/out/validated",
+    "index_from": "gs://demo-bucket/out/cooccurrence/dt=2026-11-25",
+    "tfdv_schema": "gs://demo-bucket/schemas/events_schema.pbtxt",
+    "event_weights": "article_view:1,article_like:3,chat_start:5",
+    "user_id_salt_file": "gs://demo-bucket/secrets/salt.bin",
+    "user_id_salt_secret": "projects/demo-project/secrets/user-id-salt/versions/3",
+}
+# What no parameter of any job accepts (the issue's three, and more of their kind).
+HOSTILE = [
+    "bq://demo-project.events.events; DROP TABLE x",
+    "2026-11-20' OR '1'='1",
+    "gs://demo-bucket/out\n",
+    "auto\n",
+    "true\nfalse",
+    "gs://demo-bucket/out\rx",
+    'gs://demo-bucket/"out"',
+    "gs://demo-bucket/$(reboot)",
+    "`reboot`",
+]
 
 
 def committed(job):
@@ -47,8 +75,45 @@ def class_options(cls):
     return parser._actions
 
 
-def test_the_jobs_are_the_modules_with_option_classes():
-    assert tuple(generate.job_modules()) == JOBS
+def test_the_jobs_are_the_modules_with_option_classes_and_run():
+    """Independently of generate's AST walk: a module is a job when a line of it starts
+    with `OPTION_CLASSES = ` and one with `def run(`."""
+    folder = os.path.join(ROOT, "beam_jobs")
+    expected = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            source = f.read()
+        if re.search(r"^OPTION_CLASSES\s*=", source, re.M) and \
+                re.search(r"^def run\(", source, re.M):
+            expected.append(name[:-3])
+    assert list(JOBS) == expected
+    assert {"cooccurrence_graph", "daily", "validate_events"} <= set(JOBS)
+    assert "report" not in JOBS and "options" not in JOBS
+
+
+def test_top_level_names():
+    source = ("import os\nOPTION_CLASSES = (A, B)\nX: int = 1\n"
+              "def run(argv=None):\n    inner = 2\nclass C:\n    run = 3\n"
+              "if True:\n    hidden = 4\n")
+    assert generate.top_level_names(source) == {"OPTION_CLASSES", "X", "run", "C"}
+
+
+def test_a_job_without_description_is_described_by_its_docstring():
+    import types
+    module = types.ModuleType("beam_jobs.example",
+                              "Write the day's\n  examples.\n\nMore detail.\n")
+    assert generate.job_description(module) == "Write the day's examples."
+    module.DESCRIPTION = "Declared."
+    assert generate.job_description(module) == "Declared."
+
+
+def test_every_job_has_its_metadata_folder():
+    folders = sorted(e for e in os.listdir(os.path.join(ROOT, "flex_templates"))
+                     if os.path.isfile(os.path.join(ROOT, "flex_templates", e,
+                                                    "metadata.json")))
+    assert folders == list(JOBS)
 
 
 def test_committed_metadata_is_current():
@@ -65,12 +130,11 @@ def test_check_reports_a_stale_file(tmp_path, monkeypatch):
     (tmp_path / "retired_job" / "metadata.json").write_text("{}\n")
     monkeypatch.setattr(generate, "HERE", str(tmp_path))
     problems = generate.check()
-    assert [p.splitlines()[0] for p in problems] == [
-        "flex_templates/cooccurrence_graph/metadata.json is missing",
-        "flex_templates/daily/metadata.json is not current:",
-        "flex_templates/retired_job/metadata.json belongs to no job in beam_jobs",
-        "flex_templates/validate_events/metadata.json is missing",
-    ]
+    expected = sorted(
+        [f"flex_templates/{job}/metadata.json is missing" for job in JOBS if job != "daily"]
+        + ["flex_templates/daily/metadata.json is not current:",
+           "flex_templates/retired_job/metadata.json belongs to no job in beam_jobs"])
+    assert [p.splitlines()[0] for p in problems] == expected
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -78,14 +142,14 @@ def test_metadata_has_every_option_with_its_help(job):
     import importlib
     module = importlib.import_module(f"beam_jobs.{job}")
     content = committed(job)
-    assert content["description"] == module.DESCRIPTION
+    assert content["description"] == generate.job_description(module)
     actions = declared(job)
     parameters = {p["name"]: p for p in content["parameters"]}
     assert [p["name"] for p in content["parameters"]] == list(actions)
     for name, action in actions.items():
         entry = parameters[name]
         assert set(entry) <= {"name", "label", "helpText", "isOptional", "paramType",
-                              "regexes"}
+                              "regexes", "defaultValue", "enumOptions"}
         assert entry["label"] and entry["helpText"].strip(), name
         assert squeeze(action.help) in squeeze(entry["helpText"]), name
         assert isinstance(entry["isOptional"], bool)
@@ -103,6 +167,113 @@ def test_regexes_accept_every_default_and_choice(job):
             values.append(str(action.default))
         for value in values:
             assert all(p.match(value) for p in patterns), (name, value)
+
+
+def shown(default):
+    return ("true" if default else "false") if isinstance(default, bool) else str(default)
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_default_value_is_the_declared_default(job):
+    parameters = {p["name"]: p for p in committed(job)["parameters"]}
+    for name, action in declared(job).items():
+        if action.default in (None, ""):
+            assert "defaultValue" not in parameters[name], name
+        else:
+            assert parameters[name]["defaultValue"] == shown(action.default), name
+            # What the launcher passes back must parse to the declared default.
+            parser = generate.job_parser(job)
+            known, _ = parser.parse_known_args([f"--{name}={parameters[name]['defaultValue']}"])
+            assert getattr(known, action.dest) == action.default, name
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_options_with_choices_are_enums(job):
+    parameters = {p["name"]: p for p in committed(job)["parameters"]}
+    for name, action in declared(job).items():
+        if action.choices:
+            assert parameters[name]["paramType"] == "ENUM", name
+            assert parameters[name]["enumOptions"] == [
+                {"value": str(c), "label": str(c)} for c in action.choices], name
+        else:
+            assert parameters[name]["paramType"] != "ENUM", name
+            assert "enumOptions" not in parameters[name], name
+    if job == "daily":
+        assert [o["value"] for o in parameters["weighting"]["enumOptions"]] == [
+            "ppmi", "count", "jaccard", "cosine"]
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_parameter_has_a_regex_that_refuses_injection(job):
+    """Every parameter, the free-text ones too, has a regex; each accepts its default
+    (or a sample value) and refuses the issue's injection strings and any newline.
+    Whole-value matching, as the launcher does."""
+    for entry in committed(job)["parameters"]:
+        name, patterns = entry["name"], entry.get("regexes", [])
+        assert patterns, name
+        value = entry.get("defaultValue", SAMPLES.get(name))
+        if value is not None:
+            assert whole_match(patterns, value), (name, value)
+            for bad in (value + "\n", "\n" + value, value + "\r", value + "\x00",
+                        value + "; rm -rf /", value + "' OR '1'='1"):
+                assert not whole_match(patterns, bad), (name, bad)
+        for bad in HOSTILE:
+            assert not whole_match(patterns, bad), (name, bad)
+
+
+def test_every_option_without_a_default_has_a_sample():
+    for job in JOBS:
+        for entry in committed(job)["parameters"]:
+            assert "defaultValue" in entry or entry["name"] in SAMPLES, (job, entry["name"])
+
+
+def test_plain_text_regex():
+    pattern = [generate._PLAIN_TEXT]
+    for value in ("", "skipgram,ranking", "a b c", "Asia/Seoul", "x=1"):
+        assert whole_match(pattern, value), value
+    for value in ("a;b", "a'b", 'a"b', "a\\b", "a`b", "a\nb", "a\tb", "a\x7fb"):
+        assert not whole_match(pattern, value), value
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_metadata_parses_as_dataflow_template_metadata(job):
+    """The file through Google's own message, protobuf's JSON parser refusing unknown
+    fields: what gcloud dataflow flex-template build --metadata-file sends."""
+    path = os.path.join(ROOT, "flex_templates", job, "metadata.json")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    message = dataflow_v1beta3.TemplateMetadata.from_json(text, ignore_unknown_fields=False)
+    content = json.loads(text)
+    assert message.name == content["name"] == f"marketplace-preprocessing-{job.replace('_', '-')}"
+    assert message.description == content["description"]
+    assert len(message.parameters) == len(content["parameters"])
+    for parsed, entry in zip(message.parameters, content["parameters"]):
+        assert parsed.name == entry["name"]
+        assert parsed.label == entry["label"]
+        assert parsed.help_text == entry["helpText"]
+        assert parsed.is_optional is entry["isOptional"]
+        assert list(parsed.regexes) == entry["regexes"]
+        assert parsed.param_type.name == entry["paramType"]
+        assert parsed.default_value == entry.get("defaultValue", "")
+        assert [(o.value, o.label) for o in parsed.enum_options] == [
+            (o["value"], o["label"]) for o in entry.get("enumOptions", [])]
+    # Back to JSON, nothing lost (protobuf leaves out false and empty fields).
+    again = json.loads(dataflow_v1beta3.TemplateMetadata.to_json(
+        message, use_integers_for_enums=False, including_default_value_fields=False))
+    assert again == {**content, "parameters": [
+        {k: v for k, v in p.items() if v not in (False, "", [])}
+        for p in content["parameters"]]}
+
+
+def test_template_metadata_parse_refuses_unknown_fields():
+    content = committed("daily")
+    content["parameters"][0]["regex"] = ["^x$"]
+    with pytest.raises(json_format.ParseError, match='no field named "regex"'):
+        dataflow_v1beta3.TemplateMetadata.from_json(json.dumps(content))
+    content = committed("daily")
+    content["parameters"][0]["paramType"] = "GCS_FOLDER"
+    with pytest.raises(json_format.ParseError, match="GCS_FOLDER"):
+        dataflow_v1beta3.TemplateMetadata.from_json(json.dumps(content))
 
 
 def test_regexes_of_known_formats():
@@ -130,6 +301,12 @@ def test_regexes_of_known_formats():
     assert accepts("event_weights", "article_view:1,article_like:3,chat_start:5")
     assert accepts("event_weights", "")
     assert not accepts("event_weights", "article_view=1")
+    assert not whole_match(params["event_weights"]["regexes"], "article_view:1\n")
+    assert accepts("tfdv_schema", "/template/schemas/events_schema.pbtxt")
+    assert accepts("tfdv_schema", "gs://demo-bucket/schema.pbtxt")
+    assert not accepts("tfdv_schema", "schema.pbtxt")
+    assert params["weighting"]["paramType"] == "ENUM"
+    assert params["weighting"]["defaultValue"] == "ppmi"
     assert params["allow_anomalies"]["paramType"] == "BOOLEAN"
     assert accepts("allow_missing_partitions", "true")
     assert accepts("allow_missing_partitions", "false")
@@ -199,12 +376,32 @@ def test_every_typed_option_has_a_regex(job):
     parameters = {p["name"]: p for p in committed(job)["parameters"]}
     for name, action in declared(job).items():
         if action.type not in (None, str) or action.choices or generate.is_boolean(action):
-            assert parameters[name].get("regexes"), name
+            assert parameters[name]["regexes"] != [generate._PLAIN_TEXT], name
 
 
 def test_formats_name_only_declared_options():
-    names = {name for job in JOBS for name in declared(job)}
+    """Every key of formats() is an option of a class in beam_jobs/options.py (a class
+    no job uses yet, too)."""
+    names = {s[2:] for cls in our_option_classes() for a in class_options(cls)
+             for s in a.option_strings}
     assert set(generate.formats()) <= names
+
+
+def test_new_option_types_have_formats():
+    cases = {
+        opts.non_negative_int: (["0", "4", "200000000"], ["-1", "1.5", "", "4\n"]),
+        opts.unit_fraction: (["0.1", ".5", "0.999"], ["0", "0.0", "1", "1.0", "-0.1", ".",
+                                                     "0.5\n"]),
+        opts.share: (["0", "0.5", ".25", "1", "1.0", "0."], ["1.5", "-0", "2", "", "0.5\n"]),
+    }
+    known = generate.type_formats()
+    for kind, (good, bad) in cases.items():
+        patterns = known[kind].regexes
+        for value in good:
+            assert whole_match(patterns, value), (kind.__name__, value)
+            kind(value)
+        for value in bad:
+            assert not whole_match(patterns, value), (kind.__name__, value)
 
 
 def test_option_names_are_unique_across_our_classes():
