@@ -1,0 +1,314 @@
+"""Tier 1: tf.train.Example / SequenceExample wire encoding, checked against TensorFlow.
+
+The only test module of example_proto, sequences and ranking that imports TensorFlow:
+it checks the encoder (and the plain-Python decoder the other tests use) against
+TensorFlow's own protos and parsing ops, and the published feature specs against
+tf.io.parse_single_sequence_example on real records.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from transforms import example_proto as ep  # noqa: E402
+
+INT64_EDGES = [0, 1, -1, 127, 128, -128, 16383, 16384, 2**31 - 1, -2**31, 2**32, 2**35 - 1,
+               2**56 - 1, 2**56, 2**62, 2**63 - 2, 2**63 - 1, -2**63, -2**63 + 1, -2**62]
+
+
+def tf_feature(kind, values):
+    if isinstance(values, (str, bytes)) or (not isinstance(values, (list, tuple))
+                                            and np.ndim(values) == 0):
+        values = [values]
+    if kind == "int64":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[v.encode() if isinstance(v, str) else v for v in values]))
+
+
+def tf_example(features):
+    return tf.train.Example(features=tf.train.Features(
+        feature={k: tf_feature(kind, v) for k, (kind, v) in features.items()}))
+
+
+def tf_sequence_example(context, feature_lists):
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature={k: tf_feature(kind, v)
+                                           for k, (kind, v) in context.items()}),
+        feature_lists=tf.train.FeatureLists(feature_list={
+            k: tf.train.FeatureList(feature=[tf_feature(kind, np.atleast_1d(s).tolist()
+                                                        if not isinstance(s, (str, bytes))
+                                                        else [s]) for s in steps])
+            for k, (kind, steps) in feature_lists.items()}))
+
+
+def same_as_tf(record, reference):
+    """The record parses to exactly the reference message, and its map entries are written
+    in sorted key order. (upb's own deterministic order is not byte order when one key is a
+    prefix of another, so the bytes are compared only where no key is.)"""
+    parsed = type(reference).FromString(record)
+    assert parsed == reference
+    if isinstance(reference, tf.train.Example):
+        names = [list(ep.decode_example(record))]
+    else:
+        ctx, lists = ep.decode_sequence_example(record)
+        names = [list(ctx), list(lists)]
+    for keys in names:
+        assert keys == sorted(keys)
+        if not any(a != b and b.startswith(a) for a in keys for b in keys):
+            assert record == reference.SerializeToString(deterministic=True)
+    return parsed
+
+
+def values_of(feature):
+    which = feature.WhichOneof("kind")
+    return which, list(getattr(feature, which).value) if which else []
+
+
+# --- varints -------------------------------------------------------------------------------
+
+def test_varint_parts_known_bytes():
+    data, nbytes = ep.varint_parts(np.array([0, 1, 127, 128, 300, -1, 2**63 - 1, -2**63]))
+    assert nbytes.tolist() == [1, 1, 1, 2, 2, 10, 9, 10]
+    assert data.tobytes() == (b"\x00" b"\x01" b"\x7f" b"\x80\x01" b"\xac\x02"
+                              + b"\xff" * 9 + b"\x01"
+                              + b"\xff" * 8 + b"\x7f"
+                              + b"\x80" * 9 + b"\x01")
+    empty, counts = ep.varint_parts(np.zeros(0, dtype=np.int64))
+    assert empty.tobytes() == b"" and counts.tolist() == []
+
+
+def test_varint_parts_match_python_varint_over_every_length():
+    values = [0] + [s * (2**b + o) for b in range(0, 63) for o in (-1, 0, 1) for s in (1, -1)
+                    if -2**63 <= s * (2**b + o) < 2**63]
+    data, nbytes = ep.varint_parts(np.array(values, dtype=np.int64))
+    expected = b"".join(ep._varint(v & (2**64 - 1)) for v in values)
+    assert data.tobytes() == expected
+    assert nbytes.tolist() == [len(ep._varint(v & (2**64 - 1))) for v in values]
+
+
+# --- tf.train.Example ----------------------------------------------------------------------
+
+def test_example_matches_tensorflow_bytes_and_values():
+    features = {
+        "ints": ("int64", np.array(INT64_EDGES, dtype=np.int64)),
+        "py_ints": ("int64", INT64_EDGES),
+        "floats": ("float", np.array([0.1, -2.5, 1e30, -0.0, 3.4028234663852886e38])),
+        "text": ("bytes", ["héllo", "日本語", "", b"\x00\xff", "emoji \U0001F600"]),
+        "scalar_int": ("int64", 7),
+        "scalar_text": ("bytes", "one"),
+        "no_ints": ("int64", []),
+        "no_floats": ("float", np.zeros(0)),
+        "no_bytes": ("bytes", []),
+        "unicode_näme": ("int64", [3]),
+    }
+    record = ep.encode_example(features)
+    decoded = same_as_tf(record, tf_example(features)).features.feature
+    assert record == tf_example(features).SerializeToString(deterministic=True)
+    assert sorted(decoded) == sorted(features)
+    assert values_of(decoded["ints"]) == ("int64_list", INT64_EDGES)
+    assert values_of(decoded["py_ints"]) == ("int64_list", INT64_EDGES)
+    assert values_of(decoded["floats"]) == (
+        "float_list", np.array([0.1, -2.5, 1e30, -0.0, 3.4028234663852886e38],
+                               dtype=np.float32).astype(np.float64).tolist())
+    assert np.signbit(decoded["floats"].float_list.value[3])
+    assert values_of(decoded["text"]) == ("bytes_list", ["héllo".encode(), "日本語".encode(), b"",
+                                                          b"\x00\xff", "emoji \U0001F600".encode()])
+    assert values_of(decoded["scalar_int"]) == ("int64_list", [7])
+    assert values_of(decoded["scalar_text"]) == ("bytes_list", [b"one"])
+    assert values_of(decoded["no_ints"]) == ("int64_list", [])
+    assert values_of(decoded["no_floats"]) == ("float_list", [])
+    assert values_of(decoded["no_bytes"]) == ("bytes_list", [])
+    assert values_of(decoded["unicode_näme"]) == ("int64_list", [3])
+
+
+def test_example_bytes_do_not_depend_on_key_order_and_many_keys_survive():
+    keys = [f"f{i:04d}" for i in range(600)] + ["Z", "a", "é", "ß", ""]
+    features = {k: ("int64", [i, -i]) for i, k in enumerate(keys)}
+    shuffled = dict(sorted(features.items(), key=lambda kv: hash(kv[0]) % 97))
+    record = ep.encode_example(features)
+    assert record == ep.encode_example(shuffled)
+    decoded = same_as_tf(record, tf_example(features)).features.feature
+    assert list(ep.decode_example(record))[:3] == ["", "Z", "a"]
+    assert {k: list(v.int64_list.value) for k, v in decoded.items()} == {
+        k: [i, -i] for i, k in enumerate(keys)}
+
+
+def test_parse_example_batch_with_tensorflow_ops():
+    records = [ep.encode_example({"id": ("int64", [i, -2**63 + i]),
+                                  "score": ("float", [i / 3]),
+                                  "name": ("bytes", [f"n{i}é"])}) for i in range(4)]
+    parsed = tf.io.parse_example(tf.constant(records), {
+        "id": tf.io.FixedLenFeature([2], tf.int64),
+        "score": tf.io.FixedLenFeature([], tf.float32),
+        "name": tf.io.FixedLenFeature([], tf.string)})
+    assert parsed["id"].numpy().tolist() == [[i, -2**63 + i] for i in range(4)]
+    assert parsed["score"].numpy().tolist() == np.array(
+        [i / 3 for i in range(4)], dtype=np.float32).tolist()
+    assert parsed["name"].numpy().tolist() == [f"n{i}é".encode() for i in range(4)]
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ValueError, match="kind"):
+        ep.encode_example({"x": ("string", ["a"])})
+    with pytest.raises(TypeError, match="integers"):
+        ep.encode_example({"x": ("int64", np.array([1.5]))})
+    with pytest.raises(TypeError, match="integers"):
+        ep.encode_example({"x": ("int64", ["1"])})
+    with pytest.raises(OverflowError):
+        ep.encode_example({"x": ("int64", np.array([2**63], dtype=np.uint64))})
+    with pytest.raises(OverflowError):
+        ep.encode_example({"x": ("int64", [2**63, 1])})
+    with pytest.raises(ValueError, match="1-D"):
+        ep.encode_example({"x": ("int64", np.zeros((2, 2), dtype=np.int64))})
+    with pytest.raises(TypeError, match="numbers"):
+        ep.encode_example({"x": ("float", np.array(["a"]))})
+    with pytest.raises(TypeError, match="str or bytes"):
+        ep.encode_example({"x": ("bytes", [1])})
+    with pytest.raises(ValueError, match="kind"):
+        ep.encode_sequence_example({}, {"x": ("ints", [1])})
+
+
+# --- tf.train.SequenceExample --------------------------------------------------------------
+
+def test_sequence_example_matches_tensorflow_and_parses():
+    context = {"user_id": ("bytes", "üser"), "start_time": ("int64", [2**62 + 5]),
+               "empty": ("float", [])}
+    lists = {
+        "article": ("int64", np.array([5, -1, 2**63 - 1, -2**63, 0], dtype=np.int64)),
+        "seconds": ("float", np.array([0.0, 0.1, 59.999999, 1e-6, 3600.5])),
+        "event": ("bytes", ["article_view", "chat_start", "article_view", "ß", ""]),
+        "small": ("int64", np.array([1, 2, 3, 4, 5], dtype=np.int8)),
+    }
+    record = ep.encode_sequence_example(context, lists)
+    same_as_tf(record, tf_sequence_example(context, lists))
+    assert record == tf_sequence_example(context, lists).SerializeToString(deterministic=True)
+    ctx, seq = tf.io.parse_single_sequence_example(
+        record,
+        context_features={"user_id": tf.io.FixedLenFeature([], tf.string),
+                          "start_time": tf.io.FixedLenFeature([], tf.int64),
+                          "empty": tf.io.VarLenFeature(tf.float32)},
+        sequence_features={"article": tf.io.FixedLenSequenceFeature([], tf.int64),
+                           "seconds": tf.io.FixedLenSequenceFeature([], tf.float32),
+                           "event": tf.io.FixedLenSequenceFeature([], tf.string),
+                           "small": tf.io.FixedLenSequenceFeature([], tf.int64)})
+    assert ctx["user_id"].numpy() == "üser".encode()
+    assert ctx["start_time"].numpy() == 2**62 + 5
+    assert ctx["empty"].values.numpy().tolist() == []
+    assert seq["article"].numpy().tolist() == [5, -1, 2**63 - 1, -2**63, 0]
+    assert seq["seconds"].numpy().tolist() == np.array(
+        [0.0, 0.1, 59.999999, 1e-6, 3600.5], dtype=np.float32).tolist()
+    assert seq["event"].numpy().tolist() == [b"article_view", b"chat_start", b"article_view",
+                                             "ß".encode(), b""]
+    assert seq["small"].numpy().tolist() == [1, 2, 3, 4, 5]
+
+
+def test_sequence_example_steps_of_several_values_and_empty_steps():
+    lists = {"multi": ("int64", [[1, 2], [], 3, np.array([-4, 2**40])]),
+             "words": ("bytes", [["a", "b"], [], "c"]),
+             "floats": ("float", [[0.5, 1.5], 2.0, []]),
+             "none": ("int64", [])}
+    record = ep.encode_sequence_example({}, lists)
+    parsed = tf.train.SequenceExample.FromString(record)
+    fl = parsed.feature_lists.feature_list
+    assert [list(f.int64_list.value) for f in fl["multi"].feature] == [[1, 2], [], [3],
+                                                                       [-4, 2**40]]
+    assert [list(f.bytes_list.value) for f in fl["words"].feature] == [[b"a", b"b"], [], [b"c"]]
+    assert [list(f.float_list.value) for f in fl["floats"].feature] == [[0.5, 1.5], [2.0], []]
+    assert len(fl["none"].feature) == 0 and "none" in fl
+    assert len(parsed.context.feature) == 0
+
+
+def test_vectorised_and_step_by_step_feature_lists_give_the_same_bytes():
+    rng = np.random.default_rng(11)
+    ints = np.concatenate([rng.integers(-2**63, 2**63 - 1, 50, dtype=np.int64, endpoint=True),
+                           rng.integers(-300, 300, 50), np.array(INT64_EDGES)])
+    floats = rng.normal(0, 1e6, 100)
+    assert ep.encode_feature_list("int64", ints) == ep.encode_feature_list(
+        "int64", [int(v) for v in ints])
+    assert ep.encode_feature_list("float", floats) == ep.encode_feature_list(
+        "float", [float(v) for v in floats])
+    assert ep.encode_feature_list("float", np.array([0.0, -0.0])) == ep.encode_feature_list(
+        "float", [0.0, -0.0])
+    assert ep.encode_feature_list("float", [0.0, -0.0]) != ep.encode_feature_list(
+        "float", [0.0, 0.0])
+
+
+def random_value(rng, kind, n):
+    if kind == "int64":
+        pick = rng.integers(0, 3, n)
+        full = rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64, endpoint=True)
+        small = rng.integers(-1000, 1000, n)
+        edges = rng.choice(np.array(INT64_EDGES, dtype=np.int64), n)
+        return np.where(pick == 0, full, np.where(pick == 1, small, edges))
+    if kind == "float":
+        return (rng.normal(0, 10.0 ** rng.integers(-8, 30), n)).astype(np.float32)
+    alphabet = list("abcxyzé日ß\U0001F600 ") + ["\x00"]
+    return ["".join(rng.choice(alphabet, rng.integers(0, 8))) for _ in range(n)]
+
+
+def test_randomized_round_trip_against_tensorflow():
+    rng = np.random.default_rng(20240611)
+    for _ in range(60):
+        kinds = rng.choice(["int64", "float", "bytes"], rng.integers(0, 12))
+        context = {f"c{i}_{k}": (k, random_value(rng, k, int(rng.integers(0, 40))))
+                   for i, k in enumerate(kinds)}
+        lists = {}
+        for i, k in enumerate(rng.choice(["int64", "float", "bytes"], rng.integers(0, 5))):
+            steps = int(rng.integers(0, 30))
+            if k != "bytes" and rng.random() < 0.5:
+                lists[f"s{i}"] = (k, random_value(rng, k, steps))           # one value a step
+            else:
+                lists[f"s{i}"] = (k, [random_value(rng, k, int(rng.integers(0, 4)))
+                                      for _ in range(steps)])
+        example = ep.encode_example(context)
+        same_as_tf(example, tf_example(context))
+        record = ep.encode_sequence_example(context, lists)
+        parsed = same_as_tf(record, tf_sequence_example(context, lists))
+        for name, (kind, values) in context.items():
+            got = values_of(parsed.context.feature[name])
+            assert got == expected_values(kind, values)
+        for name, (kind, steps) in lists.items():
+            got = [values_of(f) for f in parsed.feature_lists.feature_list[name].feature]
+            assert got == [expected_values(kind, np.atleast_1d(s) if kind != "bytes" else s)
+                           for s in steps]
+        # The plain-Python decoder reads TensorFlow's bytes the same way.
+        ctx, seq = ep.decode_sequence_example(tf_sequence_example(context, lists)
+                                              .SerializeToString())
+        assert ctx == {n: (k, expected_values(k, v)[1]) for n, (k, v) in context.items()}
+        assert seq == {n: (k if len(s) else None,
+                           [expected_values(k, np.atleast_1d(x) if k != "bytes" else x)[1]
+                            for x in s])
+                       for n, (k, s) in lists.items()}
+        assert ep.decode_example(tf_example(context).SerializeToString()) == {
+            n: (k, expected_values(k, v)[1]) for n, (k, v) in context.items()}
+
+
+def expected_values(kind, values):
+    if kind == "int64":
+        return "int64_list", [int(v) for v in values]
+    if kind == "float":
+        return "float_list", np.asarray(values, dtype=np.float32).astype(np.float64).tolist()
+    return "bytes_list", [v.encode() for v in values]
+
+
+def test_decoder_reads_unpacked_lists_and_skips_unknown_fields():
+    # Int64List / FloatList written unpacked (wire types 0 and 5), plus an unknown field 9.
+    int64_list = b"\x08\x05" + b"\x08" + b"\xff" * 9 + b"\x01" + b"\x48\x07"
+    float_list = b"\x0d" + np.float32(1.5).tobytes() + b"\x0d" + np.float32(-2).tobytes()
+    features = (b"\x0a" + bytes([len(b"\x0a\x01i\x12") + 1 + 2 + len(int64_list)])
+                + b"\x0a\x01i\x12" + bytes([2 + len(int64_list)]) + b"\x1a"
+                + bytes([len(int64_list)]) + int64_list
+                + b"\x0a" + bytes([len(b"\x0a\x01f\x12") + 1 + 2 + len(float_list)])
+                + b"\x0a\x01f\x12" + bytes([2 + len(float_list)]) + b"\x12"
+                + bytes([len(float_list)]) + float_list)
+    record = b"\x0a" + bytes([len(features)]) + features + b"\x10\x01"
+    reference = tf.train.Example.FromString(record).features.feature
+    assert list(reference["i"].int64_list.value) == [5, -1]
+    assert ep.decode_example(record) == {"i": ("int64", [5, -1]), "f": ("float", [1.5, -2.0])}
+    with pytest.raises(ValueError, match="truncated"):
+        ep.decode_example(record[:-4])
