@@ -12,10 +12,13 @@ RUNNER ?= FnApiRunner
 
 .PHONY: venv test demo bench clean
 
-$(VENV)/.installed: requirements.lock setup.py
+# requirements.lock: what the jobs run with (the image installs only it);
+# requirements-dev.lock: tests and operations tools, installed on top.
+$(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q -r requirements-dev.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -27,8 +30,11 @@ test: venv
 demo: venv
 	$(PY) -m datagen.events --rows $(DEMO_ROWS) --run_date $(DEMO_DATE) --timezone Asia/Seoul \
 	    --seed 7 --out_dir $(DEMO_DIR)/events
+	mkdir -p $(DEMO_DIR) && test -s $(DEMO_DIR)/user_id_salt || \
+	    $(PY) -c "import secrets; open('$(DEMO_DIR)/user_id_salt', 'wb').write(secrets.token_bytes(32))"
 	$(PY) -m beam_jobs.daily --runner=$(RUNNER) --events=$(DEMO_DIR)/events \
-	    --run_date=$(DEMO_DATE) --timezone=Asia/Seoul --output_dir=$(DEMO_DIR)/out
+	    --run_date=$(DEMO_DATE) --timezone=Asia/Seoul --output_dir=$(DEMO_DIR)/out \
+	    --user_id_salt_file=$(DEMO_DIR)/user_id_salt
 	$(PY) -m beam_jobs.report --output_dir=$(DEMO_DIR)/out --run_date=$(DEMO_DATE)
 
 bench: venv

@@ -15,12 +15,22 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["beam_jobs", "transforms", "schemas", "datagen",
                                                "flex_templates"]),
     package_data={"schemas": ["*.json", "*.pbtxt"]},
+    # What the code of beam_jobs, transforms, schemas and datagen imports (a test
+    # checks it against their imports); the versions are requirements.lock's.
     install_requires=[
         "apache-beam[gcp]",
-        "tensorflow-data-validation",
-        "tensorflow-transform",
-        "pyarrow",
-        "google-cloud-bigquery",
         "dill",
+        "google-cloud-bigquery",
+        "google-cloud-secret-manager",
+        "google-crc32c",
+        "matplotlib",
+        "numpy",
+        "protobuf",
+        "tensorflow",
+        "pyarrow",
+        "tensorflow-data-validation",
+        "tensorflow-metadata",
+        "tensorflow-transform",
+        "tfx-bsl",
     ],
 )
