@@ -116,8 +116,9 @@ def test_example_matches_tensorflow_bytes_and_values():
         "float_list", np.array([0.1, -2.5, 1e30, -0.0, 3.4028234663852886e38],
                                dtype=np.float32).astype(np.float64).tolist())
     assert np.signbit(decoded["floats"].float_list.value[3])
-    assert values_of(decoded["text"]) == ("bytes_list", ["héllo".encode(), "日本語".encode(), b"",
-                                                          b"\x00\xff", "emoji \U0001F600".encode()])
+    assert values_of(decoded["text"]) == (
+        "bytes_list", ["héllo".encode(), "日本語".encode(), b"", b"\x00\xff",
+                       "emoji \U0001F600".encode()])
     assert values_of(decoded["scalar_int"]) == ("int64_list", [7])
     assert values_of(decoded["scalar_text"]) == ("bytes_list", [b"one"])
     assert values_of(decoded["no_ints"]) == ("int64_list", [])
@@ -312,3 +313,89 @@ def test_decoder_reads_unpacked_lists_and_skips_unknown_fields():
     assert ep.decode_example(record) == {"i": ("int64", [5, -1]), "f": ("float", [1.5, -2.0])}
     with pytest.raises(ValueError, match="truncated"):
         ep.decode_example(record[:-4])
+
+
+# --- the published feature specs parse the records with TensorFlow -------------------------
+
+def parse_with_spec(record, spec):
+    dtype = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
+    assert spec["encoding"] == "tf.train.SequenceExample"
+    ctx, seq = tf.io.parse_single_sequence_example(
+        record,
+        context_features={k: tf.io.FixedLenFeature(v["shape"], dtype[v["dtype"]])
+                          for k, v in spec["context"].items()},
+        sequence_features={k: tf.io.FixedLenSequenceFeature(v["shape"], dtype[v["dtype"]])
+                           for k, v in spec["sequence"].items()})
+    scalar = lambda x: x.item() if isinstance(x, np.generic) else x  # noqa: E731
+    return ({k: scalar(v.numpy()) for k, v in ctx.items()},
+            {k: v.numpy().tolist() for k, v in seq.items()})
+
+
+def test_sequence_records_parse_with_their_spec():
+    from transforms import sequences
+    ids, records = sequences.sequence_records(
+        np.array([0, 0, 0, 1, 2, 2]), np.array([4, 5, 6, 7, 8, 9]), np.array([1, 3, 2, 1, 2, 2]),
+        np.array([10**15, 10**15 + 1_500_000, 10**15 + 4_000_000, 0, 5, 6]),
+        ["u0", "u1", "ü2"], ["north", "", "日本"])
+    assert ids.tolist() == [0, 2]
+    assert parse_with_spec(records[0], sequences.SEQUENCE_FEATURE_SPEC) == (
+        {"user_id": b"u0", "region_id": b"north", "label_article": 6, "start_time": 10**15},
+        {"article": [4, 5], "event_name": [b"article_view", b"chat_start"],
+         "seconds_since_prev": [0.0, 1.5]})
+    assert parse_with_spec(records[1], sequences.SEQUENCE_FEATURE_SPEC) == (
+        {"user_id": "ü2".encode(), "region_id": "日本".encode(), "label_article": 9,
+         "start_time": 5},
+        {"article": [8], "event_name": [b"article_like"], "seconds_since_prev": [0.0]})
+
+
+def test_ranking_records_parse_with_their_spec():
+    from transforms import ranking
+    events = ["impression", "impression", "article_like", "search", "impression"]
+    sides, keys, records = ranking.ranking_records(
+        np.array([0, 0, 0, 0, 0]), np.array([100, 200, 250, 260, 300]), pa.array(events),
+        np.array([11, 12, 12, 0, 13]), np.array([0, 0, 0, 0, 0], dtype=np.int8),
+        pa.array(["home", "home", None, None, "home"]), np.array([4, 5, -1, -1, 6]),
+        pa.array(["süd", None, "x", "x", "north"]), pa.array([None, None, "ios", "ios", None]),
+        ["pseudo"], gap_us=1000, label_window_us=100, day_end_us=400, list_size=2)
+    assert sides.tolist() == [0, 0] and keys.tolist() == [0, 4]
+    assert parse_with_spec(records[0], ranking.RANKING_FEATURE_SPEC) == (
+        {"user_id": b"pseudo", "region_id": "süd".encode(), "platform": b"",
+         "surface": b"home", "start_time": 100},
+        {"article": [11, 12], "position": [0, 1], "display_position": [4, 5],
+         "label": [0, 2], "label_complete": [1, 1]})
+    assert parse_with_spec(records[1], ranking.RANKING_FEATURE_SPEC) == (
+        {"user_id": b"pseudo", "region_id": b"north", "platform": b"", "surface": b"home",
+         "start_time": 300},
+        {"article": [13], "position": [0], "display_position": [6], "label": [0],
+         "label_complete": [0]})
+
+
+# --- many records at once ----------------------------------------------------------------------
+
+def test_batch_encoding_equals_record_by_record_and_tensorflow():
+    rng = np.random.default_rng(5)
+    n = 40
+    lengths = rng.integers(0, 6, n)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    steps = int(bounds[-1])
+    context = {"user_id": ("bytes", [f"ü{i % 7}" for i in range(n)]),
+               "start_time": ("int64", random_value(rng, "int64", n)),
+               "weight": ("float", random_value(rng, "float", n))}
+    lists = {"article": ("int64", random_value(rng, "int64", steps)),
+             "seconds": ("float", random_value(rng, "float", steps)),
+             "event": ("bytes", random_value(rng, "bytes", steps))}
+    records = ep.encode_sequence_examples(context, lists, bounds)
+    assert len(records) == n
+    for i, record in enumerate(records):
+        lo, hi = bounds[i], bounds[i + 1]
+        ctx = {k: (kind, [v[i]]) for k, (kind, v) in context.items()}
+        seq = {k: (kind, v[lo:hi]) for k, (kind, v) in lists.items()}
+        assert record == ep.encode_sequence_example(ctx, seq)
+        same_as_tf(record, tf_sequence_example(ctx, seq))
+    assert ep.encode_sequence_examples({}, {}, [0]) == []
+    with pytest.raises(ValueError, match="bounds"):
+        ep.encode_sequence_examples({}, {}, [1, 2])
+    with pytest.raises(ValueError, match="3 values for 2 records"):
+        ep.encode_sequence_examples({"x": ("int64", [1, 2, 3])}, {}, [0, 0, 0])
+    with pytest.raises(ValueError, match="2 steps, bounds end at 3"):
+        ep.encode_sequence_examples({}, {"x": ("int64", [1, 2])}, [0, 3])

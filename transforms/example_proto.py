@@ -20,7 +20,7 @@ encoded as varints a whole array at a time; feature lists whose steps are the
 scalars of a 1-D numeric array are encoded a whole list at a time.
 """
 
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -132,15 +132,7 @@ def encode_feature(kind: str, values) -> bytes:
 
 def _map(entries: Mapping[str, bytes]) -> bytes:
     """Map field 1 (string key = 1, message value = 2), entries in sorted key order."""
-    parts = []
-    for key in sorted(entries):
-        if not isinstance(key, str):
-            raise TypeError(f"feature names must be str, got {key!r}")
-        k = key.encode("utf-8")
-        v = entries[key]
-        entry = _FIELD_1 + _varint(len(k)) + k + _FIELD_2 + _varint(len(v)) + v
-        parts.append(_FIELD_1 + _varint(len(entry)) + entry)
-    return b"".join(parts)
+    return b"".join([_entry(_key_head(key), entries[key]) for key in sorted(entries)])
 
 
 def _features(features: Mapping[str, Tuple[str, object]]) -> bytes:
@@ -154,29 +146,50 @@ def encode_example(features: Dict[str, Tuple[str, object]]) -> bytes:
     return _FIELD_1 + _varint(len(body)) + body
 
 
-def _scalar_steps(kind: str, steps: np.ndarray) -> bytes:
-    """FeatureList body of one-value steps, a whole 1-D array at once."""
-    n = len(steps)
+def _scalar_pieces(kind: str, values, wrap: bool) -> Tuple[bytes, np.ndarray]:
+    """Each value as a one-value Feature (wrap: as a FeatureList element, `0a len Feature`),
+    all concatenated; and the byte offsets of the pieces (n + 1 of them).
+    Numbers are encoded a whole array at a time."""
     if kind == "float":
-        # Each step: 0a 08 | 12 06 | 0a 04 | float32
-        out = np.empty((n, 10), dtype=np.uint8)
-        out[:, :6] = np.frombuffer(b"\x0a\x08\x12\x06\x0a\x04", dtype=np.uint8)
-        out[:, 6:] = np.frombuffer(_float_bytes(steps), dtype=np.uint8).reshape(n, 4)
-        return out.tobytes()
-    # int64. Each step: 0a k+4 | 1a k+2 | 0a k | varint of k bytes
-    data, nbytes = varint_parts(_int64_array(steps))
-    size = nbytes + 6
-    offsets = np.cumsum(size) - size
-    out = np.empty(int(size.sum()), dtype=np.uint8)
-    out[offsets] = 0x0A
-    out[offsets + 1] = nbytes + 4
-    out[offsets + 2] = 0x1A
-    out[offsets + 3] = nbytes + 2
-    out[offsets + 4] = 0x0A
-    out[offsets + 5] = nbytes
-    data_starts = np.cumsum(nbytes) - nbytes
-    out[np.repeat(offsets + 6 - data_starts, nbytes) + np.arange(len(data))] = data
-    return out.tobytes()
+        # [0a 08] 12 06 0a 04 float32
+        head = (b"\x0a\x08" if wrap else b"") + b"\x12\x06\x0a\x04"
+        floats = np.frombuffer(_float_bytes(values), dtype=np.uint8).reshape(-1, 4)
+        out = np.empty((len(floats), len(head) + 4), dtype=np.uint8)
+        out[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
+        out[:, len(head):] = floats
+        return out.tobytes(), np.arange(len(floats) + 1, dtype=np.int64) * out.shape[1]
+    if kind == "int64":
+        # [0a k+4] 1a k+2 0a k varint(k bytes)
+        data, nbytes = varint_parts(_int64_array(values))
+        h = 6 if wrap else 4
+        size = nbytes + h
+        offsets = np.zeros(len(size) + 1, dtype=np.int64)
+        np.cumsum(size, out=offsets[1:])
+        at = offsets[:-1]
+        out = np.empty(int(offsets[-1]), dtype=np.uint8)
+        if wrap:
+            out[at] = 0x0A
+            out[at + 1] = nbytes + 4
+            at = at + 2
+        out[at] = 0x1A
+        out[at + 1] = nbytes + 2
+        out[at + 2] = 0x0A
+        out[at + 3] = nbytes
+        data_starts = np.cumsum(nbytes) - nbytes
+        out[np.repeat(at + 4 - data_starts, nbytes) + np.arange(len(data))] = data
+        return out.tobytes(), offsets
+    if kind != "bytes":
+        raise ValueError(f"feature kind must be one of {KINDS}, got {kind!r}")
+    pieces, seen = [], {}
+    for v in _bytes_items(values):
+        piece = seen.get(v)
+        if piece is None:
+            feature = encode_feature("bytes", (v,))
+            piece = seen[v] = _FIELD_1 + _varint(len(feature)) + feature if wrap else feature
+        pieces.append(piece)
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in pieces], out=offsets[1:])
+    return b"".join(pieces), offsets
 
 
 def encode_feature_list(kind: str, steps) -> bytes:
@@ -185,7 +198,7 @@ def encode_feature_list(kind: str, steps) -> bytes:
         raise ValueError(f"feature kind must be one of {KINDS}, got {kind!r}")
     if (isinstance(steps, np.ndarray) and steps.ndim == 1 and kind != "bytes"
             and steps.dtype.kind in "iubf"):
-        return _scalar_steps(kind, steps) if len(steps) else b""
+        return _scalar_pieces(kind, steps, wrap=True)[0]
     parts = []
     seen: Dict[object, bytes] = {}
     for step in steps:
@@ -335,3 +348,55 @@ def decode_sequence_example(record: bytes):
             steps.append(values)
         feature_lists[name] = (kind, steps)
     return _decode_features(ctx), feature_lists
+
+
+def _entry(key_head: bytes, value: bytes) -> bytes:
+    body = key_head + _varint(len(value)) + value
+    return _FIELD_1 + _varint(len(body)) + body
+
+
+def _key_head(name: str) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"feature names must be str, got {name!r}")
+    key = name.encode("utf-8")
+    return _FIELD_1 + _varint(len(key)) + key + _FIELD_2
+
+
+def encode_sequence_examples(context: Dict[str, Tuple[str, object]],
+                             feature_lists: Dict[str, Tuple[str, object]],
+                             bounds) -> List[bytes]:
+    """Many SequenceExamples at once, every feature holding one value (a context
+    feature) or one value a step (a feature list).
+
+    context: {name: (kind, one value per record)}; feature_lists: {name: (kind, the
+    steps of every record, concatenated)}; record i's steps are bounds[i]:bounds[i + 1]
+    (bounds[0] == 0, bounds[-1] == the number of steps). Gives the same bytes as
+    encode_sequence_example record by record, with the numbers encoded a whole column
+    at a time."""
+    bounds = np.asarray(bounds, dtype=np.int64)
+    if bounds.ndim != 1 or len(bounds) == 0 or bounds[0] != 0 or np.any(np.diff(bounds) < 0):
+        raise ValueError("bounds must be non-decreasing offsets starting at 0")
+    n = len(bounds) - 1
+    ctx_columns = []
+    for name in sorted(context):
+        kind, values = context[name]
+        data, offsets = _scalar_pieces(kind, values, wrap=False)
+        if len(offsets) - 1 != n:
+            raise ValueError(f"context feature {name!r} has {len(offsets) - 1} values for "
+                             f"{n} records")
+        ctx_columns.append((_key_head(name), data, offsets.tolist()))
+    list_columns = []
+    for name in sorted(feature_lists):
+        kind, steps = feature_lists[name]
+        data, offsets = _scalar_pieces(kind, steps, wrap=True)
+        if len(offsets) - 1 != bounds[-1]:
+            raise ValueError(f"feature list {name!r} has {len(offsets) - 1} steps, bounds "
+                             f"end at {bounds[-1]}")
+        list_columns.append((_key_head(name), data, offsets[bounds].tolist()))
+    records = []
+    for i in range(n):
+        ctx = b"".join([_entry(head, data[o[i]:o[i + 1]]) for head, data, o in ctx_columns])
+        lists = b"".join([_entry(head, data[o[i]:o[i + 1]]) for head, data, o in list_columns])
+        records.append(_FIELD_1 + _varint(len(ctx)) + ctx + _FIELD_2 + _varint(len(lists))
+                       + lists)
+    return records

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.example_proto import encode_sequence_example
+from transforms.example_proto import encode_sequence_examples
 
 STRENGTH_NAMES = {1: "article_view", 2: "article_like", 3: "chat_start"}
 
@@ -94,17 +94,21 @@ def sequence_records(session: np.ndarray, article: np.ndarray, strength: np.ndar
     seconds[1:] = (ts[1:] - ts[:-1]) / 1e6
     seconds[first] = 0.0
     seconds = seconds.astype(np.float32)
-    events = _EVENT_OF_STRENGTH[strength.astype(np.int64)]
-    ids = session[starts[made]]
-    records = []
-    for s, lo, hi in zip(ids.tolist(), starts[made].tolist(), ends[made].tolist()):
-        last = hi - 1
-        records.append(encode_sequence_example(
-            {"user_id": ("bytes", session_user[s]),
-             "region_id": ("bytes", session_region[s]),
-             "label_article": ("int64", int(article[last])),
-             "start_time": ("int64", int(ts[lo]))},
-            {"article": ("int64", article[lo:last]),
-             "event_name": ("bytes", events[lo:last].tolist()),
-             "seconds_since_prev": ("float", seconds[lo:last])}))
+    made_starts, made_ends = starts[made], ends[made]
+    ids = session[made_starts]
+    # Steps: every position of a kept session but its last.
+    step = np.repeat(made, ends - starts)
+    step[ends - 1] = False
+    bounds = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(made_ends - made_starts - 1, out=bounds[1:])
+    id_list = ids.tolist()
+    records = encode_sequence_examples(
+        {"user_id": ("bytes", [session_user[s] for s in id_list]),
+         "region_id": ("bytes", [session_region[s] for s in id_list]),
+         "label_article": ("int64", article[made_ends - 1]),
+         "start_time": ("int64", ts[made_starts])},
+        {"article": ("int64", article[step]),
+         "event_name": ("bytes", _EVENT_OF_STRENGTH[strength[step].astype(np.int64)].tolist()),
+         "seconds_since_prev": ("float", seconds[step])},
+        bounds)
     return ids, records
