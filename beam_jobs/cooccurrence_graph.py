@@ -18,7 +18,8 @@ from transforms.cooccurrence import (
     parse_event_weights,
     read_index_file,
 )
-from transforms.publish import SUCCESS, PublishFileSets, latest_day_before, published_files
+from transforms import index_store
+from transforms.publish import PublishFileSets
 from transforms.sharding import parse_shard_count
 from transforms.span import DaySpan
 
@@ -46,28 +47,33 @@ def graph_params(args) -> GraphParams:
         max_rows_per_shard=args.max_rows_per_shard).check()
 
 
-def previous_index_files(output_dir: str, run_date: str, index_from: str = "") -> List[str]:
-    """The files of the article index to continue from (pipeline step): --index_from, else
-    the latest published day before run_date under <output_dir>/cooccurrence; none on
-    the first day."""
-    source = index_from or latest_day_before(f"{output_dir.rstrip('/')}/cooccurrence",
-                                             run_date, SUCCESS)
-    return published_files(source, "index") if source else []
+def read_base_index(pipeline, output_dir: str, index_from: str = ""):
+    """(base, known chunks): the article index this run extends, read while the pipeline
+    runs: base is one index_store.current_index() dict; known the (ids, indexes) chunks of
+    its files, one per file."""
+    base = (pipeline | "StartIndex" >> beam.Create([None])
+            | "ReadCurrentIndex" >> beam.Map(
+                lambda _: index_store.current_index(output_dir, index_from)))
+    known = (base | "ListIndexFiles" >> beam.FlatMap(lambda b: b["files"])
+             | "SpreadIndexFiles" >> beam.Reshuffle()
+             | "ReadIndexFiles" >> beam.Map(read_index_file))
+    return base, known
 
 
-def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict:
-    """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ (`source`
-    names the input in the manifest)."""
+def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str,
+                base_index=None) -> Dict:
+    """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ and the next
+    article index version (`source` names the input in the manifest). Returns
+    {"published", "index": the version dict PCollection, "pieces"}."""
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     params = graph_params(args)
-    index_from = args.index_from or ""
-    known = (pipeline | "StartIndex" >> beam.Create([None])
-             | "ListPreviousIndexFiles" >> beam.FlatMap(
-                 lambda _: previous_index_files(out, day, index_from))
-             | "SpreadIndexFiles" >> beam.Reshuffle()
-             | "ReadPreviousIndex" >> beam.Map(read_index_file))
+    base, known = base_index or read_base_index(pipeline, out, args.index_from or "")
     built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, known)
+    index_pieces = built["pieces"] | "SelectIndexPieces" >> beam.Filter(
+        lambda piece: piece[0] == "index")
+    index = index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb).apply(
+        index_pieces, base)
     final_dir = f"{out}/cooccurrence/dt={day}"
     manifest = {
         "run_date": day, "timezone": span.timezone,
@@ -78,8 +84,9 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict
     published = built["pieces"] | "PublishGraph" >> PublishFileSets(
         final_dir, manifest, gate, fmt="tfrecord", target_shard_mb=args.target_shard_mb,
         extra={"graph_shards_resolved": built["shards"],
-               "article_partitions": built["partitions"]}, file_sets=GRAPH_FILE_SETS)
-    return {"published": published}
+               "article_partitions": built["partitions"], "article_index": index},
+        file_sets=GRAPH_FILE_SETS)
+    return {"published": published, "index": index, "pieces": built["pieces"]}
 
 
 def check_args(args) -> None:

@@ -173,9 +173,10 @@ class GraphOptions(PipelineOptions):
                  "weighted count used by the weightings; empty turns it off.")
         parser.add_argument(
             "--index_from", default=None,
-            help="Directory of a published day (holding index-*.tfrecord.gz) to continue the "
-                 "article index from; default: the latest day before --run_date under "
-                 "--output_dir.")
+            help="A published folder holding an index-*.tfrecord.gz file set (a graph day "
+                 "or article_index/v=NNNNNN) to continue the article index from instead of "
+                 "the version <output_dir>/article_index/CURRENT names; the run still "
+                 "publishes version CURRENT + 1.")
         parser.add_argument(
             "--graph_shards", type=shard_count, default="auto",
             help="Shards (by a hash of user_id, then of the article) the graph is computed "

@@ -51,9 +51,14 @@ def report(output_dir: str, run_date: str) -> List[str]:
         part = published_manifest(validated)["file_sets"]["part"]
         lines.append(f"validated/  {part['rows']:,} rows of Parquet in {len(part['files'])} "
                      f"file(s) in {os.path.abspath(validated)}")
+    return lines + graph_lines(out, run_date) + examples_lines(out, run_date)
+
+
+def graph_lines(out: str, run_date: str) -> List[str]:
     gdir = f"{out}/cooccurrence/dt={run_date}"
     if not os.path.exists(f"{gdir}/{SUCCESS}"):
-        return lines + ["cooccurrence/  not published"]
+        return ["cooccurrence/  not published"]
+    lines = []
     m = published_manifest(gdir)
     sets = m["file_sets"]
     lines.append(f"cooccurrence/  {os.path.abspath(gdir)}  (weighting "
@@ -74,6 +79,28 @@ def report(output_dir: str, run_date: str) -> List[str]:
             for dst, w, c in list(zip(n["neighbor_ids"], n["neighbor_weights"],
                                       n["neighbor_counts"]))[:5]:
                 lines.append(f"    {dst.decode():<14} weight {w:8.4f}  count {c}")
+    index = m.get("article_index")
+    if index:
+        lines.append(f"article_index/  version {index['version']} (extends "
+                     f"{index['parent']}), vocab_size {index['vocab_size']:,}")
+    return lines
+
+
+def examples_lines(out: str, run_date: str) -> List[str]:
+    """One line per kind: records per split, files, what the records hold."""
+    lines = []
+    for kind in ("skipgram", "sequences", "ranking"):
+        edir = f"{out}/examples/{kind}/dt={run_date}"
+        if not os.path.exists(f"{edir}/{SUCCESS}"):
+            lines.append(f"examples/{kind:<10} not published")
+            continue
+        m = published_manifest(edir)
+        sets = m["file_sets"]
+        held = ", ".join(f"{k} {v:,}" for k, v in m.get("counts", {}).items())
+        lines.append(f"examples/{kind:<10}" + "  ".join(
+            f"{split} {sets[split]['rows']:,} records in {len(sets[split]['files'])} file(s)"
+            for split in ("train", "eval") if split in sets) + f"  ({held})")
+        lines.append(f"  {os.path.abspath(edir)}")
     return lines
 
 

@@ -178,11 +178,16 @@ def reference_graph(rows, gap_minutes=30, window=5, min_pair_count=2, weighting=
     return edges, neighbours, dict(frequency), reference_region(rows, max_events_per_user)
 
 
-def reference_index(frequency, known=None):
+def reference_index(frequency, known=None, others=()):
     """{article: index}: known articles keep theirs; the day's new ones are appended after
-    the largest known index (1 on a first day) by frequency descending, then id bytes."""
+    the largest known index (1 on a first day) by frequency descending, then id bytes;
+    new articles seen only in other rows (`others`: impressions, server events) come last,
+    by id bytes."""
     known = dict(known or {})
     start = max(known.values()) + 1 if known else 1
+    frequency = dict(frequency)
+    for article in others:
+        frequency.setdefault(article, 0)
     new = sorted((a for a in frequency if a not in known),
                  key=lambda a: (-frequency[a], _key(a)))
     index = dict(known)

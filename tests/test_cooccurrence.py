@@ -18,7 +18,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import contract
-from tests.graph_reference import reference_graph
+from tests.graph_reference import reference_graph, reference_index
 from transforms.cooccurrence import (
     BuildCooccurrenceGraph,
     CountShardPairs,
@@ -133,10 +133,11 @@ def check_graph(p, label, elements, params, expected, known=None):
 def expected_first_day(rows, **graph_args):
     """The reference graph plus first-day nodes and index (1.. by frequency desc, then id)."""
     edges, neighbours, frequency, region = reference_graph(rows, **graph_args)
-    order = sorted(frequency, key=lambda a: (-frequency[a], a.encode()))
-    index = {a: i + 1 for i, a in enumerate(order)}
+    others = {r["article_id"] for r in rows if r["article_id"] is not None
+              and r["event_name"] not in contract.INTERACTION_EVENTS}
+    index = reference_index(frequency, others=others)
     nodes = [(a, frequency[a], region.get(a), index[a]) for a in frequency]
-    return edges, neighbours, nodes, [(a, index[a]) for a in order]
+    return edges, neighbours, nodes, sorted(index.items(), key=lambda item: item[1])
 
 
 COUNT_PARAMS = dict(weighting="count", rank_by="count", min_pair_count=1)
@@ -182,7 +183,9 @@ def test_a_day_without_interactions_gives_an_empty_graph():
     rows = [make_row("u1", T0, "e1", "A", "impression"),
             make_row("u1", T0 + 1, "e2", None, "search")]
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
-        check_graph(p, "Empty", [to_table(rows)], GraphParams(num_shards=2), ({}, {}, [], []))
+        # No graph, but the impression's article is indexed (not a node).
+        check_graph(p, "Empty", [to_table(rows)], GraphParams(num_shards=2),
+                    ({}, {}, [], [("A", 1)]))
 
 
 # ---------------------------------------------------------------------- (b) the hot key

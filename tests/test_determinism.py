@@ -21,7 +21,8 @@ from transforms.publish import (published_files, published_manifest, read_file_s
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
-LOCAL = ["--runner=FnApiRunner"]
+SALT_FILE = os.path.join(os.path.dirname(__file__), "data", "user_id_salt")
+LOCAL = ["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}"]
 GRAPH_FILE_SETS = ("edges", "neighbors", "nodes", "index")
 VARIANTS = ("first", "rerun", "two-workers", "reordered-input")
 

@@ -15,11 +15,13 @@ from beam_jobs import cooccurrence_graph, daily, validate_events
 from datagen.events import generate_events, write_export_layout
 from schemas import contract
 from tests.graph_reference import reference_graph
+from transforms import index_store
 from transforms.publish import published_files, published_manifest, read_file_set
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
-LOCAL = ["--runner=FnApiRunner"]
+SALT_FILE = os.path.join(os.path.dirname(__file__), "data", "user_id_salt")
+LOCAL = ["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}"]
 
 
 def write_day(root, n, seed, breakage=None, run_date=DAY):
@@ -249,10 +251,14 @@ def test_shard_counts_and_workers_publish_the_same_records(count_graph_runs):
 
 
 def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_factory):
-    """The next day continues the index: known articles keep theirs, new ones append."""
+    """The next day continues the index: known articles keep theirs, new ones append (the
+    interacted ones by frequency, then those seen only in impressions or server events, by
+    id); a rerun of the first day afterwards extends the newest version, never reuses it."""
     _, out, root = clean_run
     gdir = os.path.join(out, "cooccurrence", f"dt={RUN_DATE}")
     first = {n["article_id"][0]: n["index"][0] for n in read_set(gdir, "index")}
+    first_version = published_manifest(gdir)["article_index"]["version"]
+    assert index_store.read_current(out) == first_version
     nxt = "2026-11-27"
     write_day(root / "events_next", 12000, seed=4, run_date=dt.date(2026, 11, 27))
     # A new seed is a new catalogue: its drift from day one is real, so override.
@@ -263,18 +269,30 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     assert {a: second[a] for a in first} == first
     new = [a for a in second if a not in first]
     nodes = {n["article_id"][0]: n for n in read_set(ndir, "nodes")}
-    expected = sorted(new, key=lambda a: (-nodes[a]["frequency"][0], a.encode()))
+    frequency = {a: nodes[a]["frequency"][0] if a in nodes else 0 for a in new}
+    expected = sorted(new, key=lambda a: (-frequency[a], a.encode()))
     assert [second[a] for a in expected] == list(range(max(first.values()) + 1,
                                                        max(first.values()) + 1 + len(new)))
+    assert any(f == 0 for f in frequency.values()) and any(f > 0 for f in frequency.values())
     assert sorted(second.values()) == list(range(1, len(second) + 1))
-    # Running the first day again publishes the same records (under new run-unique names,
-    # the previous run's files removed after the new _SUCCESS).
-    file_sets = ("edges", "neighbors", "nodes", "index")
+    second_manifest = published_manifest(ndir)["article_index"]
+    assert second_manifest == {"version": first_version + 1, "parent": first_version,
+                               "vocab_size": len(second) + 1}
+    # Running the first day again publishes the same graph records (under new run-unique
+    # names, the previous run's files removed after the new _SUCCESS), with the newest
+    # index version extended: day two's articles keep theirs.
+    file_sets = ("edges", "neighbors", "nodes")
     before = {f: decoded_records(gdir, f) for f in file_sets}
     old_names = set(os.listdir(gdir))
     daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
                        f"--output_dir={out}"])
     assert {f: decoded_records(gdir, f) for f in file_sets} == before
+    again = {n["article_id"][0]: n["index"][0] for n in read_set(gdir, "index")}
+    assert again == second
+    assert published_manifest(gdir)["article_index"]["version"] == first_version + 2
+    assert index_store.read_current(out) == first_version + 2
+    assert index_store.published_versions(out) == [first_version, first_version + 1,
+                                                   first_version + 2]
     listed = {f["name"] for s in published_manifest(gdir)["file_sets"].values()
               for f in s["files"]}
     run_id = published_manifest(gdir)["run_id"]

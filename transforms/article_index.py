@@ -42,11 +42,10 @@ def merge_nodes(parts: Sequence[Part], region_counts: Sequence[pa.Table]) -> Nod
     if not merged.cols:
         return Nodes(pa.array([], pa.string()), np.zeros(0, np.int64), pa.array([], pa.string()))
     ids = merged.ids
+    # Every listed article is kept: those of other rows (impressions, server events) come
+    # with frequency 0 and are indexed, not made nodes.
     frequency = np.bincount(merged.cols["article"], weights=merged.cols["frequency"],
                             minlength=len(ids)).astype(np.int64)
-    present = np.flatnonzero(frequency > 0)
-    ids = ids.take(pa.array(present, pa.int64()))
-    frequency = frequency[present]
     tables = [t for t in region_counts if t.num_rows]
     if tables:
         modes = graph.region_mode_from_counts(pa.concat_tables(tables))

@@ -50,6 +50,7 @@ class GraphParams(NamedTuple):
     event_weights: Optional[Dict[str, float]] = None
     num_shards: int = 0            # 0: auto, ceil(interaction rows / max_rows_per_shard)
     max_rows_per_shard: int = 1_000_000
+    edges: bool = True             # False: only the nodes and the article index
 
     def check(self) -> "GraphParams":
         problems = []
@@ -204,23 +205,24 @@ class CountShardPairs(beam.DoFn):
         # Weight classes rank the weights, so a collapsed run keeps the largest weight's class.
         sess = sessions_lib.sessionize(users, ts, codes, wclass.astype(np.float64), p.gap_us,
                                        0, p.max_session_length)
-        left, right = sessions_lib.window_pair_positions(sess, p.window)
         self._interactions.inc(len(codes))
         self._sessions.inc(int(sess.session[-1]) + 1 if len(sess.session) else 0)
-        self._pairs.inc(2 * len(left))
-
         partition_of = shard_ids(ids, num_partitions)
-        counted = pairs_lib.shard_pair_part(sess.article, sess.weight.astype(np.int64), left,
-                                            right, len(ids), len(classes.weights))
-        # Narrow columns for the shuffle: counts in the smallest type that holds them, and
-        # no class column when there is one class.
-        counted["count"] = pairs_lib.narrow(
-            counted["count"], int(counted["count"].max()) + 1 if len(counted["count"]) else 1)
-        if len(classes.products) == 1:
-            del counted["cls"]
-        for target, part in pairs_lib.split_part(ids, counted, ("src", "dst"),
-                                                 partition_of[counted["src"]]):
-            yield self._sent(target, PAIRS, part)
+        if p.edges:
+            left, right = sessions_lib.window_pair_positions(sess, p.window)
+            self._pairs.inc(2 * len(left))
+            counted = pairs_lib.shard_pair_part(sess.article, sess.weight.astype(np.int64),
+                                                left, right, len(ids), len(classes.weights))
+            # Narrow columns for the shuffle: counts in the smallest type that holds them,
+            # and no class column when there is one class.
+            counted["count"] = pairs_lib.narrow(
+                counted["count"],
+                int(counted["count"].max()) + 1 if len(counted["count"]) else 1)
+            if len(classes.products) == 1:
+                del counted["cls"]
+            for target, part in pairs_lib.split_part(ids, counted, ("src", "dst"),
+                                                     partition_of[counted["src"]]):
+                yield self._sent(target, PAIRS, part)
         frequency = np.bincount(sess.article, minlength=len(ids))
         present = np.flatnonzero(frequency)
         for target, part in pairs_lib.split_part(
@@ -241,6 +243,29 @@ class CountShardPairs(beam.DoFn):
     def _sent(self, target, tag, payload):
         self._bytes.update(_element_bytes(payload))
         return target, (tag, payload)
+
+
+def other_articles(element, num_partitions: int):
+    """Valid rows -> (article partition, (NODES, part)) of the articles of rows that are
+    not interactions (impressions, server events), with frequency 0: the article index
+    covers every article of the day's valid events; the nodes stay the interacted ones."""
+    table = element[1] if isinstance(element, tuple) else element
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if "event_name" not in table.column_names or "article_id" not in table.column_names:
+        return
+    mask = pc.and_(pc.invert(pc.is_in(table.column("event_name"),
+                                      value_set=pa.array(contract.INTERACTION_EVENTS))),
+                   pc.is_valid(table.column("article_id")))
+    ids = pc.unique(table.column("article_id").filter(mask).combine_chunks()
+                    .cast(pa.string()))
+    if not len(ids):
+        return
+    codes = np.arange(len(ids), dtype=np.int64)
+    for target, part in pairs_lib.split_part(ids, {"article": codes,
+                                                   "frequency": np.zeros(len(ids), np.int64)},
+                                             ("article",), shard_ids(ids, num_partitions)):
+        yield target, (NODES, part)
 
 
 def read_index_file(path: str) -> Tuple[pa.Array, np.ndarray]:
@@ -308,11 +333,12 @@ class MergeArticlePartition(beam.DoFn):
         joined = article_index.join_known(nodes, got[KNOWN])
         if len(joined.known_ids):
             yield "index", 2 * partition, _index_batch(joined.known_ids, joined.known_index)
-        if len(joined.day_known):
-            take = pa.array(joined.day_known, pa.int64())
+        interacted = joined.day_known[nodes.frequency[joined.day_known] > 0]
+        if len(interacted):
+            take = pa.array(interacted, pa.int64())
             yield "nodes", 2 * partition, _nodes_batch(
-                nodes.ids.take(take), nodes.frequency[joined.day_known], nodes.region.take(take),
-                joined.day_known_index)
+                nodes.ids.take(take), nodes.frequency[interacted], nodes.region.take(take),
+                joined.day_known_index[nodes.frequency[joined.day_known] > 0])
         if len(joined.day_new):
             take = pa.array(joined.day_new, pa.int64())
             yield beam.pvalue.TaggedOutput(self.NEW, (
@@ -395,8 +421,13 @@ def index_new_articles(element, offsets, largest_known: int):
     order, index = article_index.rank_new(ids, frequency, bucket, offsets, largest_known + 1)
     take = pa.array(order, pa.int64())
     ids = ids.take(take)
-    yield "nodes", 2 * bucket + 1, _nodes_batch(
-        ids, frequency[order], table.column("region_id").combine_chunks().take(take), index)
+    frequency = frequency[order]
+    interacted = np.flatnonzero(frequency > 0)   # the others are appended after, by id
+    if len(interacted):
+        rows = pa.array(interacted, pa.int64())
+        yield "nodes", 2 * bucket + 1, _nodes_batch(
+            ids.take(rows), frequency[interacted],
+            table.column("region_id").combine_chunks().take(take).take(rows), index[interacted])
     yield "index", 2 * bucket + 1, _index_batch(ids, index)
 
 
@@ -434,12 +465,13 @@ class BuildCooccurrenceGraph(beam.PTransform):
                     | "CountPairs" >> beam.ParDo(CountShardPairs(p), num_partitions))
         known = self._known | "PartitionKnownIndex" >> beam.FlatMap(partition_known,
                                                                     num_partitions)
+        others = valid | "ListOtherArticles" >> beam.FlatMap(other_articles, num_partitions)
         largest_known = (self._known
                          | "LargestIndexOfChunk" >> beam.Map(
                              lambda chunk: int(chunk[1].max()) if len(chunk[1]) else 0)
                          | "LargestKnownIndex" >> beam.CombineGlobally(
                              lambda values: max(values, default=0)))
-        merged = ((partials, known)
+        merged = ((partials, known, others)
                   | "GatherArticlePartitions" >> beam.Flatten()
                   | "GroupArticlePartitions" >> beam.GroupByKey()
                   | "MergeArticlePartitions" >> beam.ParDo(
@@ -450,10 +482,12 @@ class BuildCooccurrenceGraph(beam.PTransform):
                  | "SumClassTotals" >> beam.CombineGlobally(
                      lambda arrays: sum(arrays, np.zeros(len(products), dtype=np.int64)))
                  | "WeighPairTotal" >> beam.Map(pair_total, products))
-        ranked = (merged[MergeArticlePartition.RANK_INPUT]
-                  | "GroupRankInputs" >> beam.GroupByKey()
-                  | "RankNeighbours" >> beam.ParDo(RankPartition(p),
-                                                   beam.pvalue.AsSingleton(total)))
+        pieces = [merged.pieces]
+        if p.edges:
+            pieces.append(merged[MergeArticlePartition.RANK_INPUT]
+                          | "GroupRankInputs" >> beam.GroupByKey()
+                          | "RankNeighbours" >> beam.ParDo(RankPartition(p),
+                                                           beam.pvalue.AsSingleton(total)))
         new = merged[MergeArticlePartition.NEW]
         splitters = (new
                      | "SampleNewArticles" >> beam.FlatMap(
@@ -472,6 +506,6 @@ class BuildCooccurrenceGraph(beam.PTransform):
                    | "IndexNewArticles" >> beam.FlatMap(
                        index_new_articles, beam.pvalue.AsSingleton(offsets),
                        beam.pvalue.AsSingleton(largest_known)))
-        pieces = ((merged.pieces, ranked, indexed)
+        pieces = (tuple(pieces) + (indexed,)
                   | "GatherGraphPieces" >> beam.Flatten())
         return {"pieces": pieces, "shards": shards, "partitions": partitions}

@@ -1,0 +1,191 @@
+"""Training examples of one day for the GPU trainers: skip-gram pairs (item2vec),
+next-article sequences and ranking lists, as GZIP TFRecords split into train and eval,
+published to <output_dir>/examples/<kind>/dt=<run_date>/.
+
+python -m beam_jobs.training_examples (--events=... | --validated_events=DIR/validated) \
+    --run_date=YYYY-MM-DD --output_dir=DIR (--user_id_salt_file=F | --user_id_salt_secret=V) \
+    [examples, split and graph session options] [Beam options]
+
+Standalone, the job extends the article index itself (every article of the day's valid
+events) and publishes the next version; in the daily job the stage takes the index the
+graph stage publishes.
+"""
+
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from beam_jobs import options as opts
+from beam_jobs import validate_events
+from transforms import index_store
+from transforms.examples import EXAMPLE_COLUMNS, KINDS, BuildTrainingExamples, ExampleParams
+from transforms.publish import PublishFileSets
+from transforms.span import DaySpan
+
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions,
+                  opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
+                  opts.PrivacyOptions, opts.ExamplesOptions)
+REQUIRED_OPTIONS = ("output_dir",)
+DESCRIPTION = ("Write the day's training examples (skip-gram pairs, next-article sequences, "
+               "ranking lists) split into train and eval, with pseudonymous user ids and "
+               "the article index's ids; with --events the day is validated inline and an "
+               "unblessed day publishes nothing.")
+EXAMPLE_OPTION_NAMES = ("example_kinds", "skipgram_subsample", "skipgram_window",
+                        "skipgram_negatives", "skipgram_same_region_negatives",
+                        "skipgram_pairs_per_record", "skipgram_max_pairs", "ranking_list_size",
+                        "ranking_label_minutes", "examples_seed", "eval_split", "eval_hours",
+                        "eval_fraction", "session_gap_minutes", "max_session_length",
+                        "max_events_per_user", "max_rows_per_shard", "target_shard_mb")
+SPLIT_FILE_SETS = ("train", "eval")
+
+
+def example_params(args, span: DaySpan) -> ExampleParams:
+    kinds = tuple(k.strip() for k in (args.example_kinds or "").split(",") if k.strip())
+    return ExampleParams(
+        run_date=span.run_date.isoformat(), day_start_us=span.start_us,
+        day_end_us=span.end_us, kinds=kinds,
+        gap_us=int(round(args.session_gap_minutes * 60_000_000)),
+        max_events_per_user=args.max_events_per_user,
+        max_session_length=args.max_session_length, eval_split=args.eval_split,
+        eval_hours=args.eval_hours, eval_fraction=args.eval_fraction, seed=args.examples_seed,
+        subsample=args.skipgram_subsample, window=args.skipgram_window,
+        negatives=args.skipgram_negatives,
+        same_region_share=args.skipgram_same_region_negatives,
+        pairs_per_record=args.skipgram_pairs_per_record, max_pairs=args.skipgram_max_pairs,
+        list_size=args.ranking_list_size,
+        label_window_us=int(round(args.ranking_label_minutes * 60_000_000)),
+        max_rows_per_shard=args.max_rows_per_shard,
+        target_bytes=max(1, int(args.target_shard_mb * (1 << 20)))).check()
+
+
+def feature_spec(kind: str) -> Dict:
+    from transforms import ranking, sequences, skipgram
+    return {"skipgram": skipgram.SKIPGRAM_FEATURE_SPEC,
+            "sequences": sequences.SEQUENCE_FEATURE_SPEC,
+            "ranking": ranking.RANKING_FEATURE_SPEC}[kind]
+
+
+def index_chunks_of(pieces):
+    """Graph pieces -> (article ids, indexes) chunks of the index file set."""
+    def chunk(piece):
+        file_set, _, batch = piece
+        if file_set != "index":
+            return []
+        ids = batch.column(batch.schema.get_field_index("article_id")).cast(pa.string())
+        index = batch.column(batch.schema.get_field_index("index")).to_numpy()
+        return [(ids, np.asarray(index, np.int64))]
+    return pieces | "IndexChunks" >> beam.FlatMap(chunk)
+
+
+def region_chunks_of(pieces):
+    """Graph pieces -> (indexes, regions) chunks of the nodes file set."""
+    def chunk(piece):
+        file_set, _, batch = piece
+        if file_set != "nodes":
+            return []
+        index = batch.column(batch.schema.get_field_index("index")).to_numpy()
+        region = batch.column(batch.schema.get_field_index("region_id")).cast(
+            pa.string()).to_pylist()
+        return [(np.asarray(index, np.int64), region)]
+    return pieces | "RegionChunks" >> beam.FlatMap(chunk)
+
+
+def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_pieces,
+                   source: str) -> Dict:
+    """Valid rows -> every kind published under <output_dir>/examples/<kind>/dt=<day>/.
+    `index` is the PCollection of the article index version dict the run publishes
+    (index_store.PublishArticleIndex), `graph_pieces` the pieces holding that run's index
+    and nodes file sets."""
+    params = example_params(args, span)
+    out = args.output_dir.rstrip("/")
+    day = span.run_date.isoformat()
+    built = valid | "BuildExamples" >> BuildTrainingExamples(
+        params, index_chunks_of(graph_pieces), region_chunks_of(graph_pieces),
+        args.user_id_salt_file, args.user_id_salt_secret)
+    published = {}
+    for kind in params.kinds:
+        counts = built["counts"] | f"{kind.capitalize()}Counts" >> beam.Map(
+            kind_counts, kind)
+        manifest = {
+            "kind": kind, "run_date": day, "timezone": span.timezone,
+            "span_utc": [span.start.isoformat(), span.end.isoformat()],
+            "input": source, "input_days": [day],
+            "split": split_description(params, span),
+            "feature_spec": feature_spec(kind),
+            "options": {name: getattr(args, name) for name in EXAMPLE_OPTION_NAMES},
+        }
+        published[kind] = built[kind] | f"Publish{kind.capitalize()}" >> PublishFileSets(
+            f"{out}/examples/{kind}/dt={day}", manifest, gate, fmt="records",
+            target_shard_mb=args.target_shard_mb,
+            extra={"article_index": index, "counts": counts}, file_sets=SPLIT_FILE_SETS)
+    return published
+
+
+def kind_counts(counters: Dict[str, int], kind: str) -> Dict[str, int]:
+    """The counters of one kind: records per split and what they hold."""
+    prefixes = {"skipgram": ("skipgram_",), "sequences": ("sequences_", "sessions"),
+                "ranking": ("ranking_", "impressions_")}[kind]
+    return {k: v for k, v in counters.items() if k.startswith(prefixes)}
+
+
+def split_description(params: ExampleParams, span: DaySpan) -> Dict:
+    if params.eval_split == "time":
+        import datetime as dt
+        boundary = dt.datetime.fromtimestamp(params.boundary_us / 1e6, dt.timezone.utc)
+        return {"eval_split": "time", "eval_hours": params.eval_hours,
+                "boundary_utc": boundary.isoformat()}
+    return {"eval_split": "user_hash", "eval_fraction": params.eval_fraction}
+
+
+def check_args(args) -> None:
+    from beam_jobs import cooccurrence_graph
+    from transforms import privacy
+    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
+    if bool(args.events) == bool(args.validated_events):
+        raise ValueError("give exactly one of --events (raw, validated inline) and "
+                         "--validated_events (<output_dir>/validated of a blessed day)")
+    if args.events:
+        validate_events.check_args(args)
+    privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
+    cooccurrence_graph.graph_params(args)
+    example_params(args, opts.resolve_day("2026-01-01", "UTC"))
+
+
+def read_valid(pipeline, args, span: DaySpan):
+    """(valid rows, gate): raw events validated inline, or every valid row of a blessed day
+    (impressions and server events too: the index covers their articles)."""
+    if args.events:
+        validated = validate_events.build_validation(pipeline, args, span)
+        return validated["valid"], validated["gate"]
+    from transforms.read import ReadValidatedEvents
+    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
+        args.validated_events, span.run_date.isoformat(), columns=EXAMPLE_COLUMNS)
+    return read["valid"], read["gate"]
+
+
+def build(pipeline, args, span: DaySpan) -> None:
+    from beam_jobs import cooccurrence_graph
+    from transforms.cooccurrence import BuildCooccurrenceGraph
+    valid, gate = read_valid(pipeline, args, span)
+    out = args.output_dir.rstrip("/")
+    base, known = cooccurrence_graph.read_base_index(pipeline, out, args.index_from or "")
+    # The graph composite without its edges: the day's nodes and the extended index.
+    params = cooccurrence_graph.graph_params(args)._replace(edges=False)
+    pieces = valid | "IndexArticles" >> BuildCooccurrenceGraph(params, known)
+    index_pieces = pieces["pieces"] | "SelectIndexPieces" >> beam.Filter(
+        lambda piece: piece[0] == "index")
+    index = index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
+                                            args.target_shard_mb).apply(index_pieces, base)
+    build_examples(pipeline, args, span, valid, gate, index, pieces["pieces"],
+                   args.events or args.validated_events)
+
+
+def run(argv: Optional[List[str]] = None):
+    return opts.run_job(argv, "beam_jobs.training_examples", OPTION_CLASSES, DESCRIPTION,
+                        check_args, build)
+
+
+if __name__ == "__main__":
+    opts.main(run)
