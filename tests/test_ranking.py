@@ -225,3 +225,28 @@ def test_random_shard_matches_reference(seed, list_size):
     assert set(sides) == {0, 1}
     complete = [v[0] for _, seq in records for v in seq["label_complete"][1]]
     assert set(complete) == {0, 1}
+
+
+def test_chunked_and_dictionary_columns_give_the_same_records():
+    rows, pseudonyms, day_end = random_shard(9, n_users=3)
+    col = lambda k: [r[k] for r in rows]  # noqa: E731
+    half = len(rows) // 2
+
+    def strings(k, dictionary):
+        arr = pa.array(col(k), pa.string())
+        arr = arr.dictionary_encode() if dictionary else arr
+        return pa.chunked_array([arr.slice(0, half), arr.slice(half)])
+
+    out = []
+    for dictionary in (False, True):
+        sides, keys, records = ranking.ranking_records(
+            np.array(col("user")), np.array(col("ts")), strings("event", dictionary),
+            np.array(col("article")), np.array(col("side"), dtype=np.int8),
+            strings("surface", dictionary), np.array(col("shown")),
+            strings("region", dictionary), strings("platform", dictionary), pseudonyms,
+            1000, 500, day_end, 3)
+        out.append((sides.tolist(), keys.tolist(), records))
+    expected = reference(rows, pseudonyms, 1000, 500, day_end, 3)
+    assert out[0] == out[1]
+    assert (out[0][0], out[0][1]) == (expected[0], expected[1])
+    assert [decode_sequence_example(r) for r in out[0][2]] == expected[2]

@@ -38,7 +38,11 @@ RANKING_FEATURE_SPEC: Dict = {
 
 
 def _flat(array) -> pa.Array:
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    """One plain (not dictionary-encoded) array."""
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    return array
 
 
 def _is(event_name: pa.Array, name: str) -> np.ndarray:
@@ -163,7 +167,7 @@ def ranking_records(user: np.ndarray, ts_us: np.ndarray, event_name: pa.Array,
     starts = np.flatnonzero(group_start)
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
     position = rank % list_size
-    list_of = np.cumsum(group_start | (position == 0)) - 1          # in `order`
+    list_of = np.cumsum(position == 0) - 1          # list number, in `order`
     first_row = imp[order][position == 0]
     # Renumber lists by first row; lay impressions out list by list, in row order.
     renumber = np.empty(len(first_row), dtype=np.int64)
