@@ -103,8 +103,8 @@ def job_parameters(job: str, given: Dict[str, str], timezone: str,
     parameter present."""
     declared = template_parameters(job)
     values = {name: value for name, value in given.items() if name in declared}
-    values["run_date"] = run_date
-    values["timezone"] = timezone
+    values.update({name: value for name, value in
+                   (("run_date", run_date), ("timezone", timezone)) if name in declared})
     for name, value in values.items():
         for pattern in declared[name].get("regexes", []):
             if not re.fullmatch(pattern, value):
@@ -160,18 +160,25 @@ def scheduler_job(job: str, build: Build, parameters: Dict[str, str], args) -> D
     }
 
 
-def scheduler_jobs(args) -> Dict[str, Dict]:
-    build = Build.load(args.build)
-    jobs = args.jobs.split(",") if args.jobs else sorted(build.images)
+def given_parameters(items: Sequence[str]) -> Dict[str, str]:
+    """--parameter NAME=VALUE items as a dict; run_date and timezone are not given."""
     given = {}
-    for item in args.parameter:
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ValueError(f"--parameter {item!r}: expected NAME=VALUE")
         if name in ("run_date", "timezone"):
-            raise ValueError(f"--parameter {name}: run_date is always auto and timezone is "
-                             "--timezone (the scheduler's time zone)")
+            raise ValueError(f"--parameter {name}: run_date is set by the command (auto "
+                             "every morning) and timezone is --timezone (the scheduler's "
+                             "time zone)")
         given[name] = value
+    return given
+
+
+def scheduler_jobs(args) -> Dict[str, Dict]:
+    build = Build.load(args.build)
+    jobs = args.jobs.split(",") if args.jobs else sorted(build.images)
+    given = given_parameters(args.parameter)
     declared_anywhere = set()
     out = {}
     for job in jobs:
@@ -244,19 +251,21 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
-def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    """What a launch of a template needs (shared with flex_templates.backfill)."""
-    parser.add_argument("--project", required=True, help="Google Cloud project id.")
+def add_launch_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """What a launch of a template needs (shared with flex_templates.backfill, where
+    they are needed only on Dataflow)."""
+    parser.add_argument("--project", required=required, help="Google Cloud project id.")
     parser.add_argument("--region", default="asia-northeast3",
                         help="Region of the Dataflow jobs and the scheduler jobs.")
-    parser.add_argument("--build", required=True,
+    parser.add_argument("--build", required=required,
                         help="The build record gs://TEMPLATE_BUCKET/templates/"
                              "build-<revision>.json (or a local copy) that cloudbuild.yaml "
                              "wrote; its templates and image digests are launched.")
-    parser.add_argument("--worker_service_account", required=True,
+    parser.add_argument("--worker_service_account", required=required,
                         help="Service account the Dataflow workers run as.")
-    parser.add_argument("--temp_location", required=True, help="gs:// temp folder of Dataflow.")
-    parser.add_argument("--staging_location", required=True,
+    parser.add_argument("--temp_location", required=required,
+                        help="gs:// temp folder of Dataflow.")
+    parser.add_argument("--staging_location", required=required,
                         help="gs:// staging folder of Dataflow.")
     parser.add_argument("--machine_type", default=DEFAULT_MACHINE_TYPE,
                         help="Worker machine type.")

@@ -121,7 +121,7 @@ def test_main_writes_the_jobs_and_launch_bodies(build_record, tmp_path, capsys):
 @pytest.mark.parametrize("extra,message", [
     (["--parameter", "events=bq://demo-project.events.events; DROP TABLE x"],
      "parameter events='bq://demo-project.events.events; DROP TABLE x' does not match"),
-    (["--parameter", "run_date=2026-11-20"], "run_date is always auto"),
+    (["--parameter", "run_date=2026-11-20"], "run_date is set by the command"),
     (["--parameter", "no_such_option=1"], "--parameter no_such_option: no scheduled job"),
     (["--jobs=report"], "--jobs: report is not in"),
 ])
