@@ -255,7 +255,10 @@ def _pairs(rng, articles, counts, n_pairs, outsiders=()):
 
 @pytest.mark.parametrize("n,share", [(4, 0.5), (5, 0.5), (3, 0.5), (4, 0.0), (4, 1.0),
                                      (1, 0.5), (0, 0.5)])
-def test_draw_matches_the_reference(n, share):
+@pytest.mark.parametrize("sorted_search", [False, True])
+def test_draw_matches_the_reference(n, share, sorted_search, monkeypatch):
+    if sorted_search:   # the global table searched in key order (large tables)
+        monkeypatch.setattr(skipgram, "_SORTED_SEARCH_MIN_TABLE", 0)
     rng = random.Random(n * 10 + int(share * 4))
     regions = ["north", "south", "east", "tiny", ""]
     articles, counts, region = random_catalogue(rng, 60, regions)

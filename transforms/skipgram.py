@@ -57,6 +57,7 @@ MIN_REGION_CANDIDATES = 3
 MAX_ATTEMPTS = 16
 
 _UNIGRAM_POWER = 0.75
+_SORTED_SEARCH_MIN_TABLE = 4096   # _pick: larger global tables are searched in key order
 
 
 def _check_t(t: float) -> float:
@@ -309,22 +310,36 @@ class NegativeSampler:
         return self.articles[slot] == article
 
     def _pick(self, table: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Article drawn with u from table (-1 global, else a region code), per element."""
+        """Article drawn with u from table (-1 global, else a region code), per element:
+        the first of the table's articles whose cumulative weight exceeds u.
+
+        Draws from the global table are searched in the order of their top 16 bits (a
+        stable radix sort): nearly sorted keys search a large table several times
+        faster than random ones. Regional draws are grouped by region (a radix sort of
+        the codes), one search per region present."""
         out = np.empty(len(u), dtype=np.int64)
         glob = table < 0
-        if glob.any():
-            idx = np.searchsorted(self.cum, u[glob], side="right")
-            out[glob] = self.articles[np.minimum(idx, len(self.cum) - 1)]
-        rest = np.flatnonzero(~glob)
-        if len(rest):
-            order = rest[np.argsort(table[rest], kind="stable")]
-            codes = table[order]
+        where = np.flatnonzero(glob)
+        if len(where):
+            ug = u[where]
+            if len(self.cum) > _SORTED_SEARCH_MIN_TABLE:
+                order = np.argsort((ug * 65536.0).astype(np.uint16), kind="stable")
+                idx = np.empty(len(ug), dtype=np.int64)
+                idx[order] = np.searchsorted(self.cum, ug[order], side="right")
+            else:
+                idx = np.searchsorted(self.cum, ug, side="right")
+            out[where] = self.articles[np.minimum(idx, len(self.cum) - 1)]
+        where = np.flatnonzero(~glob)
+        if len(where):
+            codes = table[where].astype(np.int16 if len(self.region_names) < 32000
+                                        else np.int32)
+            by_region = np.argsort(codes, kind="stable")
+            where, codes = where[by_region], codes[by_region]
             bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                code = int(codes[a])
-                s, e = int(self.region_start[code]), int(self.region_start[code + 1])
-                idx = s + np.searchsorted(self.region_cum[s:e], u[order[a:b]], side="right")
-                out[order[a:b]] = self.region_articles[np.minimum(idx, e - 1)]
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                arts, cum = self._segment(int(codes[a]))
+                idx = np.searchsorted(cum, u[where[a:b]], side="right")
+                out[where[a:b]] = arts[np.minimum(idx, len(arts) - 1)]
         return out
 
     def _segment(self, table: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -392,30 +407,39 @@ class NegativeSampler:
         sizes = np.diff(self.region_start)
         regional = (codes >= 0) & (sizes[np.maximum(codes, 0)] >= MIN_REGION_CANDIDATES) \
             if len(sizes) else np.zeros(pairs, dtype=bool)
-        others = len(self.articles) - self._contains(target).astype(np.int64) \
-            - (self._contains(context) & (context != target)).astype(np.int64)
-        valid = others > 0
-        # Pending draws as flat (pair, k) cells of valid pairs.
-        cells = (np.flatnonzero(valid)[:, None] * n + np.arange(n)[None, :]).ravel()
-        flat = negatives.reshape(-1)
-        p_all, k_all = cells // n, cells % n
-        table_all = np.where((k_all < n_same) & regional[p_all], codes[p_all], -1)
-        pending = np.arange(len(cells))
-        attempt = 0
+        if len(self.articles) >= 3:   # an article other than target and context exists
+            valid = np.ones(pairs, dtype=bool)
+        else:
+            others = len(self.articles) - self._contains(target).astype(np.int64) \
+                - (self._contains(context) & (context != target)).astype(np.int64)
+            valid = others > 0
+        # Cells (pair, k) of the valid pairs, row-major. keyed_uint64 chains its keys, so
+        # the pair's part of the hash is computed once per pair, not once per draw.
+        rows = np.flatnonzero(valid)
+        t_rows, c_rows = target[rows], context[rows]
+        cell_hash = keyed_uint64(keyed_uint64(base, pair_key[rows])[:, None],
+                                 np.arange(n, dtype=np.int64)[None, :]).ravel()
+        regional_cells = regional[rows][:, None] & (np.arange(n) < n_same)[None, :]
+        table_all = np.where(regional_cells, codes[rows][:, None], -1).ravel()
+        drawn = self._pick(table_all, uniform(cell_hash, 0)).reshape(len(rows), n)
+        result = drawn.ravel()
+        pending = np.flatnonzero(((drawn == t_rows[:, None]) | (drawn == c_rows[:, None]))
+                                 .ravel())
+        attempt = 1
         while len(pending) and attempt < MAX_ATTEMPTS:
-            p, k = p_all[pending], k_all[pending]
-            drawn = self._pick(table_all[pending], uniform(base, pair_key[p], k, attempt))
-            bad = (drawn == target[p]) | (drawn == context[p])
-            flat[cells[pending[~bad]]] = drawn[~bad]
-            pending = pending[bad]
+            p = pending // n
+            got = self._pick(table_all[pending], uniform(cell_hash[pending], attempt))
+            result[pending] = got
+            pending = pending[(got == t_rows[p]) | (got == c_rows[p])]
             attempt += 1
         if len(pending):
-            p, k = p_all[pending], k_all[pending]
-            u = uniform(base, pair_key[p], k, MAX_ATTEMPTS)
-            for cell, table, ui, pi in zip(cells[pending].tolist(), table_all[pending].tolist(),
-                                           u.tolist(), p.tolist()):
-                flat[cell] = self._pick_excluding(table, ui, int(target[pi]),
-                                                  int(context[pi]))
+            u = uniform(cell_hash[pending], MAX_ATTEMPTS)
+            for cell, table, ui in zip(pending.tolist(), table_all[pending].tolist(),
+                                       u.tolist()):
+                row = cell // n
+                result[cell] = self._pick_excluding(table, ui, int(t_rows[row]),
+                                                    int(c_rows[row]))
+        negatives[rows] = drawn
         return negatives, valid
 
 
@@ -426,7 +450,10 @@ class NegativeSampler:
 def _varint_lengths(values: np.ndarray) -> np.ndarray:
     """Bytes of each uint64's base-128 varint (1..10)."""
     lengths = np.ones(len(values), dtype=np.int64)
+    top = int(values.max()) if len(values) else 0
     for k in range(1, 10):
+        if top < (1 << (7 * k)):
+            break
         lengths += values >= np.uint64(1 << (7 * k))
     return lengths
 
