@@ -19,7 +19,8 @@ positions:
    round(n * share) of them from the target's region, never the target or the
    context.
 5. Records (`pack_records`): pairs in a seeded order, cut into tf.train.Example
-   records of parallel int64 lists target, context, negatives (row-major).
+   records of parallel int64 lists target, context, negatives (row-major), encoded
+   by transforms/example_proto.py (no TensorFlow here).
 
 Every draw goes through transforms/draws.py: a pure function of the seed, the run
 date, a purpose and stable keys of what is drawn.
@@ -32,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from transforms.draws import keyed_uint64, uniform
+from transforms.example_proto import encode_example
 
 #: What a skip-gram record holds; shape None is a variable-length list.
 SKIPGRAM_FEATURE_SPEC = {
@@ -447,63 +449,6 @@ class NegativeSampler:
 # Records
 
 
-def _varint_lengths(values: np.ndarray) -> np.ndarray:
-    """Bytes of each uint64's base-128 varint (1..10)."""
-    lengths = np.ones(len(values), dtype=np.int64)
-    top = int(values.max()) if len(values) else 0
-    for k in range(1, 10):
-        if top < (1 << (7 * k)):
-            break
-        lengths += values >= np.uint64(1 << (7 * k))
-    return lengths
-
-
-def _varints(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(bytes, offsets): the protobuf varints of int64 values (negatives as their uint64
-    bit pattern, ten bytes), concatenated; value i is bytes[offsets[i]:offsets[i+1]]."""
-    u = np.asarray(values, dtype=np.int64).view(np.uint64)
-    lengths = _varint_lengths(u)
-    offsets = np.zeros(len(u) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    for b in range(10):
-        has = np.flatnonzero(lengths > b)
-        if len(has) == 0:
-            break
-        group = ((u[has] >> np.uint64(7 * b)) & np.uint64(0x7F)).astype(np.uint8)
-        group |= np.where(lengths[has] > b + 1, 0x80, 0).astype(np.uint8)
-        out[offsets[has] + b] = group
-    return out, offsets
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _varint((field << 3) | 2) + _varint(len(payload)) + payload
-
-
-def _int64_example(features: List[Tuple[str, bytes]]) -> bytes:
-    """A tf.train.Example of int64 lists, from (key, packed varints) in sorted key order:
-    Example.features(1) -> Features.feature(1) map entries {key(1), value(2)} ->
-    Feature.int64_list(3) -> Int64List.value(1), packed."""
-    entries = b"".join(
-        _length_delimited(1, _length_delimited(1, key.encode("utf-8"))
-                          + _length_delimited(2, _length_delimited(
-                              3, _length_delimited(1, packed) if packed else b"")))
-        for key, packed in features)
-    return _length_delimited(1, entries)
-
-
 def pack_records(target: np.ndarray, context: np.ndarray, negatives: np.ndarray,
                  pairs_per_record: int, order_key: np.ndarray) -> List[bytes]:
     """Serialized tf.train.Example records of at most pairs_per_record pairs each.
@@ -523,20 +468,10 @@ def pack_records(target: np.ndarray, context: np.ndarray, negatives: np.ndarray,
         raise ValueError("target, context, negatives and order_key must have the same length")
     if pairs == 0:
         return []
-    n = negatives.shape[1]
     order = np.argsort(np.asarray(order_key, dtype=np.uint64), kind="stable")
-    columns = {}
-    for name, values, per_pair in (("context", context[order], 1),
-                                   ("negatives", negatives[order].reshape(-1), n),
-                                   ("target", target[order], 1)):
-        data, offsets = _varints(values)
-        columns[name] = (data.tobytes(), offsets, per_pair)
-    records = []
-    for lo in range(0, pairs, pairs_per_record):
-        hi = min(pairs, lo + pairs_per_record)
-        features = []
-        for name in ("context", "negatives", "target"):   # sorted key order
-            data, offsets, per_pair = columns[name]
-            features.append((name, data[offsets[lo * per_pair]:offsets[hi * per_pair]]))
-        records.append(_int64_example(features))
-    return records
+    target, context, negatives = target[order], context[order], negatives[order]
+    return [encode_example({"target": ("int64", target[lo:lo + pairs_per_record]),
+                            "context": ("int64", context[lo:lo + pairs_per_record]),
+                            "negatives": ("int64",
+                                          negatives[lo:lo + pairs_per_record].reshape(-1))})
+            for lo in range(0, pairs, pairs_per_record)]
