@@ -1,0 +1,31 @@
+"""Session-wide pytest hooks.
+
+A process that has built a tf.Transform pipeline (or loaded TensorFlow's SavedModel
+machinery) can crash with SIGSEGV in TensorFlow's teardown at a normal interpreter exit,
+turning a green run into exit 139. pytest_unconfigure runs after pytest's closing line
+("N passed in ..."): it flushes and leaves with os._exit and the session's exit status,
+the same exit path as every job (beam_jobs.options.exit_now).
+"""
+
+import os
+import sys
+
+_STATUS = {"code": None}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _STATUS["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    code = _STATUS["code"]
+    if code is None:       # pytest stopped before a session ran (e.g. --help)
+        return
+    # Other plugins' unconfigure hooks (the terminal summary is already written) would
+    # run after this one; nothing of theirs is needed once the closing line is out.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed stream has nothing left to flush
+            pass
+    os._exit(code)
