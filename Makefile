@@ -6,8 +6,9 @@ DEMO_DIR ?= demo_output
 DEMO_DATE ?= 2026-11-26
 DEMO_ROWS ?= 200000
 # Beam's DirectRunner first tries to download the Prism binary; pick the in-process runner.
-# TensorFlow (imported by TFDV) logs CPU-feature notices at start; keep them out of the demo.
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow (imported by TFDV) logs CPU-feature and CUDA-plugin lines at start; keep them
+# out of the demo (a job run with --verbose shows them).
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 RUNNER ?= FnApiRunner
 
 .PHONY: venv test demo bench clean

@@ -18,7 +18,7 @@ setuptools.setup(
     # What the code of beam_jobs, transforms, schemas and datagen imports (a test
     # checks it against their imports); the versions are requirements.lock's.
     install_requires=[
-        "apache-beam[gcp]",
+        "apache-beam[gcp,tfrecord]",
         "dill",
         "google-cloud-bigquery",
         "google-cloud-secret-manager",

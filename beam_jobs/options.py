@@ -416,10 +416,30 @@ def main(run, argv: Optional[List[str]] = None) -> None:
     """Entry point: a failed run exits non-zero and ends with its reason. Every job (and
     the Flex Template launcher, which runs the same module) leaves through exit_now."""
     import logging
+    import os
     import sys
     import traceback
-    logging.getLogger().setLevel(logging.INFO if "--verbose" in (argv or sys.argv) else
-                                 logging.WARNING)
+    verbose = "--verbose" in (argv or sys.argv)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # The console shows what the user needs: TensorFlow's C++ start-up lines (CUDA
+        # plugin registration) and TFDV's IPython notice only with --verbose.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+        class WithoutNotices:
+            """sys.stderr without such a notice (each is one write call)."""
+            def __init__(self, stream):
+                self._stream = stream
+
+            def write(self, text):
+                if text.startswith("Unable to import IPython"):
+                    return len(text)
+                return self._stream.write(text)
+
+            def __getattr__(self, name):
+                return getattr(self._stream, name)
+
+        sys.stderr = WithoutNotices(sys.stderr)
     code = 0
     try:
         run([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--verbose"])
