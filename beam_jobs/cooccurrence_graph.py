@@ -12,12 +12,7 @@ import apache_beam as beam
 from beam_jobs import options as opts
 from beam_jobs import validate_events
 from schemas import contract
-from transforms.cooccurrence import (
-    BuildCooccurrenceGraph,
-    GraphParams,
-    parse_event_weights,
-    read_index_file,
-)
+from transforms.cooccurrence import BuildCooccurrenceGraph, GraphParams, parse_event_weights
 from transforms import index_store
 from transforms.publish import PublishFileSets
 from transforms.sharding import parse_shard_count
@@ -47,33 +42,20 @@ def graph_params(args) -> GraphParams:
         max_rows_per_shard=args.max_rows_per_shard).check()
 
 
-def read_base_index(pipeline, output_dir: str, index_from: str = ""):
-    """(base, known chunks): the article index this run extends, read while the pipeline
-    runs: base is one index_store.current_index() dict; known the (ids, indexes) chunks of
-    its files, one per file."""
-    base = (pipeline | "StartIndex" >> beam.Create([None])
-            | "ReadCurrentIndex" >> beam.Map(
-                lambda _: index_store.current_index(output_dir, index_from)))
-    known = (base | "ListIndexFiles" >> beam.FlatMap(lambda b: b["files"])
-             | "SpreadIndexFiles" >> beam.Reshuffle()
-             | "ReadIndexFiles" >> beam.Map(read_index_file))
-    return base, known
-
-
-def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str,
-                base_index=None) -> Dict:
+def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict:
     """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ and the next
     article index version (`source` names the input in the manifest). Returns
     {"published", "index": the version dict PCollection, "pieces"}."""
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     params = graph_params(args)
-    base, known = base_index or read_base_index(pipeline, out, args.index_from or "")
-    built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, known)
+    base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
+        out, args.index_from or "")
+    built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, base["known"])
     index_pieces = built["pieces"] | "SelectIndexPieces" >> beam.Filter(
         lambda piece: piece[0] == "index")
-    index = index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb).apply(
-        index_pieces, base)
+    index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
+        index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb)
     final_dir = f"{out}/cooccurrence/dt={day}"
     manifest = {
         "run_date": day, "timezone": span.timezone,

@@ -170,14 +170,16 @@ def build(pipeline, args, span: DaySpan) -> None:
     from transforms.cooccurrence import BuildCooccurrenceGraph
     valid, gate = read_valid(pipeline, args, span)
     out = args.output_dir.rstrip("/")
-    base, known = cooccurrence_graph.read_base_index(pipeline, out, args.index_from or "")
+    base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
+        out, args.index_from or "")
     # The graph composite without its edges: the day's nodes and the extended index.
     params = cooccurrence_graph.graph_params(args)._replace(edges=False)
-    pieces = valid | "IndexArticles" >> BuildCooccurrenceGraph(params, known)
+    pieces = valid | "IndexArticles" >> BuildCooccurrenceGraph(params, base["known"])
     index_pieces = pieces["pieces"] | "SelectIndexPieces" >> beam.Filter(
         lambda piece: piece[0] == "index")
-    index = index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
-                                            args.target_shard_mb).apply(index_pieces, base)
+    index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
+        index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
+                                        args.target_shard_mb)
     build_examples(pipeline, args, span, valid, gate, index, pieces["pieces"],
                    args.events or args.validated_events)
 

@@ -3,7 +3,8 @@ four times, each into a fresh output folder (so the article index state is the s
 empty one): a first run, a rerun, two worker processes, and the same rows written to the
 export layout in another order and split over other file names. Every published output
 (validated Parquet rows, quarantine lines, each graph file set, the validation summary's
-counts) must hold the same multiset of decoded rows. The four runs share one session
+counts) must hold the same multiset of decoded rows, and every training example kind
+and split the same multiset of record bytes. The four runs share one session
 fixture."""
 
 import datetime as dt
@@ -17,13 +18,15 @@ import pytest
 from beam_jobs import daily
 from datagen.events import generate_events, write_export_layout
 from transforms.publish import (published_files, published_manifest, read_file_set,
-                                read_jsonl_file)
+                                read_jsonl_file, read_tfrecord_file)
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
 SALT_FILE = os.path.join(os.path.dirname(__file__), "data", "user_id_salt")
 LOCAL = ["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}"]
 GRAPH_FILE_SETS = ("edges", "neighbors", "nodes", "index")
+EXAMPLE_OUTPUTS = tuple(f"examples/{kind}/{split}" for kind in ("skipgram", "sequences", "ranking")
+                        for split in ("train", "eval"))
 VARIANTS = ("first", "rerun", "two-workers", "reordered-input")
 
 
@@ -49,6 +52,15 @@ def graph_multiset(out, file_set):
                   for row in read_file_set(day_dir(out, "cooccurrence"), file_set))
 
 
+def example_records(out, name):
+    """Every serialized record of one kind and split, sorted: equal means byte-identical
+    records (the encoders write fixed bytes for fixed content)."""
+    _, kind, split = name.split("/")
+    folder = os.path.join(out, "examples", kind, f"dt={RUN_DATE}")
+    return sorted(record for path in published_files(folder, split)
+                  for record in read_tfrecord_file(path))
+
+
 def summary_counts(out):
     """The summary's counts (ints and dicts of ints): what the day held, not when it ran."""
     with open(os.path.join(day_dir(out, "validation"), "summary.json")) as f:
@@ -64,6 +76,8 @@ def content(out):
            "summary": summary_counts(out)}
     for file_set in GRAPH_FILE_SETS:
         got[file_set] = graph_multiset(out, file_set)
+    for name in EXAMPLE_OUTPUTS:
+        got[name] = example_records(out, name)
     return got
 
 
@@ -101,13 +115,17 @@ def test_the_day_is_not_trivial(daily_runs):
     assert len(first["quarantine"]) == summary["rows_quarantined"]
     for file_set in GRAPH_FILE_SETS:
         assert len(first[file_set]) > 20, file_set
+    for name in EXAMPLE_OUTPUTS:
+        assert len(first[name]) >= 1, name
+    assert len(first["examples/sequences/train"]) > 50
     # Two workers ran several bundles; the reordered layout is several files.
     assert published_manifest(day_dir(outs["first"], "cooccurrence"))["run_id"] != \
         published_manifest(day_dir(outs["rerun"], "cooccurrence"))["run_id"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS[1:])
-@pytest.mark.parametrize("output", ("validated", "quarantine", "summary") + GRAPH_FILE_SETS)
+@pytest.mark.parametrize("output", ("validated", "quarantine", "summary") + GRAPH_FILE_SETS
+                         + EXAMPLE_OUTPUTS)
 def test_every_output_is_the_same_multiset(daily_runs, variant, output):
     contents, _ = daily_runs
     assert contents[variant][output] == contents["first"][output]

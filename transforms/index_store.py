@@ -20,6 +20,7 @@ the launch jobName (one run at a time per job) is what rules that out in product
 import re
 from typing import Dict, List, Optional
 
+import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
@@ -115,46 +116,61 @@ def _largest_index(piece) -> int:
     return int(pc.max(column).as_py() or 0) if len(column) else 0
 
 
-class PublishArticleIndex:
-    """Index pieces (("index", key, RecordBatch) with article_id, index) of a run that
-    started from `base` (a PCollection of one current_index() dict) -> the version
-    published, as a PCollection of one dict {"version", "parent", "vocab_size"} that the
-    run's other publish steps take as a manifest field (so they publish after it).
+class ReadArticleIndex(beam.PTransform):
+    """The article index a run extends, read while the pipeline runs: {"base": one
+    current_index() dict, "known": (article ids, indexes) chunks of its files, one per
+    file}."""
 
-    Written as a function-like composite (see apply) so it can be built without
-    importing Beam at module import."""
+    def __init__(self, output_dir: str, index_from: str = ""):
+        super().__init__()
+        self._out, self._from = output_dir.rstrip("/"), index_from or ""
 
-    def __init__(self, output_dir: str, run_date: str, gate=None, target_shard_mb: float = 128.0):
+    def expand(self, pbegin):
+        from transforms.cooccurrence import read_index_file
+        out, index_from = self._out, self._from
+        base = (pbegin | "Start" >> beam.Create([None])
+                | "ReadCurrent" >> beam.Map(lambda _: current_index(out, index_from)))
+        known = (base | "ListFiles" >> beam.FlatMap(lambda b: b["files"])
+                 | "SpreadFiles" >> beam.Reshuffle()
+                 | "ReadFiles" >> beam.Map(read_index_file))
+        return {"base": base, "known": known}
+
+
+class PublishArticleIndex(beam.PTransform):
+    """(index pieces, base) -> the version published. Pieces are ("index", key,
+    RecordBatch with article_id, index) of a run that started from `base` (one
+    current_index() dict); the output is one dict {"version", "parent", "vocab_size"} that
+    the run's other publish steps take as a manifest field, so they publish after it."""
+
+    def __init__(self, output_dir: str, run_date: str, gate=None,
+                 target_shard_mb: float = 128.0):
+        super().__init__()
         self._out, self._day, self._gate = output_dir.rstrip("/"), run_date, gate
         self._target_shard_mb = target_shard_mb
 
-    def apply(self, pieces, base, label: str = "PublishArticleIndex"):
-        import apache_beam as beam
+    def expand(self, inputs):
         from transforms.publish import PublishFileSets
+        pieces, base = inputs
         out = self._out
-        with_label = lambda name: f"{label}/{name}"   # noqa: E731
-        version = base | with_label("NextVersion") >> beam.Map(next_version)
-        folder = version | with_label("VersionFolder") >> beam.Map(
-            lambda v: version_dir(out, v))
-        parent = base | with_label("ParentVersion") >> beam.Map(lambda b: b["version"])
+        version = base | "NextVersion" >> beam.Map(next_version)
+        folder = version | "VersionFolder" >> beam.Map(lambda v: version_dir(out, v))
+        parent = base | "ParentVersion" >> beam.Map(lambda b: b["version"])
         vocab = (pieces
-                 | with_label("LargestIndexOfPiece") >> beam.Map(_largest_index)
-                 | with_label("LargestIndex") >> beam.CombineGlobally(
-                     lambda values: max(values, default=0))
-                 | with_label("VocabSize") >> beam.Map(lambda largest: largest + 1))
+                 | "LargestIndexOfPiece" >> beam.Map(_largest_index)
+                 | "LargestIndex" >> beam.CombineGlobally(lambda values: max(values, default=0))
+                 | "VocabSize" >> beam.Map(lambda largest: largest + 1))
         manifest = {"kind": INDEX_KIND, "run_date": self._day}
-        published = pieces | with_label("PublishVersion") >> PublishFileSets(
+        published = pieces | "PublishVersion" >> PublishFileSets(
             f"{index_root(out)}/v=pending", manifest, self._gate, fmt="tfrecord",
             target_shard_mb=self._target_shard_mb,
             extra={"version": version, "parent": parent, "vocab_size": vocab},
             file_sets=("index",), final_dir_from=folder,
             check=lambda final_dir: check_unmoved(out, base_version_of(final_dir)))
 
-        def point_current(manifest_written):
-            check_unmoved(out, manifest_written["parent"])
-            write_current(out, manifest_written["version"], manifest_written["run_id"])
-            return {"version": manifest_written["version"],
-                    "parent": manifest_written["parent"],
-                    "vocab_size": manifest_written["vocab_size"]}
+        def point_current(written):
+            check_unmoved(out, written["parent"])
+            write_current(out, written["version"], written["run_id"])
+            return {"version": written["version"], "parent": written["parent"],
+                    "vocab_size": written["vocab_size"]}
 
-        return published | with_label("PointCurrent") >> beam.Map(point_current)
+        return published | "PointCurrent" >> beam.Map(point_current)
