@@ -413,3 +413,39 @@ def test_the_job_refuses_to_run_without_a_salt(tmp_path):
     with pytest.raises(ValueError, match="--user_id_salt_file"):
         training_examples.run(["--runner=FnApiRunner", f"--events={tmp_path}",
                                f"--run_date={RUN_DATE}", f"--output_dir={tmp_path / 'out'}"])
+
+
+NO_TENSORFLOW = r'''
+import sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from beam_jobs import cooccurrence_graph, options as opts, training_examples
+validated, out, salt = sys.argv[1], sys.argv[2], sys.argv[3]
+common = ["--runner=FnApiRunner", f"--validated_events={validated}", "--run_date=2026-11-26",
+          "--timezone=Asia/Seoul"]
+# The examples job's pipeline is built (not run): no TensorFlow at construction.
+argv = common + [f"--output_dir={out}/examples-job", f"--user_id_salt_file={salt}"]
+args, _ = opts.parse(argv, "x", training_examples.OPTION_CLASSES, "")
+training_examples.check_args(args)
+pipeline = beam.Pipeline(options=PipelineOptions(argv))
+training_examples.build(pipeline, args, opts.resolve_day(args.run_date, args.timezone))
+assert "tensorflow" not in sys.modules, "examples construction imported TensorFlow"
+# The graph job runs whole from a validated day without importing TensorFlow.
+cooccurrence_graph.run(common + [f"--output_dir={out}/graph-job"])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_transform",
+                                                              "tensorflow_data_validation"))
+assert not loaded, loaded[:5]
+print("NO_TENSORFLOW_OK")
+'''
+
+
+def test_the_graph_job_and_example_construction_never_import_tensorflow(example_run, tmp_path):
+    import subprocess
+    import sys
+    _, outs = example_run
+    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, f"{outs['time']}/validated",
+                           str(tmp_path), SALT_FILE], capture_output=True, text=True,
+                          timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NO_TENSORFLOW_OK" in done.stdout
+    assert os.path.exists(tmp_path / "graph-job" / "cooccurrence" / f"dt={RUN_DATE}" / "_SUCCESS")
