@@ -234,8 +234,9 @@ def user_event_rows(events: pa.Table, pseudonyms: pa.Array, boundary_us: int) ->
     """Client events with a user (pseudonyms: the user_id column's pseudonyms, row for
     row) -> long partial rows (user_id, part, kind, key, n) reduced by reduce_users."""
     names = _combined(events.column("event_name"))
-    client = np.isin(np.asarray(names.to_pylist(), dtype=object), list(contract.CLIENT_EVENTS)) \
-        if len(names) else np.zeros(0, dtype=bool)
+    pseudonyms = _combined(pseudonyms)
+    client = pc.fill_null(pc.is_in(names, value_set=pa.array(contract.CLIENT_EVENTS)),
+                          False).to_numpy(zero_copy_only=False).copy()
     client &= pseudonyms.is_valid().to_numpy(zero_copy_only=False)
     keep = pa.array(client)
     events, users = events.filter(keep), pseudonyms.filter(keep)
