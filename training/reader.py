@@ -62,6 +62,8 @@ AUTOTUNE = -1             # tf.data.AUTOTUNE, without importing TensorFlow here
 DEFAULT_SHUFFLE_BUFFER = 16_384
 #: Skip-gram pairs are permuted within chunks of at least this many pairs (whole records).
 SKIPGRAM_CHUNK_PAIRS = 8_192
+#: Sequence records are read in chunks of this many (or of a batch, when larger).
+SEQUENCE_CHUNK_RECORDS = 1_024
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DTYPES = {"int64": "int64", "float32": "float32", "string": "string"}
 _CRC_BLOCK = 1 << 20
@@ -127,14 +129,19 @@ class ExampleDays:
                 drop_remainder: bool = False, deterministic: bool = True):
         """The days' examples, parsed and batched (see the module docstring for shapes).
 
-        shuffle_buffer: about how many examples the shuffle holds (0: no shuffling; the
+        shuffle_buffer: about how many examples a shuffle mixes (0: no shuffling; the
         files are then read in day order, each file's records in order, interleaved
-        `num_parallel_reads` files at a time). Files are shuffled, then records in a
-        buffer; skip-gram records hold up to pairs_per_record pairs, so the record
-        buffer is shuffle_buffer / pairs_per_record records and the pairs are also
-        permuted within chunks of whole records (>= SKIPGRAM_CHUNK_PAIRS pairs).
+        chunk by chunk `num_parallel_reads` files at a time: one at a time gives file
+        order). Shuffling shuffles the files, then
+          * sequences, ranking: permutes blocks of shuffle_buffer records (made of
+            chunks of SEQUENCE_CHUNK_RECORDS records of the files read at once), so a
+            batch draws from a whole block;
+          * skipgram: shuffles chunks of whole records (>= SKIPGRAM_CHUNK_PAIRS pairs) in
+            a buffer of about shuffle_buffer pairs and permutes the pairs of each chunk.
+            The job already writes a day's pairs in a seeded random order.
         seed: fixes every shuffle; each pass over the dataset (e.g. each epoch of a
         repeat()) is shuffled anew, the same way on every run with that seed.
+        deterministic: False lets parallel steps hand out elements as they finish.
         """
         return _build_dataset(self, batch_size, shuffle_buffer, seed, num_parallel_reads,
                               drop_remainder, deterministic)
@@ -421,6 +428,10 @@ def file_crc32c(path: str) -> str:
 def _build_dataset(source: ExampleDays, batch_size: int, shuffle_buffer: int,
                    seed: Optional[int], num_parallel_reads: int, drop_remainder: bool,
                    deterministic: bool):
+    """files -> chunks of serialized records (each from one file, files interleaved) ->
+    [shuffled] -> parsed batches. Everything after the TFRecord reader moves chunks or
+    batches, never single records: a tf.data element costs microseconds, and records
+    of a few hundred bytes parse in less."""
     import tensorflow as tf
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -433,62 +444,92 @@ def _build_dataset(source: ExampleDays, batch_size: int, shuffle_buffer: int,
     names = tf.data.Dataset.from_tensor_slices(files)
     if shuffle and len(source.files) > 1:
         names = names.shuffle(len(source.files), seed=seed, reshuffle_each_iteration=True)
-    records = tf.data.TFRecordDataset(names, compression_type="GZIP",
-                                      num_parallel_reads=num_parallel_reads)
     features, sequence = source.tf_feature_spec()
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    if source.kind == "skipgram":
-        dataset = _skipgram_pairs(records, features, source.skipgram_negatives,
-                                  source.pairs_per_record, batch_size, shuffle_buffer, seed)
-        dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
+    skipgram = source.kind == "skipgram"
+    if skipgram:
+        # Records of up to pairs_per_record pairs: chunks of whole records, >= a batch.
+        per_record = max(1, source.pairs_per_record or 1)
+        chunk = max(1, math.ceil(max(batch_size, SKIPGRAM_CHUNK_PAIRS) / per_record))
+    else:
+        per_record, chunk = 1, min(max(batch_size, SEQUENCE_CHUNK_RECORDS),
+                                   max(1, shuffle_buffer) if shuffle else batch_size)
+    chunks = _read_chunks(names, chunk, len(source.files), num_parallel_reads,
+                          deterministic)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    if skipgram:
+        if shuffle:
+            # Chunks of whole records, shuffled; then pairs permuted within each chunk.
+            chunks = chunks.shuffle(max(1, math.ceil(shuffle_buffer / (chunk * per_record))),
+                                    seed=seed, reshuffle_each_iteration=True)
+            pairs = tf.data.Dataset.zip(draws, chunks).map(
+                lambda draw, serialized: _permuted(
+                    _flatten_pairs(serialized, features, source.skipgram_negatives), draw),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        else:
+            pairs = chunks.map(
+                lambda serialized: _flatten_pairs(serialized, features,
+                                                  source.skipgram_negatives),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        dataset = pairs.rebatch(batch_size, drop_remainder=drop_remainder)
     else:
         if shuffle:
-            records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            # Blocks of shuffle_buffer records (chunks of the interleaved files)
+            # permuted as a whole: a batch draws from the whole block.
+            blocks = chunks.rebatch(shuffle_buffer) if chunk != shuffle_buffer else chunks
+            chunks = tf.data.Dataset.zip(draws, blocks).map(
+                lambda draw, serialized: _permuted(serialized, draw),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
         def parse(serialized):
             context, lists, lengths = tf.io.parse_sequence_example(
                 serialized, context_features=features, sequence_features=sequence)
             return {"context": context, "sequence": lists, "lengths": lengths}
 
-        dataset = records.batch(batch_size, drop_remainder=drop_remainder).map(
-            parse, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
+            parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def _skipgram_pairs(records, features, negatives: int, pairs_per_record: int,
-                    batch_size: int, shuffle_buffer: int, seed: Optional[int]):
-    """Records -> chunks of pairs {"target" [P], "context" [P], "negatives" [P, n]}."""
+def _read_chunks(names, chunk: int, n_files: int, num_parallel_reads: int,
+                 deterministic: bool):
+    """Vectors of up to `chunk` serialized records, each from one file; with several
+    files, `num_parallel_reads` of them are read at a time, their chunks interleaved."""
     import tensorflow as tf
-    per_record = max(1, pairs_per_record)
-    chunk_records = max(1, math.ceil(max(batch_size, SKIPGRAM_CHUNK_PAIRS) / per_record))
-    shuffle = shuffle_buffer > 0
-    if shuffle:
-        records = records.shuffle(max(1, math.ceil(shuffle_buffer / per_record)), seed=seed,
-                                  reshuffle_each_iteration=True)
-    chunks = records.batch(chunk_records)
 
-    def flatten(serialized):
-        parsed = tf.io.parse_example(serialized, features)
-        # A batch's VarLenFeature values are the records' lists one after another.
-        target = parsed["target"].values
-        context = parsed["context"].values
-        negative = tf.reshape(parsed["negatives"].values, [-1, negatives])
-        tf.debugging.assert_equal(tf.shape(target), tf.shape(context),
-                                  message="skipgram record: target and context differ in length")
-        tf.debugging.assert_equal(tf.shape(negative)[:1], tf.shape(target),
-                                  message="skipgram record: negatives are not pairs x n")
-        return {"target": target, "context": context, "negatives": negative}
+    def one_file(name):
+        return tf.data.TFRecordDataset(name, compression_type="GZIP").batch(chunk)
 
-    if not shuffle:
-        return chunks.map(flatten, num_parallel_calls=tf.data.AUTOTUNE)
+    if n_files <= 1 or num_parallel_reads == 1:
+        return names.flat_map(one_file)
+    cycle = n_files if num_parallel_reads == AUTOTUNE else min(num_parallel_reads, n_files)
+    return names.interleave(one_file, cycle_length=cycle, block_length=1,
+                            num_parallel_calls=num_parallel_reads, deterministic=deterministic)
 
-    def permuted(draw, serialized):
-        pairs = flatten(serialized)
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(pairs["target"])[0]), seed=tf.stack([draw, draw // 7 + 1]))
-        return {name: tf.gather(values, order) for name, values in pairs.items()}
 
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return tf.data.Dataset.zip(draws, chunks).map(permuted,
-                                                  num_parallel_calls=tf.data.AUTOTUNE)
+def _flatten_pairs(serialized, features, negatives: int):
+    """Serialized skip-gram records -> {"target" [P], "context" [P], "negatives" [P, n]}."""
+    import tensorflow as tf
+    parsed = tf.io.parse_example(serialized, features)
+    # A batch's VarLenFeature values are the records' lists one after another.
+    target = parsed["target"].values
+    context = parsed["context"].values
+    negative = tf.reshape(parsed["negatives"].values, [-1, negatives])
+    tf.debugging.assert_equal(tf.shape(target), tf.shape(context),
+                              message="skipgram record: target and context differ in length")
+    tf.debugging.assert_equal(tf.shape(negative)[:1], tf.shape(target),
+                              message="skipgram record: negatives are not pairs x n")
+    return {"target": target, "context": context, "negatives": negative}
+
+
+def _permuted(values, draw):
+    """`values` (a tensor, or a dict of tensors of one length) in one random order, drawn
+    from `draw` (an int64 from tf.data.Dataset.random)."""
+    import tensorflow as tf
+    first = values if isinstance(values, tf.Tensor) else next(iter(values.values()))
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(tf.shape(first)[0]), seed=tf.stack([draw, draw // 7 + 1]))
+    if isinstance(values, tf.Tensor):
+        return tf.gather(values, order)
+    return {name: tf.gather(tensor, order) for name, tensor in values.items()}
