@@ -42,7 +42,7 @@ def graph_params(args) -> GraphParams:
         max_rows_per_shard=args.max_rows_per_shard).check()
 
 
-def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict:
+def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str, described) -> Dict:
     """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ and the next
     article index version (`source` names the input in the manifest). Returns
     {"published", "index": the version dict PCollection, "pieces"}."""
@@ -55,7 +55,7 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict
     index_pieces = built["pieces"] | "SelectIndexPieces" >> beam.Filter(
         lambda piece: piece[0] == "index")
     index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
-        index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb)
+        index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb, described)
     final_dir = f"{out}/cooccurrence/dt={day}"
     manifest = {
         "run_date": day, "timezone": span.timezone,
@@ -66,7 +66,8 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str) -> Dict
     published = built["pieces"] | "PublishGraph" >> PublishFileSets(
         final_dir, manifest, gate, fmt="tfrecord", target_shard_mb=args.target_shard_mb,
         extra={"graph_shards_resolved": built["shards"],
-               "article_partitions": built["partitions"], "article_index": index},
+               "article_partitions": built["partitions"], "article_index": index,
+               "input_provenance": described},
         file_sets=GRAPH_FILE_SETS)
     return {"published": published, "index": index, "pieces": built["pieces"]}
 
@@ -82,21 +83,26 @@ def check_args(args) -> None:
 
 
 def read_valid(pipeline, args, span: DaySpan):
-    """(valid rows, gate) from raw events validated inline, or from a blessed day."""
+    """(valid rows, gate, input description) from raw events validated inline, or from a
+    blessed day."""
     if args.events:
         validated = validate_events.build_validation(pipeline, args, span)
-        return validated["valid"], validated["gate"]
+        return validated["valid"], validated["gate"], validated["input"]
     from transforms.cooccurrence import INTERACTION_COLUMNS
+    from transforms.provenance import DescribeValidated
     from transforms.read import ReadValidatedEvents
+    day = span.run_date.isoformat()
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, span.run_date.isoformat(), columns=INTERACTION_COLUMNS,
+        args.validated_events, day, columns=INTERACTION_COLUMNS,
         event_names=contract.INTERACTION_EVENTS)
-    return read["valid"], read["gate"]
+    described = pipeline | "DescribeInput" >> DescribeValidated(args.validated_events, day)
+    return read["valid"], read["gate"], described
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    valid, gate = read_valid(pipeline, args, span)
-    build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events)
+    valid, gate, described = read_valid(pipeline, args, span)
+    build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events,
+                described)
 
 
 def run(argv: Optional[List[str]] = None):

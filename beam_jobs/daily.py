@@ -31,10 +31,10 @@ def check_args(args) -> None:
 def build(pipeline, args, span) -> None:
     validated = validate_events.build_validation(pipeline, args, span)
     graph = cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"],
-                                           validated["gate"], args.events)
+                                           validated["gate"], args.events, validated["input"])
     training_examples.build_examples(pipeline, args, span, validated["valid"],
                                      validated["gate"], graph["index"], graph["pieces"],
-                                     args.events)
+                                     args.events, validated["input"])
 
 
 def run(argv: Optional[List[str]] = None):

@@ -93,7 +93,7 @@ def region_chunks_of(pieces):
 
 
 def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_pieces,
-                   source: str) -> Dict:
+                   source: str, described) -> Dict:
     """Valid rows -> every kind published under <output_dir>/examples/<kind>/dt=<day>/.
     `index` is the PCollection of the article index version dict the run publishes
     (index_store.PublishArticleIndex), `graph_pieces` the pieces holding that run's index
@@ -119,7 +119,8 @@ def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_piec
         published[kind] = built[kind] | f"Publish{kind.capitalize()}" >> PublishFileSets(
             f"{out}/examples/{kind}/dt={day}", manifest, gate, fmt="records",
             target_shard_mb=args.target_shard_mb,
-            extra={"article_index": index, "counts": counts}, file_sets=SPLIT_FILE_SETS)
+            extra={"article_index": index, "counts": counts, "input_provenance": described},
+            file_sets=SPLIT_FILE_SETS)
     return published
 
 
@@ -154,21 +155,25 @@ def check_args(args) -> None:
 
 
 def read_valid(pipeline, args, span: DaySpan):
-    """(valid rows, gate): raw events validated inline, or every valid row of a blessed day
-    (impressions and server events too: the index covers their articles)."""
+    """(valid rows, gate, input description): raw events validated inline, or every valid
+    row of a blessed day (impressions and server events too: the index covers their
+    articles)."""
     if args.events:
         validated = validate_events.build_validation(pipeline, args, span)
-        return validated["valid"], validated["gate"]
+        return validated["valid"], validated["gate"], validated["input"]
+    from transforms.provenance import DescribeValidated
     from transforms.read import ReadValidatedEvents
+    day = span.run_date.isoformat()
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, span.run_date.isoformat(), columns=EXAMPLE_COLUMNS)
-    return read["valid"], read["gate"]
+        args.validated_events, day, columns=EXAMPLE_COLUMNS)
+    described = pipeline | "DescribeInput" >> DescribeValidated(args.validated_events, day)
+    return read["valid"], read["gate"], described
 
 
 def build(pipeline, args, span: DaySpan) -> None:
     from beam_jobs import cooccurrence_graph
     from transforms.cooccurrence import BuildCooccurrenceGraph
-    valid, gate = read_valid(pipeline, args, span)
+    valid, gate, described = read_valid(pipeline, args, span)
     out = args.output_dir.rstrip("/")
     base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
         out, args.index_from or "")
@@ -179,9 +184,9 @@ def build(pipeline, args, span: DaySpan) -> None:
         lambda piece: piece[0] == "index")
     index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
         index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
-                                        args.target_shard_mb)
+                                        args.target_shard_mb, described)
     build_examples(pipeline, args, span, valid, gate, index, pieces["pieces"],
-                   args.events or args.validated_events)
+                   args.events or args.validated_events, described)
 
 
 def run(argv: Optional[List[str]] = None):

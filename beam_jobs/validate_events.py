@@ -32,11 +32,14 @@ def default_tfdv_schema() -> str:
 def build_validation(pipeline, args, span: DaySpan) -> Dict:
     """read -> checks -> quarantine -> TFDV -> gate (a refused day's earlier outputs are
     withdrawn by the gate, its quarantine kept). Returns {"valid": (shard, Table)
-    PCollection of the day's valid rows, "gate": the blessed day's summary}."""
+    PCollection of the day's valid rows, "gate": the blessed day's summary, "input": one
+    dict describing what was read (transforms.provenance)}."""
     from transforms.validation import ValidateDay
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     source = {"run_date": day, "timezone": span.timezone, "events": args.events}
+    from transforms.provenance import DescribeInput
+    described = pipeline | "DescribeInput" >> DescribeInput(args.events, span)
     read = pipeline | "ReadEvents" >> ReadEvents(args.events, span, args.allow_missing_partitions)
     checked = read | "CheckEvents" >> CheckEvents(
         span, parse_shard_count(args.dedup_shards, "--dedup_shards"), args.max_rows_per_shard)
@@ -45,7 +48,8 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
                    | "GroupQuarantine" >> GroupQuarantine(args.max_rows_per_shard)
                    | "PublishQuarantine" >> PublishFileSets(
                        f"{out}/quarantine/dt={day}", source, fmt="jsonl",
-                       target_shard_mb=args.target_shard_mb, file_sets=("quarantine",)))
+                       target_shard_mb=args.target_shard_mb, file_sets=("quarantine",),
+                       extra={"input_provenance": described}))
     counts = checked["counts"] | "AwaitQuarantine" >> beam.Map(
         lambda counts, _published: counts, _published=beam.pvalue.AsSingleton(quarantined))
     valid_batches = checked["valid"] | "ValidTables" >> beam.FlatMap(
@@ -61,8 +65,9 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
          | "PublishValidated" >> PublishFileSets(
              f"{out}/validated/dt={day}", dict(source, dedup_shards_requested=args.dedup_shards),
              gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
-             extra={"dedup_shards_resolved": checked["dedup_shards"]}))
-    return {"valid": checked["valid"], "gate": gate}
+             extra={"dedup_shards_resolved": checked["dedup_shards"],
+                    "input_provenance": described}))
+    return {"valid": checked["valid"], "gate": gate, "input": described}
 
 
 def check_args(args) -> None:

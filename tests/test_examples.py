@@ -449,3 +449,28 @@ def test_the_graph_job_and_example_construction_never_import_tensorflow(example_
     assert done.returncode == 0, done.stderr[-3000:]
     assert "NO_TENSORFLOW_OK" in done.stdout
     assert os.path.exists(tmp_path / "graph-job" / "cooccurrence" / f"dt={RUN_DATE}" / "_SUCCESS")
+
+
+def test_manifests_record_the_suite_and_the_input_read(example_run):
+    from transforms import provenance
+    root, outs = example_run
+    suite = provenance.suite_fields()
+    events = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root / "events") for f in fs
+                    if f.endswith(".parquet"))
+    for kind in ("skipgram", "sequences", "ranking"):
+        m = published_manifest(os.path.join(outs["time"], "examples", kind, f"dt={RUN_DATE}"))
+        assert (m["suite_version"], m["suite_revision"]) == (suite["suite_version"],
+                                                             suite["suite_revision"])
+        described = m["input_provenance"]
+        assert described["kind"] == "files"
+        assert [(f["path"], f["bytes"]) for f in described["files"]] == \
+            [(p, os.path.getsize(p)) for p in events]
+        # From a validated day: that day's run and files, and what it had read.
+        m = published_manifest(os.path.join(outs["user_hash"], "examples", kind,
+                                            f"dt={RUN_DATE}"))
+        validated = os.path.join(outs["time"], "validated", f"dt={RUN_DATE}")
+        assert m["input_provenance"]["kind"] == "validated"
+        assert m["input_provenance"]["run_id"] == published_manifest(validated)["run_id"]
+        assert [f["path"] for f in m["input_provenance"]["files"]] == \
+            published_files(validated, "part")
+        assert m["input_provenance"]["input"]["files"] == described["files"]

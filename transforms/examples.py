@@ -168,10 +168,19 @@ def lookup_indexes(ids, map_ids: pa.Array, map_index: np.ndarray) -> np.ndarray:
     return np.where(found, np.asarray(map_index, np.int64)[position], 0)
 
 
+class Batch(NamedTuple):
+    """Records of one kind and split from one element, each with its seeded uint64 key
+    (the file it goes to and its place in that file)."""
+    kind: str
+    split: str
+    keys: np.ndarray
+    records: List[bytes]
+
+
 class ShardExamples(NamedTuple):
-    """What one user shard gives: (kind, split, key, record) for sequences and ranking, its
-    skip-gram positions, its articles' position counts and its counters."""
-    records: List[Tuple[str, str, int, bytes]]
+    """What one user shard gives: batches of sequences and ranking records, its skip-gram
+    positions, its articles' position counts and its counters."""
+    records: List[Batch]
     positions: Dict[str, np.ndarray]
     article_counts: Tuple[np.ndarray, np.ndarray]
     counts: Dict[str, int]
@@ -182,7 +191,7 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
     """One user shard's rows (select_example_rows) -> its examples (see ShardExamples)."""
     from transforms import ranking, sequences
     counts: Dict[str, int] = {}
-    records: List[Tuple[str, str, int, bytes]] = []
+    records: List[Batch] = []
     users, user_ids = pairs_lib.sorted_dictionary(table.column("user_id"), sort=False)
     ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
     order = sessions_lib.order_by_user_time_id(users, ts, table.column("event_id"))
@@ -239,8 +248,7 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
             session_user, region)
         split_of = pos_side[session_first][made]
         keys = draws.keyed_uint64(base_seq, pos_key[session_first][made])
-        for split, key, record in zip(split_of, keys, encoded):
-            records.append(("sequences", SPLITS[split], int(key), record))
+        records.extend(split_batches("sequences", split_of, keys, encoded))
         for split in (0, 1):
             counts[f"sequences_{SPLITS[split]}"] = int((split_of == split).sum())
 
@@ -252,8 +260,7 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
             table.column("platform").combine_chunks(), pseudonym_list, p.gap_us,
             p.label_window_us, p.day_end_us, p.list_size)
         keys = draws.keyed_uint64(base_seq, event_keys[np.asarray(first_row, np.int64)])
-        for split, key, record in zip(list_side, keys, encoded):
-            records.append(("ranking", SPLITS[split], int(key), record))
+        records.extend(split_batches("ranking", np.asarray(list_side), keys, encoded))
         impressions = pc.equal(names, contract.IMPRESSION).to_numpy(zero_copy_only=False)
         for split in (0, 1):
             counts[f"ranking_{SPLITS[split]}"] = int((np.asarray(list_side) == split).sum())
@@ -267,6 +274,19 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
     else:
         article_counts = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return ShardExamples(records, positions, article_counts, counts)
+
+
+def split_batches(kind: str, side: np.ndarray, keys: np.ndarray, encoded: List[bytes]
+                  ) -> List[Batch]:
+    """Records with their side (0 train, 1 eval) and keys -> one Batch per split present."""
+    batches = []
+    side = np.asarray(side)
+    for split in (0, 1):
+        rows = np.flatnonzero(side == split)
+        if len(rows):
+            batches.append(Batch(kind, SPLITS[split], np.asarray(keys, np.uint64)[rows],
+                                 [encoded[i] for i in rows]))
+    return batches
 
 
 def merge_counts(tables: Sequence[Tuple[np.ndarray, np.ndarray]]
@@ -322,11 +342,11 @@ def skipgram_pairs(positions: Dict[str, np.ndarray], frequent: Tuple[np.ndarray,
 
 
 def skipgram_records(pairs: Dict[str, np.ndarray], sampler, rate: float, p: ExampleParams
-                     ) -> Tuple[List[Tuple[str, str, int, bytes]], Dict[str, int]]:
+                     ) -> Tuple[List[Batch], Dict[str, int]]:
     """A shard's pairs -> the capped sample, negatives, packed records per split."""
     from transforms import skipgram
     counts: Dict[str, int] = {}
-    records: List[Tuple[str, str, int, bytes]] = []
+    records: List[Batch] = []
     pair_key = draws.keyed_uint64(draws.base_key(p.seed, p.run_date, "pair"),
                                   pairs["target_key"], pairs["context_key"])
     if rate < 1.0:
@@ -350,8 +370,7 @@ def skipgram_records(pairs: Dict[str, np.ndarray], sampler, rate: float, p: Exam
                                         negatives[rows], p.pairs_per_record, order_key[rows])
         first_keys = np.sort(order_key[rows])[::p.pairs_per_record]
         counts[f"skipgram_{SPLITS[split]}"] = len(encoded)
-        for key, record in zip(first_keys, encoded):
-            records.append(("skipgram", SPLITS[split], int(key), record))
+        records.append(Batch("skipgram", SPLITS[split], first_keys, encoded))
     return records, counts
 
 
@@ -361,8 +380,27 @@ def files_per_split(sizes: Dict[Tuple[str, str], int], target_bytes: int
     return {key: max(1, -(-int(size) // target_bytes)) for key, size in sizes.items()}
 
 
-def file_of(key: int, files: int) -> int:
-    return int(key % files)
+def batch_bytes(batch: Batch) -> Tuple[Tuple[str, str], int]:
+    return (batch.kind, batch.split), sum(len(r) for r in batch.records)
+
+
+def assign_files(batch: Batch, files: Dict[Tuple[str, str], int]):
+    """A batch -> ((kind, split, file number, files), (keys, records)) per file it feeds:
+    file = key % files, so records of every shard spread over every file."""
+    n = files[(batch.kind, batch.split)]
+    number = (batch.keys % np.uint64(n)).astype(np.int64)
+    for f in np.unique(number):
+        rows = np.flatnonzero(number == f)
+        yield (batch.kind, batch.split, int(f), n), \
+            (batch.keys[rows], [batch.records[i] for i in rows])
+
+
+def order_file(element):
+    """A file's parts -> (kind, (split, (file number, files), records in key order)); ties
+    of keys (rare) by record bytes, so the order never depends on arrival."""
+    (kind, split, number, n), parts = element
+    keyed = sorted((int(k), r) for keys, recs in parts for k, r in zip(keys.tolist(), recs))
+    return kind, (split, (number, n), [r for _, r in keyed])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,9 +468,9 @@ class BuildShardExamples(beam.DoFn):
         ids = pa.concat_arrays(map_ids) if map_ids else pa.array([], pa.string())
         index = np.concatenate(map_index) if map_index else np.zeros(0, np.int64)
         out = shard_examples(table, ids, index, self._salt, self._p)
-        self._records.inc(len(out.records))
-        for record in out.records:
-            yield record
+        for batch in out.records:
+            self._records.inc(len(batch.records))
+            yield batch
         if "skipgram" in self._p.kinds and len(out.positions["article"]):
             yield beam.pvalue.TaggedOutput(self.POSITIONS, out.positions)
             yield beam.pvalue.TaggedOutput(self.ARTICLE_COUNTS, out.article_counts)
@@ -546,19 +584,14 @@ class BuildTrainingExamples(beam.PTransform):
         counters = (tuple(counter_sets) | "GatherCounters" >> beam.Flatten()
                     | "SumCounters" >> beam.CombineGlobally(sum_counts))
         sizes = (records
-                 | "RecordBytes" >> beam.Map(lambda r: ((r[0], r[1]), len(r[3])))
+                 | "RecordBytes" >> beam.Map(batch_bytes)
                  | "BytesPerSplit" >> beam.CombinePerKey(sum)
                  | "CollectBytes" >> beam.combiners.ToDict()
                  | "FilesPerSplit" >> beam.Map(files_per_split, p.target_bytes))
         files = (records
-                 | "AssignFiles" >> beam.Map(
-                     lambda r, f: ((r[0], r[1], file_of(r[2], f[(r[0], r[1])]),
-                                    f[(r[0], r[1])]), (r[2], r[3])),
-                     beam.pvalue.AsSingleton(sizes))
+                 | "AssignFiles" >> beam.FlatMap(assign_files, beam.pvalue.AsSingleton(sizes))
                  | "GroupFiles" >> beam.GroupByKey()
-                 | "OrderFiles" >> beam.Map(
-                     lambda kv: (kv[0][0], (kv[0][1], (kv[0][2], kv[0][3]),
-                                            [r for _, r in sorted(kv[1])]))))
+                 | "OrderFiles" >> beam.Map(order_file))
         out = {"counts": counters}
         for kind in p.kinds:
             out[kind] = files | f"Select{kind.capitalize()}Files" >> beam.FlatMap(

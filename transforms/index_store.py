@@ -143,10 +143,11 @@ class PublishArticleIndex(beam.PTransform):
     the run's other publish steps take as a manifest field, so they publish after it."""
 
     def __init__(self, output_dir: str, run_date: str, gate=None,
-                 target_shard_mb: float = 128.0):
+                 target_shard_mb: float = 128.0, described=None):
         super().__init__()
         self._out, self._day, self._gate = output_dir.rstrip("/"), run_date, gate
         self._target_shard_mb = target_shard_mb
+        self._described = described
 
     def expand(self, inputs):
         from transforms.publish import PublishFileSets
@@ -163,7 +164,9 @@ class PublishArticleIndex(beam.PTransform):
         published = pieces | "PublishVersion" >> PublishFileSets(
             f"{index_root(out)}/v=pending", manifest, self._gate, fmt="tfrecord",
             target_shard_mb=self._target_shard_mb,
-            extra={"version": version, "parent": parent, "vocab_size": vocab},
+            extra=dict({"version": version, "parent": parent, "vocab_size": vocab},
+                       **({"input_provenance": self._described}
+                          if self._described is not None else {})),
             file_sets=("index",), final_dir_from=folder,
             check=lambda final_dir: check_unmoved(out, base_version_of(final_dir)))
 

@@ -57,8 +57,14 @@ def suite_revision() -> str:
         else UNKNOWN
 
 
+_SUITE: Dict[str, str] = {}
+
+
 def suite_fields() -> Dict[str, str]:
-    return {"suite_version": suite_version(), "suite_revision": suite_revision()}
+    """{"suite_version", "suite_revision"}, worked out once per process."""
+    if not _SUITE:
+        _SUITE.update(suite_version=suite_version(), suite_revision=suite_revision())
+    return dict(_SUITE)
 
 
 def describe_files(events_dir: str, span: DaySpan) -> Dict:
@@ -79,6 +85,33 @@ def describe_bigquery(events: str, span: DaySpan, read_time: dt.datetime) -> Dic
     return {"kind": "bigquery", "events": events, "table": table.spec,
             "row_restriction": read.row_restriction(span),
             "read_time": read_time.astimezone(dt.timezone.utc).isoformat()}
+
+
+def describe_validated(validated_root: str, run_date: str) -> Dict:
+    """The blessed validated day a run read: its run id and every file with its size,
+    from its manifest."""
+    from transforms.publish import published_manifest
+    day_dir = f"{validated_root.rstrip('/')}/dt={run_date}"
+    manifest = published_manifest(day_dir)
+    files = sorted(({"path": f"{day_dir}/{f['name']}", "bytes": f["size_bytes"]}
+                    for entry in manifest["file_sets"].values() for f in entry["files"]),
+                   key=lambda f: f["path"])
+    return {"kind": "validated", "events": validated_root, "run_id": manifest["run_id"],
+            "input": manifest.get("input_provenance"), "files": files,
+            "total_bytes": sum(f["bytes"] for f in files)}
+
+
+class DescribeValidated(beam.PTransform):
+    """PBegin -> one dict describing the validated day a run reads (while it runs)."""
+
+    def __init__(self, validated_root: str, run_date: str):
+        super().__init__()
+        self._root, self._day = validated_root, run_date
+
+    def expand(self, pbegin):
+        root, day = self._root, self._day
+        return (pbegin | "StartDescription" >> beam.Create([None])
+                | "DescribeValidatedDay" >> beam.Map(lambda _: describe_validated(root, day)))
 
 
 def utc_now() -> dt.datetime:

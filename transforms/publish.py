@@ -514,8 +514,9 @@ def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fiel
     and manifest.json, then _SUCCESS (the run id), then delete every other file of the
     folder. Safe to repeat, to run twice at once and to rerun after a crash at any point.
     Returns the manifest."""
+    from transforms.provenance import suite_fields
     final_dir = final_dir.rstrip("/")
-    manifest = manifest_content(run_id, records, fields, file_sets)
+    manifest = manifest_content(run_id, records, dict(suite_fields(), **fields), file_sets)
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     run_manifest = RUN_MANIFEST.format(run_id=run_id)
     write_atomic(f"{final_dir}/{run_manifest}", body, run_id)
