@@ -170,11 +170,14 @@ def test_sequence_kinds_yield_the_files_records_unshuffled(out, kind, split):
     assert plain(rows) == expected
 
 
+def key(row):
+    return json.dumps(row, sort_keys=True, default=repr)
+
+
 @pytest.mark.parametrize("kind", ["sequences", "ranking"])
 def test_sequence_kinds_shuffled_hold_the_same_records(out, kind):
     rows, _ = read_sequences(reader.make_dataset(out, kind, batch_size=50, seed=9))
     expected = direct_sequences(out, kind, "train")
-    key = lambda row: json.dumps(row, sort_keys=True, default=repr)   # noqa: E731
     assert sorted(map(key, plain(rows))) == sorted(map(key, expected))
     assert plain(rows) != expected
 
@@ -289,9 +292,16 @@ def test_default_days_train_last_n_published_eval_newest_only(out, tmp_path):
     evaluation = reader.open_days(str(tmp_path), "sequences", "eval")
     assert [d.day for d in evaluation.days] == [published[-1]]
     assert evaluation.records == per_day["eval"]["rows"]
-    rows, _ = read_sequences(reader.make_dataset(str(tmp_path), "sequences", last_n_days=2,
-                                                 batch_size=128, seed=1))
-    assert len(rows) == 2 * per_day["train"]["rows"]
+    one_day = direct_sequences(out, "sequences", "train")
+    rows, sizes = read_sequences(reader.make_dataset(
+        str(tmp_path), "sequences", last_n_days=2, batch_size=128, shuffle_buffer=0,
+        num_parallel_reads=1))
+    assert plain(rows) == one_day + one_day                  # day after day, file order
+    assert sizes[:-1] == [128] * (len(sizes) - 1)
+    for options in ({"shuffle_buffer": 0}, {"seed": 1}):    # files interleaved; shuffled
+        rows, _ = read_sequences(reader.make_dataset(
+            str(tmp_path), "sequences", last_n_days=2, batch_size=128, **options))
+        assert sorted(map(key, plain(rows))) == sorted(map(key, one_day + one_day))
 
 
 def test_refuses_a_day_without_success(out, tmp_path):

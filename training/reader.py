@@ -62,6 +62,8 @@ AUTOTUNE = -1             # tf.data.AUTOTUNE, without importing TensorFlow here
 DEFAULT_SHUFFLE_BUFFER = 16_384
 #: Skip-gram pairs are permuted within chunks of at least this many pairs (whole records).
 SKIPGRAM_CHUNK_PAIRS = 8_192
+#: With num_parallel_reads=AUTOTUNE, at most this many files are open at once.
+MAX_FILES_AT_ONCE = 16
 #: Sequence records are read in chunks of this many (or of a batch, when larger).
 SEQUENCE_CHUNK_RECORDS = 1_024
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -503,7 +505,8 @@ def _read_chunks(names, chunk: int, n_files: int, num_parallel_reads: int,
 
     if n_files <= 1 or num_parallel_reads == 1:
         return names.flat_map(one_file)
-    cycle = n_files if num_parallel_reads == AUTOTUNE else min(num_parallel_reads, n_files)
+    cycle = min(n_files, MAX_FILES_AT_ONCE if num_parallel_reads == AUTOTUNE
+                else num_parallel_reads)
     return names.interleave(one_file, cycle_length=cycle, block_length=1,
                             num_parallel_calls=num_parallel_reads, deterministic=deterministic)
 
