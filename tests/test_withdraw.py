@@ -197,8 +197,14 @@ def test_a_refused_rerun_withdraws_the_day_and_moves_latest_back(tmp_path):
         daily.run(LOCAL + [f"--events={tmp_path / 'bad'}", f"--run_date={day}",
                            f"--output_dir={out}"])
     s = summary_of(out, day)
-    assert (s["blessed"], s["withdrawn"]) == (False, ["cooccurrence", "validated"])
+    examples = ["examples/ranking", "examples/sequences", "examples/skipgram"]
+    assert (s["blessed"], s["withdrawn"]) == (False, ["cooccurrence"] + examples + ["validated"])
     assert not success(out, "validated", day) and not success(out, "cooccurrence", day)
+    for kind in examples:
+        assert not success(out, kind, day) and latest_raw(out, kind) is None, kind
+    # Article index versions are never withdrawn: the day's version stays current.
+    from transforms import index_store
+    assert index_store.read_current(out) == 1 and index_store.published_versions(out) == [1]
     assert success(out, "validated", prev) and latest_raw(out, "validated") == f"{prev}\n"
     assert latest_raw(out, "cooccurrence") is None
     # The refused day's quarantine is published (by this run) and stays.
