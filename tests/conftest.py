@@ -65,6 +65,7 @@ def _prepare_features_inputs(work: str) -> dict:
     import numpy as np
     import pyarrow as pa
     from datagen.events import generate_events, write_export_layout
+    from schemas import contract
     from transforms import features as T
     from transforms.privacy import pseudonymize
     from transforms.publish import new_run_id, publish_day, write_piece
@@ -82,6 +83,11 @@ def _prepare_features_inputs(work: str) -> dict:
         span = day_span(day, FEATURES_TZ)
         boundary = T.split_boundary_us(span.end_us, "time", 3.0)
         table = tables[back]
+        # As the row checks publish them: legacy names canonical (item_click -> article_view).
+        names = table.column("event_name").to_pylist()
+        table = table.set_column(table.schema.get_field_index("event_name"), "event_name",
+                                 pa.array([contract.LEGACY_ALIASES.get(n, n) for n in names],
+                                          pa.string()))
         partials = T._partials_of(table, pseudonymize(table.column("user_id"), FEATURES_SALT),
                                   boundary)
         final = f"{out}/features/_daily/dt={day.isoformat()}"
