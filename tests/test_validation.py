@@ -303,12 +303,20 @@ def test_tfrecord_round_trips_through_tfdv(tmp_path):
 
 
 def test_anomalies_text_round_trips(tmp_path):
+    import tensorflow_data_validation as tfdv
+
     client = anomalies_pb2.Anomalies(data_missing=True)
     server = anomalies_pb2.Anomalies()
     server.anomaly_info["price"].description = "x"
-    path = tmp_path / "a.pbtxt"
-    path.write_text(validation.anomalies_text({"client": client, "server": server}))
-    assert validation.read_anomalies(str(path)) == {"CLIENT": client, "SERVER": server}
+    server.baseline.feature.add(name="price")
+    for source, message in (("client", client), ("server", server)):
+        (tmp_path / validation.ANOMALIES_FILES[source]).write_text(
+            validation.anomalies_text(message))
+        assert tfdv.load_anomalies_text(
+            str(tmp_path / validation.ANOMALIES_FILES[source])) == message
+    assert validation.ANOMALIES_FILES == {"client": "anomalies_client.pbtxt",
+                                          "server": "anomalies_server.pbtxt"}
+    assert validation.read_anomalies(str(tmp_path)) == {"CLIENT": client, "SERVER": server}
 
 
 def test_anomaly_dicts():
@@ -425,8 +433,8 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
          == (True, False, [], 3000))
     directory = _files(tmp_path, DAY)
     assert sorted(os.listdir(directory)) == [
-        "anomalies.pbtxt", "stats.html", "stats_client.tfrecord", "stats_server.tfrecord",
-        "summary.json"]
+        "anomalies_client.pbtxt", "anomalies_server.pbtxt", "stats.html",
+        "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
     summary = _summary(tmp_path, DAY)
     n_client = sum(1 for s in valid.column("source").to_pylist() if s == contract.CLIENT)
     assert summary == {
@@ -451,9 +459,12 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     assert client_features == set(validation.environment_features(
         validation.load_schema(SCHEMA_PATH), "CLIENT"))
     assert server_features == client_features - {"user_bucket"}
-    anomalies = validation.read_anomalies(os.path.join(directory, "anomalies.pbtxt"))
+    anomalies = validation.read_anomalies(directory)
     assert set(anomalies) == {"CLIENT", "SERVER"}
     assert all(not a.anomaly_info and not a.data_missing for a in anomalies.values())
+    for environment, name in (("CLIENT", "anomalies_client.pbtxt"),
+                              ("SERVER", "anomalies_server.pbtxt")):
+        assert tfdv.load_anomalies_text(os.path.join(directory, name)) == anomalies[environment]
     page = open(os.path.join(directory, "stats.html"), encoding="utf-8").read()
     assert "BLESSED" in page and "hour_of_day" in page
 
@@ -474,8 +485,8 @@ def test_validate_day_refuses_an_empty_day(tmp_path):
         ("CLIENT", "no CLIENT rows: the statistics are empty"),
         ("SERVER", "no SERVER rows: the statistics are empty")]
     assert sorted(os.listdir(_files(tmp_path, DAY))) == [
-        "anomalies.pbtxt", "stats.html", "stats_client.tfrecord", "stats_server.tfrecord",
-        "summary.json"]
+        "anomalies_client.pbtxt", "anomalies_server.pbtxt", "stats.html",
+        "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
 
 
 def test_validate_day_refuses_unknown_names_and_high_quarantine(tmp_path):
@@ -524,10 +535,24 @@ def test_validate_day_drift_against_last_blessed_day(tmp_path):
         "client": int((mask & (sources == "client")).sum()),
         "server": int((mask & (sources == "server")).sum())}
 
-    # The same day with a unit change in prices.
+    # The same day with a unit change in prices (over a folder left by an earlier version,
+    # whose single anomalies.pbtxt the rerun removes).
     valid = _make_day(DAY, 2000, seed=5, price_scale=1000)
+    os.makedirs(_files(tmp_path, DAY))
+    with open(os.path.join(_files(tmp_path, DAY), "anomalies.pbtxt"), "w") as handle:
+        handle.write("# environment: CLIENT\n")
     with pytest.raises(Exception, match="not blessed"):
         _run(tmp_path, DAY, valid, _day_counts(valid))
+    assert sorted(os.listdir(_files(tmp_path, DAY))) == [
+        "anomalies_client.pbtxt", "anomalies_server.pbtxt", "stats.html",
+        "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
+    # Each file is one Anomalies message with its baseline: what tfdv.load_anomalies_text
+    # refused when both environments shared one file.
+    import tensorflow_data_validation as tfdv
+    for name in ("anomalies_client.pbtxt", "anomalies_server.pbtxt"):
+        loaded = tfdv.load_anomalies_text(os.path.join(_files(tmp_path, DAY), name))
+        assert loaded.HasField("baseline") and sorted(loaded.anomaly_info) == ["price"]
+        assert "Jensen-Shannon" in loaded.anomaly_info["price"].description
     summary = _summary(tmp_path, DAY)
     assert (summary["blessed"], summary["reasons"], summary["previous_blessed_date"]) == (
         False, [ANOMALIES], "2024-05-01")

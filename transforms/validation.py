@@ -10,8 +10,8 @@ the day or fails the pipeline, after writing under
 
   stats_client.tfrecord, stats_server.tfrecord   DatasetFeatureStatisticsList, one
                                                  record each (tfdv.load_statistics)
-  anomalies.pbtxt                                one Anomalies text section per
-                                                 environment (read_anomalies)
+  anomalies_client.pbtxt, anomalies_server.pbtxt one Anomalies message each, text
+                                                 form (tfdv.load_anomalies_text)
   stats.html                                     offline page (transforms/stats_html.py)
   summary.json                                   counts, anomalies, the verdict;
                                                  written last
@@ -57,7 +57,11 @@ DROPPED_COLUMNS = ("event_id", "event_timestamp", "user_id")
 
 VALIDATION_DIR = "validation"
 STATS_FILES = {contract.CLIENT: "stats_client.tfrecord", contract.SERVER: "stats_server.tfrecord"}
-ANOMALIES_FILE = "anomalies.pbtxt"
+ANOMALIES_FILES = {contract.CLIENT: "anomalies_client.pbtxt",
+                   contract.SERVER: "anomalies_server.pbtxt"}
+# The single file of earlier versions (two messages back to back, which
+# tfdv.load_anomalies_text rejects); a rerun of such a day removes it.
+LEGACY_ANOMALIES_FILE = "anomalies.pbtxt"
 HTML_FILE = "stats.html"
 SUMMARY_FILE = "summary.json"
 
@@ -73,7 +77,6 @@ COUNT_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_re
               "duplicates_dropped", "rows_valid", "input_anomalies", "missing_partitions",
               "new_columns")
 
-_SECTION_RE = re.compile(r"^# environment: (\S+)$", re.MULTILINE)
 _DAY_DIR_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/" + re.escape(SUMMARY_FILE) + r"$")
 _MASK64 = (1 << 64) - 1
 
@@ -363,25 +366,17 @@ def tfrecord_bytes(record: bytes) -> bytes:
     return tfrecord_frame([record])
 
 
-def anomalies_text(anomalies: Dict[str, anomalies_pb2.Anomalies]) -> str:
-    """Both environments' Anomalies in text form, each after a `# environment: X` line."""
-    parts = []
-    for source in contract.SOURCES:
-        environment = contract.ENVIRONMENTS[source]
-        parts.append(f"# environment: {environment}\n"
-                     + text_format.MessageToString(anomalies[source]))
-    return "\n".join(parts)
+def anomalies_text(anomalies: anomalies_pb2.Anomalies) -> str:
+    """One environment's Anomalies in text form: exactly one message, so that
+    tfdv.load_anomalies_text (text_format.Parse) reads the file back."""
+    return text_format.MessageToString(anomalies)
 
 
-def read_anomalies(path: str) -> Dict[str, anomalies_pb2.Anomalies]:
-    """anomalies.pbtxt back as {environment: Anomalies}."""
-    text = _read_text(path)
-    marks = list(_SECTION_RE.finditer(text))
-    out = {}
-    for i, mark in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        out[mark.group(1)] = text_format.Parse(text[mark.end():end], anomalies_pb2.Anomalies())
-    return out
+def read_anomalies(directory: str) -> Dict[str, anomalies_pb2.Anomalies]:
+    """The day folder's anomalies_<source>.pbtxt files back as {environment: Anomalies}."""
+    return {contract.ENVIRONMENTS[source]: text_format.Parse(
+                _read_text(FileSystems.join(directory, name)), anomalies_pb2.Anomalies())
+            for source, name in ANOMALIES_FILES.items()}
 
 
 def remove_summary(directory: str) -> str:
@@ -401,7 +396,11 @@ def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFea
     for source, name in STATS_FILES.items():
         write_bytes(FileSystems.join(directory, name),
                     tfrecord_bytes(stats[source].SerializeToString()))
-    write_bytes(FileSystems.join(directory, ANOMALIES_FILE), anomalies_text(anomalies).encode())
+    for source, name in ANOMALIES_FILES.items():
+        write_bytes(FileSystems.join(directory, name), anomalies_text(anomalies[source]).encode())
+    legacy = FileSystems.join(directory, LEGACY_ANOMALIES_FILE)
+    if FileSystems.exists(legacy):
+        FileSystems.delete([legacy])
     write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
     write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary_path
