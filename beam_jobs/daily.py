@@ -1,5 +1,6 @@
 """The whole day in one pipeline: read -> validate (gate) -> co-occurrence graph and the
-next article index version -> training examples.
+next article index version -> training examples and tf.Transform features
+(--daily_stages picks the stages after validation).
 
 python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
     --output_dir=DIR (--user_id_salt_file=F | --user_id_salt_secret=V) \
@@ -13,28 +14,59 @@ from beam_jobs import options as opts
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions,
                   opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
-                  opts.ExamplesOptions)
+                  opts.ExamplesOptions, opts.FeaturesOptions, opts.DailyOptions)
+STAGES = ("graph", "examples", "features")
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("The daily job: validate the day's events (quarantine, TFDV gate), build "
                "the co-occurrence graph and the next article index version, then the "
-               "training examples; nothing is published for an unblessed day.")
+               "training examples and the tf.Transform features; nothing is published for "
+               "an unblessed day.")
+
+
+def stages(args) -> tuple:
+    chosen = tuple(s.strip() for s in (args.daily_stages or "").split(",") if s.strip())
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown or len(set(chosen)) != len(chosen):
+        raise ValueError(f"--daily_stages={args.daily_stages!r}: give each of "
+                         f"{', '.join(STAGES)} at most once")
+    if chosen and "graph" not in chosen:
+        raise ValueError(f"--daily_stages={args.daily_stages!r}: examples and features take "
+                         "the article index the graph stage publishes; include graph")
+    return chosen
 
 
 def check_args(args) -> None:
     from transforms import privacy
     validate_events.check_args(args)
+    chosen = stages(args)
     cooccurrence_graph.graph_params(args)
-    privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
-    training_examples.example_params(args, opts.resolve_day("2026-01-01", "UTC"))
+    if "examples" in chosen or "features" in chosen:
+        privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
+    if "examples" in chosen:
+        training_examples.example_params(args, opts.resolve_day("2026-01-01", "UTC"))
+    if "features" in chosen:
+        from beam_jobs import features
+        features.preprocessing_config(args)
 
 
 def build(pipeline, args, span) -> None:
+    chosen = stages(args)
     validated = validate_events.build_validation(pipeline, args, span)
+    if "graph" not in chosen:
+        return
     graph = cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"],
                                            validated["gate"], args.events, validated["input"])
-    training_examples.build_examples(pipeline, args, span, validated["valid"],
-                                     validated["gate"], graph["index"], graph["pieces"],
-                                     args.events, validated["input"])
+    if "examples" in chosen:
+        training_examples.build_examples(pipeline, args, span, validated["valid"],
+                                         validated["gate"], graph["index"], graph["pieces"],
+                                         args.events, validated["input"])
+    if "features" in chosen:
+        # Imported here: tf.Transform builds its graph with TensorFlow.
+        from beam_jobs import features
+        features.build_features(pipeline, args, span, validated["valid"], validated["gate"],
+                                training_examples.index_chunks_of(graph["pieces"],
+                                                                  "FeatureIndexChunks"),
+                                source=args.events)
 
 
 def run(argv: Optional[List[str]] = None):

@@ -13,7 +13,7 @@ Outputs (each folder published by its own _SUCCESS):
       transform-<run_id>/{transform_fn, transformed_metadata, metadata}   (file set transform;
           tft.TFTransformOutput of that folder; transform_output_dir() finds it)
       train-*.tfrecord.gz, eval-*.tfrecord.gz   transformed tf.train.Example (GZIP)
-      stats_train.tfrecord, stats_eval.tfrecord, anomalies.pbtxt, stats.html, summary.json
+      stats_train.tfrecord, stats_eval.tfrecord, anomalies_train.pbtxt and anomalies_eval.pbtxt, stats.html, summary.json
           (file set stats)
       manifest.json, _SUCCESS
 """
@@ -159,7 +159,7 @@ def tree_records(root: str, final_dir: str, file_set: str) -> List[FileRecord]:
 
 class GateFeatures(beam.DoFn):
     """Validates an entity's transformed statistics against the reviewed schema, writes
-    stats_train.tfrecord, stats_eval.tfrecord, anomalies.pbtxt, stats.html and, last,
+    stats_train.tfrecord, stats_eval.tfrecord, anomalies_train.pbtxt and anomalies_eval.pbtxt, stats.html and, last,
     summary.json into the day folder, then emits {"summary", "records"} or (refused:
     the day is withdrawn first) raises FeatureAnomaliesError."""
 
@@ -202,9 +202,9 @@ class GateFeatures(beam.DoFn):
             summary["withdrawn"] = withdraw_entity_day(self._final_dir, self._run_id)
         files = {F.STATS_FILES[split]: _tfrecord(stats[split].SerializeToString())
                  for split in F.SPLITS}
-        files[F.ANOMALIES_FILE] = "".join(
-            f"# split: {split}\n" + text_format.MessageToString(anomalies[split])
-            for split in F.SPLITS).encode()
+        for split in F.SPLITS:
+            files[F.ANOMALIES_FILES[split]] = text_format.MessageToString(
+                anomalies[split]).encode()
         page = dict(ingestion, blessed=blessed, overridden=overridden,
                     reasons=summary["reasons"], anomalies=found, drift=[],
                     run_date=f"{self._run_date} features/{self._entity}")

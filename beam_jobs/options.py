@@ -324,6 +324,18 @@ class FeaturesOptions(PipelineOptions):
                  "schema; summary.json says overridden.")
 
 
+class DailyOptions(PipelineOptions):
+    """Which stages the daily job runs after validation."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--daily_stages", default="graph,examples,features",
+            help="Comma-separated stages after validation: graph (the co-occurrence graph "
+                 "and the article index version), examples, features; examples and "
+                 "features take the index the graph stage publishes, so they need graph.")
+
+
 def job_parser(prog: str, option_classes: Sequence[Type[PipelineOptions]],
                description: str) -> argparse.ArgumentParser:
     """An argparse parser with the job's own options, for --help and early checks."""

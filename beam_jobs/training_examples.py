@@ -67,7 +67,7 @@ def feature_spec(kind: str) -> Dict:
             "ranking": ranking.RANKING_FEATURE_SPEC}[kind]
 
 
-def index_chunks_of(pieces):
+def index_chunks_of(pieces, label: str = "IndexChunks"):
     """Graph pieces -> (article ids, indexes) chunks of the index file set."""
     def chunk(piece):
         file_set, _, batch = piece
@@ -76,7 +76,7 @@ def index_chunks_of(pieces):
         ids = batch.column(batch.schema.get_field_index("article_id")).cast(pa.string())
         index = batch.column(batch.schema.get_field_index("index")).to_numpy()
         return [(ids, np.asarray(index, np.int64))]
-    return pieces | "IndexChunks" >> beam.FlatMap(chunk)
+    return pieces | label >> beam.FlatMap(chunk)
 
 
 def region_chunks_of(pieces):

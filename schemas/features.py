@@ -149,7 +149,8 @@ DAILY_FILE_SETS = ENTITIES
 
 # Feature folder files.
 STATS_FILES = {"train": "stats_train.tfrecord", "eval": "stats_eval.tfrecord"}
-ANOMALIES_FILE = "anomalies.pbtxt"
+# One Anomalies message per file, so tfdv.load_anomalies_text loads each.
+ANOMALIES_FILES = {"train": "anomalies_train.pbtxt", "eval": "anomalies_eval.pbtxt"}
 HTML_FILE = "stats.html"
 SUMMARY_FILE = "summary.json"
 TRANSFORM_TREE = "transform"   # <day>/transform-<run_id>/{transform_fn,transformed_metadata,metadata}

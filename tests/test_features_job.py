@@ -34,7 +34,16 @@ def test_job_exits_0_and_publishes_each_entity(run):
         manifest = published_manifest(day_dir)
         assert sorted(manifest["file_sets"]) == ["eval", "stats", "train", "transform"]
         assert sorted(f["name"] for f in manifest["file_sets"]["stats"]["files"]) == sorted(
-            [F.ANOMALIES_FILE, F.HTML_FILE, F.SUMMARY_FILE] + list(F.STATS_FILES.values()))
+            [F.HTML_FILE, F.SUMMARY_FILE] + list(F.STATS_FILES.values())
+            + list(F.ANOMALIES_FILES.values()))
+        # Each artifact loads with the loader its users call.
+        import tensorflow_data_validation as tfdv
+        for split in F.SPLITS:
+            with open(f"{day_dir}/{F.ANOMALIES_FILES[split]}") as handle:
+                loaded = tfdv.load_anomalies_text(handle.read())
+            assert not loaded.anomaly_info, (entity, split)
+            stats = tfdv.load_statistics(f"{day_dir}/{F.STATS_FILES[split]}")
+            assert stats.datasets[0].num_examples == manifest["file_sets"][split]["rows"]
         assert manifest["feature_gate"] == {"blessed": True, "overridden": False, "reasons": []}
         with open(f"{run['out']}/features/{entity}/LATEST") as handle:
             assert handle.read() == f"{FEATURES_DAY}\n"
