@@ -21,7 +21,10 @@ from transforms.publish import published_files, published_manifest, read_file_se
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
 SALT_FILE = os.path.join(os.path.dirname(__file__), "data", "user_id_salt")
-LOCAL = ["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}"]
+# The features stage (tf.Transform) runs in tests/test_loaders.py's daily run and in
+# tests/test_features_job.py; here the daily job runs the other stages.
+LOCAL = ["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}",
+         "--daily_stages=graph,examples"]
 
 
 def write_day(root, n, seed, breakage=None, run_date=DAY):
