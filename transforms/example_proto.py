@@ -20,9 +20,11 @@ encoded as varints a whole array at a time; feature lists whose steps are the
 scalars of a 1-D numeric array are encoded a whole list at a time.
 """
 
+from functools import partial
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
+import pyarrow as pa
 
 KINDS = ("int64", "float", "bytes")
 
@@ -371,8 +373,13 @@ def encode_sequence_examples(context: Dict[str, Tuple[str, object]],
     context: {name: (kind, one value per record)}; feature_lists: {name: (kind, the
     steps of every record, concatenated)}; record i's steps are bounds[i]:bounds[i + 1]
     (bounds[0] == 0, bounds[-1] == the number of steps). Gives the same bytes as
-    encode_sequence_example record by record, with the numbers encoded a whole column
-    at a time."""
+    encode_sequence_example record by record.
+
+    Vectorised across records: every record has the same keys and kinds, so a map entry's
+    header depends only on the lengths inside it. All records are laid out in one buffer
+    (sizes from vectorised length arithmetic), and each header and each value is written
+    in place by a few numpy operations per distinct combination of lengths (see _put), not
+    by Python code per record; the records' bytes objects are made from it in C at the end."""
     bounds = np.asarray(bounds, dtype=np.int64)
     if bounds.ndim != 1 or len(bounds) == 0 or bounds[0] != 0 or np.any(np.diff(bounds) < 0):
         raise ValueError("bounds must be non-decreasing offsets starting at 0")
@@ -380,23 +387,233 @@ def encode_sequence_examples(context: Dict[str, Tuple[str, object]],
     ctx_columns = []
     for name in sorted(context):
         kind, values = context[name]
-        data, offsets = _scalar_pieces(kind, values, wrap=False)
-        if len(offsets) - 1 != n:
-            raise ValueError(f"context feature {name!r} has {len(offsets) - 1} values for "
+        column = _column(kind, values)
+        if len(column[2]) != n:
+            raise ValueError(f"context feature {name!r} has {len(column[2])} values for "
                              f"{n} records")
-        ctx_columns.append((_key_head(name), data, offsets.tolist()))
+        ctx_columns.append((_key_head(name), kind) + column)
     list_columns = []
     for name in sorted(feature_lists):
         kind, steps = feature_lists[name]
-        data, offsets = _scalar_pieces(kind, steps, wrap=True)
-        if len(offsets) - 1 != bounds[-1]:
-            raise ValueError(f"feature list {name!r} has {len(offsets) - 1} steps, bounds "
+        column = _column(kind, steps)
+        if len(column[2]) != bounds[-1]:
+            raise ValueError(f"feature list {name!r} has {len(column[2])} steps, bounds "
                              f"end at {bounds[-1]}")
-        list_columns.append((_key_head(name), data, offsets[bounds].tolist()))
-    records = []
-    for i in range(n):
-        ctx = b"".join([_entry(head, data[o[i]:o[i + 1]]) for head, data, o in ctx_columns])
-        lists = b"".join([_entry(head, data[o[i]:o[i + 1]]) for head, data, o in list_columns])
-        records.append(_FIELD_1 + _varint(len(ctx)) + ctx + _FIELD_2 + _varint(len(lists))
-                       + lists)
-    return records
+        list_columns.append((_key_head(name), kind) + column)
+    if n == 0:
+        return []
+
+    # Sizes. A context entry's value is one Feature (F bytes); a feature list entry's value
+    # is its record's steps, each `0a varint(F) Feature`. Entry: 0a varint(E) key_head
+    # varint(V) value, E = len(key_head) + |varint(V)| + V; T bytes in all.
+    ctx_total = np.zeros(n, dtype=np.int64)
+    for head, kind, data, starts, lens in ctx_columns:
+        ctx_total += _entry_size(len(head), _feature_size(kind, lens))
+    list_sizes = []
+    lists_total = np.zeros(n, dtype=np.int64)
+    for head, kind, data, starts, lens in list_columns:
+        piece = _feature_size(kind, lens)
+        piece += 1 + _varint_size(piece)
+        ends = np.zeros(len(piece) + 1, dtype=np.int64)
+        np.cumsum(piece, out=ends[1:])
+        value = ends[bounds[1:]] - ends[bounds[:-1]] if len(piece) else np.zeros(
+            n, dtype=np.int64)
+        list_sizes.append((ends, value))
+        lists_total += _entry_size(len(head), value)
+    sizes = 2 + _varint_size(ctx_total) + ctx_total + _varint_size(lists_total) + lists_total
+    record_ends = np.cumsum(sizes)
+    out = np.empty(int(record_ends[-1]), dtype=np.uint8)
+    at = record_ends - sizes
+
+    # SequenceExample: 0a varint(len(context)) context 12 varint(len(lists)) lists. The
+    # record's own header parts go out with the entry that follows them.
+    prefix = [b"\x0a", ctx_total]
+    for head, kind, data, starts, lens in ctx_columns:
+
+        def entry_head(length, head=head, kind=kind):
+            feature = _feature_head(kind, length)
+            return _entry_head(head, len(feature) + length) + feature
+
+        _put(out, at, prefix, lens, entry_head, data, starts)
+        at = at + _parts_size(prefix) + _entry_size(len(head), _feature_size(kind, lens))
+        prefix = []
+    prefix += [b"\x12", lists_total]
+    counts = np.diff(bounds)
+    for (head, kind, data, starts, lens), (ends, value) in zip(list_columns, list_sizes):
+
+        def step_head(length, kind=kind):
+            feature = _feature_head(kind, length)
+            return _FIELD_1 + _varint(len(feature) + length) + feature
+
+        if len(lens) and int(lens.min()) == int(lens.max()):
+            # Steps of one size: all of them as one block, each record's a slice of it.
+            width = int(lens[0])
+            steps = _rows([], None, len(lens), width, step_head(width), data,
+                          starts).reshape(-1)
+            _put(out, at, prefix, value, partial(_entry_head, head), steps, ends[bounds[:-1]])
+        else:
+            inner = len(head) + _varint_size(value) + value
+            _put(out, at, prefix + [_FIELD_1, inner, head, value])
+            if len(lens):
+                value_at = at + _parts_size(prefix) + 1 + _varint_size(inner) + inner - value
+                step_at = ends[:-1] + np.repeat(value_at - ends[bounds[:-1]], counts)
+                _put(out, step_at, [], lens, step_head, data, starts)
+        at = at + _parts_size(prefix) + _entry_size(len(head), value)
+        prefix = []
+    if prefix:
+        _put(out, at, prefix)
+
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = record_ends
+    records = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out)])
+    return records.to_numpy(zero_copy_only=False).tolist()     # bytes objects, made in C
+
+
+# --- helpers of encode_sequence_examples ---------------------------------------------------------
+
+def _varint_size(n: np.ndarray) -> np.ndarray:
+    """Byte counts of the varints of int64 values (negatives: 10, two's complement)."""
+    u = n.view(np.uint64) if n.dtype == np.int64 else n
+    size = np.ones(len(u), dtype=np.int64)
+    if len(u):
+        top = int(u.max())
+        for shift in range(7, 64, 7):
+            if top < 1 << shift:
+                break
+            size += u >= np.uint64(1 << shift)
+    return size
+
+
+def _entry_size(key_head_len: int, value: np.ndarray) -> np.ndarray:
+    """Bytes of map entries `0a varint(E) key_head varint(V) value` of values of V bytes."""
+    inner = key_head_len + _varint_size(value) + value
+    return 1 + _varint_size(inner) + inner
+
+
+def _feature_size(kind: str, lens: np.ndarray) -> np.ndarray:
+    """Bytes of one-value Features whose value takes `lens` bytes (see _feature_head)."""
+    if kind != "bytes":
+        return lens + 4
+    body = 1 + _varint_size(lens) + lens
+    return 1 + _varint_size(body) + body
+
+
+def _feature_head(kind: str, length: int) -> bytes:
+    """What comes before a value of `length` bytes in a one-value Feature: int64
+    `1a k+2 0a k` (k varint bytes), float `12 06 0a 04`, bytes `0a varint(B) 0a varint(L)`."""
+    if kind == "bytes":
+        inner = _varint(length)
+        return _FIELD_1 + _varint(1 + len(inner) + length) + _FIELD_1 + inner
+    return _FEATURE_TAG[kind] + bytes((length + 2,)) + _FIELD_1 + bytes((length,))
+
+
+def _column(kind: str, values) -> Tuple[np.ndarray, object, np.ndarray]:
+    """The values of a feature, one a record or step: (data, starts, lens), lens the byte
+    count of each value's payload. A bytes value's payload is the value, a float's its 4
+    little-endian bytes: data holds them all (uint8), value j at starts[j]. An int64's
+    payload is its varint: data is then the int64 values, starts None."""
+    if kind == "int64":
+        values = _int64_array(values)
+        return values, None, _varint_size(values)
+    if kind == "float":
+        data = np.frombuffer(_float_bytes(values), dtype=np.uint8)
+        return data, np.arange(0, len(data), 4, dtype=np.int64), np.full(len(data) // 4, 4,
+                                                                          dtype=np.int64)
+    if kind != "bytes":
+        raise ValueError(f"feature kind must be one of {KINDS}, got {kind!r}")
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()       # str / bytes items, as iterating would give them
+    if (isinstance(values, (list, tuple)) and len(values)
+            and set(map(type, values)) <= {str, bytes}):
+        array = pa.array(values, type=pa.large_binary())    # UTF-8 for str, in C
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[:len(array) + 1]
+        data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[:offsets[-1]] \
+            if offsets[-1] else np.zeros(0, dtype=np.uint8)
+        return data, offsets[:-1], np.diff(offsets)
+    items = list(_bytes_items(values))
+    lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    return np.frombuffer(b"".join(items), dtype=np.uint8), np.cumsum(lens) - lens, lens
+
+
+def _windows(buf: np.ndarray, width: int) -> np.ndarray:
+    """Row j: buf[j:j + width] (a view; rows overlap)."""
+    return np.lib.stride_tricks.as_strided(buf, shape=(len(buf) - width + 1, width),
+                                           strides=(1, 1))
+
+
+def _groups(keys: np.ndarray):
+    """(key, the indices holding it, or None for all) for each distinct key."""
+    if len(keys) == 0:
+        return []
+    low, high = int(keys.min()), int(keys.max())
+    if low == high:
+        return [(low, None)]
+    if low >= 0 and high < 2 ** 15:
+        keys = keys.astype(np.int16)        # a radix sort
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    cuts = (np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist()
+    return [(int(ordered[a]), order[a:b]) for a, b in zip([0] + cuts, cuts + [len(keys)])]
+
+
+def _entry_head(key_head: bytes, value_len: int) -> bytes:
+    """A map entry up to its value: 0a varint(E) key_head varint(value_len)."""
+    inner = len(key_head) + len(_varint(value_len)) + value_len
+    return _FIELD_1 + _varint(inner) + key_head + _varint(value_len)
+
+
+def _parts_size(parts: list) -> np.ndarray:
+    return sum((len(p) if isinstance(p, bytes) else _varint_size(p) for p in parts), 0)
+
+
+def _rows(parts: list, pick, m: int, length: int, head: bytes, data, starts) -> np.ndarray:
+    """m rows of: the parts (bytes as they are; int64 arrays as the varints of their values
+    at `pick`, None: all, each array's varints of one size), head, then the payloads (see
+    _column) of `length` bytes of the values at `pick`."""
+    pick = slice(None) if pick is None else pick
+    varints = [None if isinstance(p, bytes) else p[pick] for p in parts]
+    widths = [len(p) if v is None else int(_varint_size(v[:1])[0])
+              for p, v in zip(parts, varints)]
+    rows = np.empty((m, sum(widths) + len(head) + length), dtype=np.uint8)
+    col = 0
+    for part, v, width in zip(parts, varints, widths):
+        if v is None:
+            rows[:, col:col + width] = np.frombuffer(part, dtype=np.uint8)
+        else:
+            _put_varint_columns(rows[:, col:col + width], v)
+        col += width
+    rows[:, col:col + len(head)] = np.frombuffer(head, dtype=np.uint8)
+    col += len(head)
+    if length and starts is None:                  # int64 values: their varints
+        _put_varint_columns(rows[:, col:], data[pick])
+    elif length:
+        rows[:, col:] = _windows(data, length)[starts[pick]]
+    return rows
+
+
+def _put_varint_columns(rows: np.ndarray, values: np.ndarray) -> None:
+    """Column j of rows: byte j of the varints of values, all rows.shape[1] bytes long."""
+    u = values.view(np.uint64)
+    width = rows.shape[1]
+    for j in range(width):
+        byte = (u >> np.uint64(7 * j)).astype(np.uint8)
+        rows[:, j] = byte | 0x80 if j < width - 1 else byte & 0x7F
+
+
+def _put(out: np.ndarray, at: np.ndarray, parts: list, lens=None, head_of=None, data=None,
+         starts=None) -> None:
+    """Writes at each position at[j]: the parts (bytes as they are, int64 arrays, one value
+    a position, as varints), then, given lens, head_of(lens[j]) and value j's payload (see
+    _column). One block of rows (see _rows) per combination of sizes, each block written
+    with one numpy assignment."""
+    key = np.zeros(len(at), dtype=np.int64) if lens is None else lens
+    for p in parts:
+        if not isinstance(p, bytes):
+            key = key * 16 + _varint_size(p)
+    for _, idx in _groups(key):
+        m = len(at) if idx is None else len(idx)
+        length = 0 if lens is None else int(lens[0 if idx is None else idx[0]])
+        head = b"" if head_of is None else head_of(length)
+        rows = _rows(parts, idx, m, length, head, data, starts)
+        _windows(out, rows.shape[1])[at if idx is None else at[idx]] = rows
