@@ -16,16 +16,20 @@ read to the end, parsed and batched, by
 Examples are pairs for skipgram, records otherwise. Each pipeline is read once to warm
 the page cache and count what it yields (it must be the manifest's count); then each
 timing reads the day `passes` times (repeat(), enough passes for about --min_seconds of
-the bare read), the pipelines in turn, --repeats times. The table shows the best of
-each: wall-clock rate, and process CPU seconds (all threads) per million examples,
-which a busy machine disturbs less. Overhead is the reader's time over the bare read's.
+the bare read), the three pipelines back to back, --repeats times. The table shows the
+best wall-clock rate of each, and the overhead (the reader's time over the bare read's)
+as the median over the repeats of each back-to-back pair's ratio, which cancels most
+of a shared machine's slow swings; then the same median for process CPU seconds (all
+threads), which other processes disturb less.
 
     .venv/bin/python benchmarks/reader_bench.py [--work bench_work/reader_1000000]
+        [--kinds sequences] [--shuffle_buffer 2048]
 """
 
 import argparse
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -100,14 +104,19 @@ def main(argv=None) -> None:
                         help="Records a batch for sequences and ranking.")
     parser.add_argument("--batch_pairs", type=int, default=4096,
                         help="Pairs a batch for skipgram.")
-    parser.add_argument("--repeats", type=int, default=5, help="Timings of each pipeline.")
-    parser.add_argument("--min_seconds", type=float, default=1.5,
+    parser.add_argument("--kinds", default="skipgram,sequences,ranking",
+                        help="Comma-separated kinds to measure.")
+    parser.add_argument("--shuffle_buffer", type=int, default=None,
+                        help="The reader's shuffle_buffer (default: the reader's default).")
+    parser.add_argument("--repeats", type=int, default=9, help="Timings of each pipeline.")
+    parser.add_argument("--min_seconds", type=float, default=1.0,
                         help="Each timing reads the day this long or more (bare read).")
     args = parser.parse_args(argv)
     out = ensure_day(args.work)
     from training import reader
     rows = []
-    for kind in reader.KINDS:
+    shuffle = {} if args.shuffle_buffer is None else {"shuffle_buffer": args.shuffle_buffer}
+    for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
         days = reader.open_days(out, kind, "train")
         if kind == "skipgram":
             batch = args.batch_pairs
@@ -116,7 +125,8 @@ def main(argv=None) -> None:
             batch = batch_records = args.batch_size
         pipelines = {
             "bare": (lambda: bare_dataset(days, batch_records), count_bare),
-            "reader": (lambda: days.dataset(batch_size=batch, seed=0), count_reader),
+            "reader": (lambda: days.dataset(batch_size=batch, seed=0, **shuffle),
+                       count_reader),
             "unshuffled": (lambda: days.dataset(batch_size=batch, shuffle_buffer=0),
                            count_reader),
         }
@@ -128,30 +138,36 @@ def main(argv=None) -> None:
                                      f"{days.examples}")
             bare_seconds = min(bare_seconds, seconds)
         passes = max(1, math.ceil(args.min_seconds / bare_seconds))
-        wall, cpu = {}, {}
+        wall = {name: [] for name in pipelines}
+        cpu = {name: [] for name in pipelines}
         for _ in range(args.repeats):
             for name, (make, count) in pipelines.items():
                 n, seconds, cpu_seconds = timed(make, count, kind, passes)
                 if n != passes * days.examples:
                     raise AssertionError(f"{kind} {name}: {n} examples in {passes} passes")
-                wall[name] = min(wall.get(name, math.inf), seconds)
-                cpu[name] = min(cpu.get(name, math.inf), cpu_seconds)
+                wall[name].append(seconds)
+                cpu[name].append(cpu_seconds)
         examples = passes * days.examples
-        rate = {name: examples / seconds for name, seconds in wall.items()}
-        cpu_per_m = {name: seconds / examples * 1e6 for name, seconds in cpu.items()}
+        rate = {name: examples / min(seconds) for name, seconds in wall.items()}
+        overhead = {name: median_ratio(wall[name], wall["bare"]) for name in pipelines}
+        cpu_overhead = {name: median_ratio(cpu[name], cpu["bare"]) for name in pipelines}
         rows.append((kind, len(days.files), days.records, days.examples, batch, passes,
-                     rate, cpu_per_m))
-        print(f"{kind}: {rate} {cpu_per_m}", file=sys.stderr, flush=True)
+                     rate, overhead, cpu_overhead))
+        print(f"{kind}: {rate} {overhead} {cpu_overhead}", file=sys.stderr, flush=True)
     print("| kind | files | records | examples | batch | passes | bare (ex/s) | "
-          "reader (ex/s) | overhead | unshuffled (ex/s) | overhead | CPU s per 1M: bare | "
-          "reader | unshuffled |")
-    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for kind, files, records, examples, batch, passes, rate, cpu_per_m in rows:
+          "reader (ex/s) | unshuffled (ex/s) | overhead: reader | unshuffled | "
+          "CPU overhead: reader | unshuffled |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, files, records, examples, batch, passes, rate, over, cpu_over in rows:
         print(f"| {kind} | {files} | {records:,} | {examples:,} | {batch} | {passes} | "
-              f"{rate['bare']:,.0f} | {rate['reader']:,.0f} | "
-              f"{rate['bare'] / rate['reader'] - 1:+.0%} | {rate['unshuffled']:,.0f} | "
-              f"{rate['bare'] / rate['unshuffled'] - 1:+.0%} | {cpu_per_m['bare']:.2f} | "
-              f"{cpu_per_m['reader']:.2f} | {cpu_per_m['unshuffled']:.2f} |")
+              f"{rate['bare']:,.0f} | {rate['reader']:,.0f} | {rate['unshuffled']:,.0f} | "
+              f"{over['reader']:+.0%} | {over['unshuffled']:+.0%} | "
+              f"{cpu_over['reader']:+.0%} | {cpu_over['unshuffled']:+.0%} |")
+
+
+def median_ratio(seconds, bare_seconds) -> float:
+    """The median over repeats of seconds / bare seconds, minus 1."""
+    return statistics.median(s / b for s, b in zip(seconds, bare_seconds)) - 1
 
 
 if __name__ == "__main__":
