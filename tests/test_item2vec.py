@@ -33,7 +33,6 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import tensorflow as tf
     root = tmp_path_factory.mktemp("item2vec")
     day = generate_events(ROWS, dt.date.fromisoformat(RUN_DATE), seed=SEED)
     write_export_layout(day.table, str(root / "events"),
