@@ -13,7 +13,7 @@ setuptools.setup(
                 "training examples for the marketplace ML team",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["beam_jobs", "transforms", "schemas", "datagen",
-                                               "flex_templates"]),
+                                               "training", "flex_templates"]),
     package_data={"schemas": ["*.json", "*.pbtxt"]},
     # What the code of beam_jobs, transforms, schemas and datagen imports (a test
     # checks it against their imports); the versions are requirements.lock's.
