@@ -66,7 +66,7 @@ def build(pipeline, args, span) -> None:
         features.build_features(pipeline, args, span, validated["valid"], validated["gate"],
                                 training_examples.index_chunks_of(graph["pieces"],
                                                                   "FeatureIndexChunks"),
-                                source=args.events)
+                                source=args.events, described=validated["input"])
 
 
 def run(argv: Optional[List[str]] = None):

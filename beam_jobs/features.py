@@ -300,8 +300,9 @@ def _transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                        lambda g: g["summary"]))))
     fields = dict(ctx["manifest"], entity=entity, transform_output=tree_name)
 
-    def publish(_, records, gate_out, tree_done, ingestion, plan):
+    def publish(_, records, gate_out, tree_done, ingestion, plan, described):
         values = dict(fields, lookback={"used": plan["used"], "skipped": plan["skipped"]},
+                      input_provenance=described,
                       validation={k: ingestion.get(k) for k in VALIDATION_FIELDS},
                       feature_gate={k: gate_out["summary"][k] for k in
                                     ("blessed", "overridden", "reasons")})
@@ -313,7 +314,7 @@ def _transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
             | f"Publish{name}" >> beam.Map(
                 publish, beam.pvalue.AsList(written), beam.pvalue.AsSingleton(gate),
                 beam.pvalue.AsList(raw_written), beam.pvalue.AsSingleton(ctx["gate"]),
-                beam.pvalue.AsSingleton(ctx["plan"])))
+                beam.pvalue.AsSingleton(ctx["plan"]), beam.pvalue.AsSingleton(ctx["described"])))
 
 
 def _write_raw_metadata(_, entity: str, path: str, _fn_written) -> str:
@@ -324,7 +325,7 @@ def _write_raw_metadata(_, entity: str, path: str, _fn_written) -> str:
 
 
 def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
-                   source: str = "") -> Dict:
+                   source: str = "", described=None) -> Dict:
     """Valid rows -> published features/_daily/dt=<run_date> and
     features/{articles,users}/dt=<run_date>.
 
@@ -333,7 +334,8 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
     empty when refused); index_chunks: (pa.Array of article ids, np.ndarray int64
     indexes) chunks of the article index (articles outside it get index 0). Returns
     {"daily": the partials' manifest, "articles": manifest, "users": manifest} (one-element
-    PCollections). `source` names the input in the manifests."""
+    PCollections). `source` names the input in the manifests; `described` (one dict,
+    transforms.provenance) says what was read (made here from `source` when None)."""
     from transforms.sharding import ResolveShardCount
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
@@ -366,9 +368,15 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
                 "span_utc": [span.start.isoformat(), span.end.isoformat()], "input": source,
                 "options": {name: getattr(args, name) for name in FEATURE_OPTION_NAMES},
                 "window": window}
+    if described is None:
+        from transforms.provenance import DescribeInput, DescribeValidated
+        described = pipeline | "DescribeFeatureInput" >> (
+            DescribeValidated(args.validated_events, day) if args.validated_events
+            else DescribeInput(args.events, span))
     daily = rows[T.DAILY] | "PublishDailyPartials" >> PublishFileSets(
         f"{out}/features/{F.DAILY_DIR}/dt={day}", manifest, gate, fmt="parquet",
-        target_shard_mb=args.target_shard_mb, extra={"feature_shards": shards},
+        target_shard_mb=args.target_shard_mb,
+        extra={"feature_shards": shards, "input_provenance": described},
         file_sets=F.DAILY_FILE_SETS)
     with open(F.reviewed_schema_path()) as handle:
         schema_text = handle.read()
@@ -376,7 +384,7 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
            "schema_text": schema_text, "allow_anomalies": args.allow_feature_anomalies,
            "window": window, "gate": gate, "daily": daily, "plan": plan,
            "target_bytes": max(1, int(args.target_shard_mb * (1 << 20))),
-           "manifest": manifest}
+           "manifest": manifest, "described": described}
     published = {entity: _transform_entity(pipeline, entity, rows, ctx)
                  for entity in F.ENTITIES}
     return dict(published, daily=daily)
