@@ -526,9 +526,7 @@ class MergeShard(beam.DoFn):
         if self._eval_split == "user_hash":
             from transforms.privacy import in_eval_by_user
             fraction = self._fraction
-
-            def user_in_eval(pseudonyms):
-                return in_eval_by_user(pseudonyms, fraction)
+            user_in_eval = lambda pseudonyms: in_eval_by_user(pseudonyms, fraction)  # noqa: E731
         merged = merge_shard(today, lookback, index, self._lookback, self._boundary, self._end,
                              user_in_eval)
         for entity, table in merged.daily.items():
