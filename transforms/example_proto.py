@@ -425,19 +425,18 @@ def encode_sequence_examples(context: Dict[str, Tuple[str, object]],
     out = np.empty(int(record_ends[-1]), dtype=np.uint8)
     at = record_ends - sizes
 
-    # SequenceExample: 0a varint(len(context)) context 12 varint(len(lists)) lists. The
-    # record's own header parts go out with the entry that follows them.
-    prefix = [b"\x0a", ctx_total]
+    # SequenceExample: 0a varint(len(context)) context 12 varint(len(lists)) lists, written
+    # as a sequence of pieces (see _put).
+    pieces = [b"\x0a", ctx_total]
     for head, kind, data, starts, lens in ctx_columns:
 
         def entry_head(length, head=head, kind=kind):
             feature = _feature_head(kind, length)
             return _entry_head(head, len(feature) + length) + feature
 
-        _put(out, at, prefix, lens, entry_head, data, starts)
-        at = at + _parts_size(prefix) + _entry_size(len(head), _feature_size(kind, lens))
-        prefix = []
-    prefix += [b"\x12", lists_total]
+        pieces.append((lens, entry_head, data, starts,
+                       _entry_size(len(head), _feature_size(kind, lens))))
+    pieces += [b"\x12", lists_total]
     counts = np.diff(bounds)
     for (head, kind, data, starts, lens), (ends, value) in zip(list_columns, list_sizes):
 
@@ -446,22 +445,23 @@ def encode_sequence_examples(context: Dict[str, Tuple[str, object]],
             return _FIELD_1 + _varint(len(feature) + length) + feature
 
         if len(lens) and int(lens.min()) == int(lens.max()):
-            # Steps of one size: all of them as one block, each record's a slice of it.
+            # Steps of one size: all of them as one block of rows, a record's steps a slice.
             width = int(lens[0])
-            steps = _rows([], None, len(lens), width, step_head(width), data,
-                          starts).reshape(-1)
-            _put(out, at, prefix, value, partial(_entry_head, head), steps, ends[bounds[:-1]])
+            steps = _rows([(None, step_head(width), data, starts, width)], None,
+                          len(lens)).reshape(-1)
+            pieces.append((value, partial(_entry_head, head), steps, ends[bounds[:-1]],
+                           _entry_size(len(head), value)))
         else:
             inner = len(head) + _varint_size(value) + value
-            _put(out, at, prefix + [_FIELD_1, inner, head, value])
+            pieces += [_FIELD_1, inner, head, value]
+            at = _put(out, at, pieces)
+            pieces = []
             if len(lens):
-                value_at = at + _parts_size(prefix) + 1 + _varint_size(inner) + inner - value
-                step_at = ends[:-1] + np.repeat(value_at - ends[bounds[:-1]], counts)
-                _put(out, step_at, [], lens, step_head, data, starts)
-        at = at + _parts_size(prefix) + _entry_size(len(head), value)
-        prefix = []
-    if prefix:
-        _put(out, at, prefix)
+                step_at = ends[:-1] + np.repeat(at - ends[bounds[:-1]], counts)
+                _put(out, step_at, [(lens, step_head, data, starts, None)])
+            at = at + value
+    if pieces:
+        _put(out, at, pieces)
 
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = record_ends
@@ -524,13 +524,29 @@ def _column(kind: str, values) -> Tuple[np.ndarray, object, np.ndarray]:
         raise ValueError(f"feature kind must be one of {KINDS}, got {kind!r}")
     if isinstance(values, np.ndarray) and values.ndim == 1:
         values = values.tolist()       # str / bytes items, as iterating would give them
-    if (isinstance(values, (list, tuple)) and len(values)
-            and set(map(type, values)) <= {str, bytes}):
-        array = pa.array(values, type=pa.large_binary())    # UTF-8 for str, in C
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[:len(array) + 1]
-        data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[:offsets[-1]] \
-            if offsets[-1] else np.zeros(0, dtype=np.uint8)
-        return data, offsets[:-1], np.diff(offsets)
+    if isinstance(values, (list, tuple)) and len(values):
+        try:
+            text = "\x00".join(values)          # str values only (str.join checks)
+        except TypeError:
+            text = None
+        if text is not None:
+            # Joined by NUL, the only character whose UTF-8 has a 00 byte: where no value
+            # holds one, the 00 bytes are exactly the boundaries.
+            data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            cuts = np.flatnonzero(data == 0)
+            if len(cuts) == len(values) - 1:
+                starts = np.zeros(len(values), dtype=np.int64)
+                starts[1:] = cuts + 1
+                ends = np.empty(len(values), dtype=np.int64)
+                ends[:-1] = cuts
+                ends[-1] = len(data)
+                return data, starts, ends - starts
+        if set(map(type, values)) <= {str, bytes}:
+            array = pa.array(values, type=pa.large_binary())    # UTF-8 for str, in C
+            offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[:len(array) + 1]
+            data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[:offsets[-1]] \
+                if offsets[-1] else np.zeros(0, dtype=np.uint8)
+            return data, offsets[:-1], np.diff(offsets)
     items = list(_bytes_items(values))
     lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
     return np.frombuffer(b"".join(items), dtype=np.uint8), np.cumsum(lens) - lens, lens
@@ -563,35 +579,6 @@ def _entry_head(key_head: bytes, value_len: int) -> bytes:
     return _FIELD_1 + _varint(inner) + key_head + _varint(value_len)
 
 
-def _parts_size(parts: list) -> np.ndarray:
-    return sum((len(p) if isinstance(p, bytes) else _varint_size(p) for p in parts), 0)
-
-
-def _rows(parts: list, pick, m: int, length: int, head: bytes, data, starts) -> np.ndarray:
-    """m rows of: the parts (bytes as they are; int64 arrays as the varints of their values
-    at `pick`, None: all, each array's varints of one size), head, then the payloads (see
-    _column) of `length` bytes of the values at `pick`."""
-    pick = slice(None) if pick is None else pick
-    varints = [None if isinstance(p, bytes) else p[pick] for p in parts]
-    widths = [len(p) if v is None else int(_varint_size(v[:1])[0])
-              for p, v in zip(parts, varints)]
-    rows = np.empty((m, sum(widths) + len(head) + length), dtype=np.uint8)
-    col = 0
-    for part, v, width in zip(parts, varints, widths):
-        if v is None:
-            rows[:, col:col + width] = np.frombuffer(part, dtype=np.uint8)
-        else:
-            _put_varint_columns(rows[:, col:col + width], v)
-        col += width
-    rows[:, col:col + len(head)] = np.frombuffer(head, dtype=np.uint8)
-    col += len(head)
-    if length and starts is None:                  # int64 values: their varints
-        _put_varint_columns(rows[:, col:], data[pick])
-    elif length:
-        rows[:, col:] = _windows(data, length)[starts[pick]]
-    return rows
-
-
 def _put_varint_columns(rows: np.ndarray, values: np.ndarray) -> None:
     """Column j of rows: byte j of the varints of values, all rows.shape[1] bytes long."""
     u = values.view(np.uint64)
@@ -601,19 +588,78 @@ def _put_varint_columns(rows: np.ndarray, values: np.ndarray) -> None:
         rows[:, j] = byte | 0x80 if j < width - 1 else byte & 0x7F
 
 
-def _put(out: np.ndarray, at: np.ndarray, parts: list, lens=None, head_of=None, data=None,
-         starts=None) -> None:
-    """Writes at each position at[j]: the parts (bytes as they are, int64 arrays, one value
-    a position, as varints), then, given lens, head_of(lens[j]) and value j's payload (see
-    _column). One block of rows (see _rows) per combination of sizes, each block written
-    with one numpy assignment."""
-    key = np.zeros(len(at), dtype=np.int64) if lens is None else lens
-    for p in parts:
-        if not isinstance(p, bytes):
-            key = key * 16 + _varint_size(p)
-    for _, idx in _groups(key):
-        m = len(at) if idx is None else len(idx)
-        length = 0 if lens is None else int(lens[0 if idx is None else idx[0]])
-        head = b"" if head_of is None else head_of(length)
-        rows = _rows(parts, idx, m, length, head, data, starts)
+# A piece of what _put writes at each position j: bytes (as they are), an int64 array (its
+# value j as a varint), or (lens, head_of, data, starts, sizes): head_of(lens[j]) then value
+# j's payload (see _column), sizes[j] bytes in all (None where not needed).
+
+def _piece_width(piece, j: int) -> int:
+    if isinstance(piece, bytes):
+        return len(piece)
+    if isinstance(piece, np.ndarray):
+        return int(_varint_size(piece[j:j + 1])[0])
+    return int(piece[0][j])          # the payload; the head is added by _rows
+
+
+def _rows(pieces: list, pick, m: int) -> np.ndarray:
+    """m rows of the pieces (see above) for the positions at `pick` (None: all), which
+    have the same sizes throughout. A value piece may be (None, head, data, starts, length)."""
+    first = 0 if pick is None else int(pick[0])
+    pick = slice(None) if pick is None else pick
+    layout = []
+    for piece in pieces:
+        if isinstance(piece, (bytes, np.ndarray)):
+            layout.append((piece, None, _piece_width(piece, first)))
+        else:
+            lens, head_of, data, starts, size = piece
+            length = size if lens is None else int(lens[first])
+            head = head_of if lens is None else head_of(length)
+            layout.append((head, None, len(head)))
+            if length:
+                layout.append((data, starts, length))
+    # The constant bytes go in as one template row (one copy a row), the rest column by
+    # column or a slice at a time.
+    template = b"".join(what if isinstance(what, bytes) else bytes(width)
+                        for what, _, width in layout)
+    rows = np.empty((m, len(template)), dtype=np.uint8)
+    rows[:] = np.frombuffer(template, dtype=np.uint8)
+    col = 0
+    for what, starts, width in layout:
+        if isinstance(what, bytes):
+            pass
+        elif starts is None:                 # varints: of a length, or of int64 values
+            _put_varint_columns(rows[:, col:col + width], what[pick])
+        else:
+            rows[:, col:col + width] = _windows(what, width)[starts[pick]]
+        col += width
+    return rows
+
+
+def _put(out: np.ndarray, at: np.ndarray, pieces: list) -> np.ndarray:
+    """Writes the pieces (see above) one after another at each position in `at`; returns
+    the positions after them. Consecutive pieces go in one block while at most one of them
+    has sizes that differ between positions: the positions where it has the same size take
+    one block of rows (see _rows), written with one numpy assignment. (Grouping positions
+    by the sizes of several pieces at once makes many small scattered blocks: slower.)"""
+    block, key = [], None
+    for piece in pieces:
+        if not isinstance(piece, bytes):
+            sizes = _varint_size(piece) if isinstance(piece, np.ndarray) else piece[0]
+            if len(sizes) and int(sizes.min()) != int(sizes.max()):
+                if key is not None:
+                    at = _put_block(out, at, block, key)
+                    block = []
+                key = sizes
+        block.append(piece)
+    return _put_block(out, at, block, key)
+
+
+def _put_block(out: np.ndarray, at: np.ndarray, block: list, key) -> np.ndarray:
+    if not block:
+        return at
+    for _, idx in _groups(np.zeros(len(at), dtype=np.int64) if key is None else key):
+        rows = _rows(block, idx, len(at) if idx is None else len(idx))
         _windows(out, rows.shape[1])[at if idx is None else at[idx]] = rows
+    if any(isinstance(p, tuple) and p[4] is None for p in block):
+        return None
+    return at + sum(len(p) if isinstance(p, bytes) else _varint_size(p)
+                    if isinstance(p, np.ndarray) else p[4] for p in block)
