@@ -26,10 +26,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 from flex_templates import schedule
 
 # What each job publishes under <output_dir>/<kind>/dt=D/ with a _SUCCESS marker.
+EXAMPLE_KINDS = ("examples/skipgram", "examples/sequences", "examples/ranking")
+FEATURE_KINDS = ("features/_daily", "features/articles", "features/users")
 PUBLISHED_KINDS = {
     "validate_events": ("quarantine", "validated"),
     "cooccurrence_graph": ("cooccurrence",),
-    "daily": ("quarantine", "validated", "cooccurrence"),
+    "training_examples": EXAMPLE_KINDS,
+    "features": FEATURE_KINDS,
+    # At its default --daily_stages (graph, examples, features).
+    "daily": ("quarantine", "validated", "cooccurrence") + EXAMPLE_KINDS + FEATURE_KINDS,
 }
 TERMINAL_OK = "JOB_STATE_DONE"
 TERMINAL_FAILED = ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_UPDATED",

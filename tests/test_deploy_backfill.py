@@ -15,8 +15,8 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "asia-northeast3-docker.pkg.dev/demo-project/preprocessing/daily@sha256:" + "cd" * 32
 
 
-def publish(root, day, blessed=True, overridden=False, kinds=("quarantine", "validated",
-                                                               "cooccurrence")):
+def publish(root, day, blessed=True, overridden=False, kinds=None):
+    kinds = backfill.PUBLISHED_KINDS["daily"] if kinds is None else kinds
     summary = root / "validation" / f"dt={day}" / "summary.json"
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps({"blessed": blessed, "overridden": overridden}))
@@ -40,9 +40,14 @@ def test_is_published(tmp_path):
     publish(tmp_path, "2026-11-02", overridden=True)
     publish(tmp_path, "2026-11-03", blessed=False)
     publish(tmp_path, "2026-11-04", kinds=("quarantine", "validated"))
+    # Every kind of the daily job, examples and features included.
+    assert set(kinds) == {"quarantine", "validated", "cooccurrence", "examples/skipgram",
+                          "examples/sequences", "examples/ranking", "features/_daily",
+                          "features/articles", "features/users"}
+    publish(tmp_path, "2026-11-06", kinds=[k for k in kinds if k != "features/users"])
     assert [backfill.is_published(str(tmp_path), kinds, d)
-            for d in ("2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05")] \
-        == [True, False, False, False, False]
+            for d in ("2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05",
+                      "2026-11-06")] == [True, False, False, False, False, False]
     assert backfill.is_published(str(tmp_path), ("quarantine", "validated"), "2026-11-04")
 
 
