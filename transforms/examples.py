@@ -170,11 +170,12 @@ def lookup_indexes(ids, map_ids: pa.Array, map_index: np.ndarray) -> np.ndarray:
 
 class Batch(NamedTuple):
     """Records of one kind and split from one element, each with its seeded uint64 key
-    (the file it goes to and its place in that file)."""
+    (the file it goes to and its place in that file). The records travel as one Arrow
+    binary array (two buffers), not as a Python object each."""
     kind: str
     split: str
     keys: np.ndarray
-    records: List[bytes]
+    records: pa.LargeBinaryArray
 
 
 class ShardExamples(NamedTuple):
@@ -281,11 +282,12 @@ def split_batches(kind: str, side: np.ndarray, keys: np.ndarray, encoded: List[b
     """Records with their side (0 train, 1 eval) and keys -> one Batch per split present."""
     batches = []
     side = np.asarray(side)
+    packed = pa.array(encoded, pa.large_binary())
     for split in (0, 1):
         rows = np.flatnonzero(side == split)
         if len(rows):
             batches.append(Batch(kind, SPLITS[split], np.asarray(keys, np.uint64)[rows],
-                                 [encoded[i] for i in rows]))
+                                 packed.take(pa.array(rows, pa.int64()))))
     return batches
 
 
@@ -370,7 +372,8 @@ def skipgram_records(pairs: Dict[str, np.ndarray], sampler, rate: float, p: Exam
                                         negatives[rows], p.pairs_per_record, order_key[rows])
         first_keys = np.sort(order_key[rows])[::p.pairs_per_record]
         counts[f"skipgram_{SPLITS[split]}"] = len(encoded)
-        records.append(Batch("skipgram", SPLITS[split], first_keys, encoded))
+        records.append(Batch("skipgram", SPLITS[split], first_keys,
+                             pa.array(encoded, pa.large_binary())))
     return records, counts
 
 
@@ -381,7 +384,7 @@ def files_per_split(sizes: Dict[Tuple[str, str], int], target_bytes: int
 
 
 def batch_bytes(batch: Batch) -> Tuple[Tuple[str, str], int]:
-    return (batch.kind, batch.split), sum(len(r) for r in batch.records)
+    return (batch.kind, batch.split), int(pc.sum(pc.binary_length(batch.records)).as_py() or 0)
 
 
 def assign_files(batch: Batch, files: Dict[Tuple[str, str], int]):
@@ -392,28 +395,52 @@ def assign_files(batch: Batch, files: Dict[Tuple[str, str], int]):
     for f in np.unique(number):
         rows = np.flatnonzero(number == f)
         yield (batch.kind, batch.split, int(f), n), \
-            (batch.keys[rows], [batch.records[i] for i in rows])
+            (batch.keys[rows], batch.records.take(pa.array(rows, pa.int64())))
 
 
 def order_file(element):
-    """A file's parts -> (kind, (split, (file number, files), records in key order)); ties
-    of keys (rare) by record bytes, so the order never depends on arrival."""
+    """A file's parts -> (kind, (split, (file number, files), records in key order)). Keys
+    are seeded hashes of distinct events, so ties do not happen in practice; if one does,
+    the tied records are ordered by their bytes, so the order never depends on arrival."""
     (kind, split, number, n), parts = element
-    keyed = sorted((int(k), r) for keys, recs in parts for k, r in zip(keys.tolist(), recs))
-    return kind, (split, (number, n), [r for _, r in keyed])
+    parts = list(parts)
+    keys = np.concatenate([k for k, _ in parts])
+    records = pa.concat_arrays([r for _, r in parts])
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if len(keys) > 1 and (sorted_keys[1:] == sorted_keys[:-1]).any():
+        values = records.to_pylist()
+        order = np.array(sorted(range(len(keys)), key=lambda i: (int(keys[i]), values[i])),
+                         dtype=np.int64)
+    return kind, (split, (number, n), records.take(pa.array(order, pa.int64())))
 
 
 # ---------------------------------------------------------------------------------------------
 # DoFns
 
-def request_indexes(element, num_partitions: int):
-    """(shard, payloads) -> (article partition, ("req", shard, its distinct ids there))."""
-    shard, payloads = element
-    ids = pc.unique(pa.concat_arrays([from_ipc(d).column("article_id").combine_chunks()
-                                      for d in payloads]).drop_null().cast(pa.string()))
-    table = pa.table({"article_id": ids})
-    for target, part in split_by_shard(table, shard_ids(ids, num_partitions), num_partitions):
-        yield target, ("req", shard, part.column("article_id").combine_chunks())
+@beam.typehints.with_output_types(typing.Any)   # main and tagged outputs
+class ShardRowsAndRequests(beam.DoFn):
+    """A table of example rows -> (user shard, ("rows", Arrow IPC)) per user shard, and
+    tagged REQUESTS (article partition, ("req", distinct (article id, user shard) pairs of
+    the rows there)): the rows cross one shuffle, to their user shard, where the answers
+    to the requests meet them."""
+
+    REQUESTS = "requests"
+
+    def process(self, table, num_shards: int, num_partitions: int):
+        shard = user_shards(table.column("user_id"), num_shards)
+        for target, part in split_by_shard(table, shard, num_shards):
+            yield target, ("rows", to_ipc(part))
+        pairs = pa.table({"article_id": table.column("article_id"),
+                          "shard": pa.array(shard, pa.int64())})
+        pairs = pairs.filter(pc.is_valid(pairs.column("article_id")))
+        pairs = pairs.group_by(["article_id", "shard"]).aggregate([])
+        ids = pairs.column("article_id").combine_chunks().cast(pa.string())
+        for target, part in split_by_shard(pairs, shard_ids(ids, num_partitions),
+                                           num_partitions):
+            yield beam.pvalue.TaggedOutput(self.REQUESTS, (target, (
+                "req", part.column("article_id").combine_chunks().cast(pa.string()),
+                part.column("shard").to_numpy())))
 
 
 def partition_index_chunk(chunk, num_partitions: int):
@@ -426,20 +453,29 @@ def partition_index_chunk(chunk, num_partitions: int):
 
 
 def answer_requests(element):
-    """One article partition's index rows and requests -> (shard, ("map", ids, indexes))."""
+    """One article partition's index rows and requests -> (user shard, ("map", ids,
+    indexes)), one answer per user shard that asked, holding only the ids it asked for."""
     _, values = element
     idx = [(v[1], v[2]) for v in values if v[0] == "idx"]
+    reqs = [(v[1], v[2]) for v in values if v[0] == "req"]
+    if not reqs:
+        return
     ids = pa.concat_arrays([i for i, _ in idx]) if idx else pa.array([], pa.string())
     index = np.concatenate([x for _, x in idx]) if idx else np.zeros(0, np.int64)
-    for value in values:
-        if value[0] != "req":
-            continue
-        _, shard, wanted = value
-        yield shard, ("map", wanted, lookup_indexes(wanted, ids, index))
+    wanted = pa.table({"article_id": pa.concat_arrays([i for i, _ in reqs]),
+                       "shard": pa.array(np.concatenate([s for _, s in reqs]), pa.int64())})
+    wanted = wanted.group_by(["article_id", "shard"]).aggregate([])
+    shard = wanted.column("shard").to_numpy()
+    found = lookup_indexes(wanted.column("article_id"), ids, index)
+    table = pa.table({"article_id": wanted.column("article_id"),
+                      "index": pa.array(found, pa.int64())})
+    for target, part in split_by_shard(table, shard, int(shard.max()) + 1):
+        yield target, ("map", part.column("article_id").combine_chunks(),
+                       part.column("index").to_numpy())
 
 
 class BuildShardExamples(beam.DoFn):
-    """(shard, [("rows", payloads), ("map", ids, indexes), ...]) -> records (main), tagged
+    """(shard, [("rows", Arrow IPC), ("map", ids, indexes), ...]) -> records (main), tagged
     positions, article counts and counters."""
 
     POSITIONS, ARTICLE_COUNTS, COUNTS = "positions", "article_counts", "counts"
@@ -458,7 +494,7 @@ class BuildShardExamples(beam.DoFn):
         payloads, map_ids, map_index = [], [], []
         for value in values:
             if value[0] == "rows":
-                payloads.extend(value[1])
+                payloads.append(value[1])
             else:
                 map_ids.append(value[1].cast(pa.string()))
                 map_index.append(np.asarray(value[2], np.int64))
@@ -534,24 +570,18 @@ class BuildTrainingExamples(beam.PTransform):
             lambda n, m: resolve_shard_count(0, n + m, p.max_rows_per_shard),
             beam.pvalue.AsSingleton(index_rows))
         num_partitions = beam.pvalue.AsSingleton(partitions)
-        grouped = (rows
-                   | "ShardExampleUsers" >> beam.FlatMap(
-                       lambda t, n: ((s, to_ipc(part)) for s, part in split_by_shard(
-                           t, user_shards(t.column("user_id"), n), n)),
-                       beam.pvalue.AsSingleton(shards))
-                   | "GroupExampleUsers" >> beam.GroupByKey())
-        requests = grouped | "RequestIndexes" >> beam.FlatMap(request_indexes, num_partitions)
+        sharded = rows | "ShardExampleUsers" >> beam.ParDo(
+            ShardRowsAndRequests(), beam.pvalue.AsSingleton(shards),
+            num_partitions).with_outputs(ShardRowsAndRequests.REQUESTS, main="rows")
         index_parts = self._index | "PartitionIndex" >> beam.FlatMap(partition_index_chunk,
                                                                      num_partitions)
-        answers = ((requests, index_parts)
+        answers = ((sharded[ShardRowsAndRequests.REQUESTS], index_parts)
                    | "GatherIndexRequests" >> beam.Flatten()
                    | "GroupIndexPartitions" >> beam.GroupByKey()
                    | "AnswerIndexRequests" >> beam.FlatMap(answer_requests))
-        shard_rows = grouped | "TagShardRows" >> beam.Map(
-            lambda kv: (kv[0], ("rows", list(kv[1]))))
-        built = ((shard_rows, answers)
+        built = ((sharded.rows, answers)
                  | "GatherShardInputs" >> beam.Flatten()
-                 | "JoinShardIndex" >> beam.GroupByKey()
+                 | "GroupExampleUsers" >> beam.GroupByKey()
                  | "BuildShardExamples" >> beam.ParDo(
                      BuildShardExamples(p, self._salt_file, self._salt_secret)).with_outputs(
                      BuildShardExamples.POSITIONS, BuildShardExamples.ARTICLE_COUNTS,

@@ -184,7 +184,8 @@ def write_bytes(path: str, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------
 # Writing pieces: streamed, chunk by chunk, cut by bytes
 
-# "records": pieces of already serialized records (e.g. tf.train.SequenceExample) whose key
+# "records": pieces of already serialized records (a list of bytes or an Arrow binary
+# array; e.g. tf.train.SequenceExample) whose key
 # is (file number, number of files): one GZIP TFRecord file each,
 # {file_set}-SSSSS-of-NNNNN-{run_id}.tfrecord.gz, never cut.
 FORMATS = {"tfrecord": ".tfrecord.gz", "parquet": ".parquet", "jsonl": ".jsonl.gz",
@@ -330,6 +331,8 @@ def write_piece(final_dir: str, run_id: str, fmt: str, file_set: str, piece_key,
         name = piece_file_name(file_set, run_id, piece_key, 0, FORMATS[fmt])
         current = _GzipFile(f"{final_dir}/{name}")
         for chunk in _line_chunks(data, chunk_rows):
+            if isinstance(chunk, (pa.Array, pa.ChunkedArray)):
+                chunk = chunk.to_pylist()
             current.write(tfrecord_frame(chunk))
         current.close()
         yield FileRecord(file_set, name, len(data), current.sink.bytes_written, {},
