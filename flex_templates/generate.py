@@ -101,6 +101,7 @@ def formats() -> Dict[str, Format]:
         "user_id_salt_file": Format([_GCS], "GCS_READ_FILE"),
         "user_id_salt_secret": Format([_SECRET_VERSION]),
         "example_kinds": Format([rf"^{kind}(,{kind})*$"]),
+        "daily_stages": Format([r"^(graph|examples|features)(,(graph|examples|features))*$"]),
     }
 
 

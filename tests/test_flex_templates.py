@@ -409,7 +409,7 @@ def test_option_names_are_unique_across_our_classes():
     assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
                                              "GraphOptions", "ScaleOptions", "SplitOptions",
                                              "PrivacyOptions", "ExamplesOptions",
-                                             "FeaturesOptions"}
+                                             "FeaturesOptions", "DailyOptions"}
     seen = {}
     for cls in classes:
         for action in class_options(cls):

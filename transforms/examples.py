@@ -127,7 +127,20 @@ def select_example_rows(element) -> pa.Table:
     table = pa.table(columns, names=list(EXAMPLE_COLUMNS))
     mask = pc.and_(pc.is_in(table.column("event_name"), value_set=pa.array(EXAMPLE_EVENTS)),
                    pc.is_valid(table.column("user_id")))
-    return table.filter(mask)
+    return compact_rows(table.filter(mask))
+
+
+def compact_rows(table: pa.Table) -> pa.Table:
+    """What crosses the user shuffle: `properties` (JSON) replaced by the two values the
+    ranking lists use, parsed here (surface, display_position), and the repeated strings
+    dictionary-encoded."""
+    surface, display = parse_display_properties(table.column("properties"))
+    columns = {name: table.column(name) for name in EXAMPLE_COLUMNS if name != "properties"}
+    for name in ("event_name", "region_id", "platform"):
+        columns[name] = pc.dictionary_encode(columns[name].combine_chunks())
+    columns["surface"] = pc.dictionary_encode(surface)
+    columns["display_position"] = pa.array(display, pa.int64())
+    return pa.table(columns)
 
 
 def parse_display_properties(properties) -> Tuple[pa.Array, np.ndarray]:
@@ -187,9 +200,23 @@ class ShardExamples(NamedTuple):
     counts: Dict[str, int]
 
 
+def plain_strings(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns back to plain strings, chunk by chunk (the chunks of a
+    shard come from different elements, each with its own dictionary)."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = pa.chunked_array([c.cast(column.type.value_type) for c in column.chunks],
+                                      column.type.value_type)
+        columns[name] = column
+    return pa.table(columns)
+
+
 def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, salt: bytes,
                    p: ExampleParams) -> ShardExamples:
     """One user shard's rows (select_example_rows) -> its examples (see ShardExamples)."""
+    table = plain_strings(table)
     from transforms import ranking, sequences
     counts: Dict[str, int] = {}
     records: List[Batch] = []
@@ -254,7 +281,8 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
             counts[f"sequences_{SPLITS[split]}"] = int((split_of == split).sum())
 
     if "ranking" in p.kinds:
-        surface, display = parse_display_properties(table.column("properties"))
+        surface = table.column("surface").combine_chunks()
+        display = table.column("display_position").to_numpy()
         list_side, first_row, encoded = ranking.ranking_records(
             users, ts, names, index_of_code[article_codes], side, surface, display,
             table.column("region_id").combine_chunks(),

@@ -61,10 +61,12 @@ _SUITE: Dict[str, str] = {}
 
 
 def suite_fields() -> Dict[str, str]:
-    """{"suite_version", "suite_revision"}, worked out once per process."""
+    """{"suite_version", "suite_revision"}; the version and the git lookup are worked out
+    once per process (SUITE_REVISION, when set, is read every time)."""
     if not _SUITE:
-        _SUITE.update(suite_version=suite_version(), suite_revision=suite_revision())
-    return dict(_SUITE)
+        _SUITE.update(suite_version=suite_version(), git=suite_revision())
+    revision = os.environ.get("SUITE_REVISION", "").strip() or _SUITE["git"]
+    return {"suite_version": _SUITE["suite_version"], "suite_revision": revision}
 
 
 def describe_files(events_dir: str, span: DaySpan) -> Dict:
