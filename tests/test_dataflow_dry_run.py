@@ -81,7 +81,6 @@ CASES = {
                        VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS, READ_BIGQUERY_STEPS),
     "daily-export": ("daily", [EXPORT, SALT, NO_FEATURES],
                      VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS, READ_EXPORT_STEPS),
-    "daily-export-features": ("daily", [EXPORT, SALT], None, READ_EXPORT_STEPS),
     "training_examples-validated": ("training_examples", [VALIDATED, SALT],
                                     {"ReadValidatedEvents", "DescribeInput", "IndexArticles",
                                      "ReadArticleIndex", "SelectIndexPieces",
@@ -93,7 +92,9 @@ CASES = {
 # placeholder assets under <--temp_location>/.../tftransform_tmp then (its design: the
 # launcher has that bucket's credentials). The one exception to "no cloud call at
 # construction": these cases must stop there and nowhere else.
-TFT_CONSTRUCTION_WRITE = {"features-validated", "daily-export-features"}
+# (The daily template at its default --daily_stages stops at the same place: it builds
+# the same features stage.)
+TFT_CONSTRUCTION_WRITE = {"features-validated"}
 
 DRIVER = r'''
 import importlib, json, socket, sys, time, traceback
