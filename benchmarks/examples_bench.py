@@ -8,7 +8,7 @@ ratio:  the 5M default day and the long-catalogue day (2M events, catalogue 1.5M
         into fresh folders, and what the examples hold. Target: examples <= 3 x graph.
 shards: the 5M day's examples at --max_rows_per_shard 1M, 250k and 62.5k (user shards
         and index partitions x 1, 4, 16): peak RSS must stay flat in the shard count,
-        and the records must be the same.
+        and the content must be the same (records_digest).
 Days are generated and validated once under --work (bench_work/ is gitignored), as the
 graph benchmark does (benchmarks/cooccurrence_bench.py).
 """
@@ -55,17 +55,35 @@ def examples_summary(out: str) -> dict:
 
 
 def records_digest(out: str) -> str:
-    """A digest of every kind's sorted records: equal means the same records."""
+    """A digest of what every kind holds: the sorted records of sequences and ranking, and
+    for skip-gram the sorted (split, target, context, negatives) of every pair (which
+    pairs share a record depends on the user shards; the pairs and their negatives do
+    not). Equal means the same content."""
     import hashlib
+    from transforms.example_proto import decode_example
     from transforms.publish import published_files, read_tfrecord_file
-    digest = hashlib.sha256()
+    parts = []
     for kind in KINDS:
         folder = os.path.join(out, "examples", kind, f"dt={RUN_DATE}")
+        digest = hashlib.sha256()
         for split in ("train", "eval"):
-            for record in sorted(r for p in published_files(folder, split)
-                                 for r in read_tfrecord_file(p)):
-                digest.update(record)
-    return digest.hexdigest()[:16]
+            records = sorted(r for p in published_files(folder, split)
+                             for r in read_tfrecord_file(p))
+            if kind != "skipgram":
+                for record in records:
+                    digest.update(record)
+                continue
+            pairs = []
+            for record in records:
+                f = decode_example(record)
+                target, context, negatives = f["target"][1], f["context"][1], f["negatives"][1]
+                k = len(negatives) // max(1, len(target))
+                pairs += [(split, target[i], context[i], tuple(negatives[i * k:(i + 1) * k]))
+                          for i in range(len(target))]
+            for pair in sorted(pairs):
+                digest.update(repr(pair).encode())
+        parts.append(f"{kind}:{digest.hexdigest()[:10]}")
+    return " ".join(parts)
 
 
 def ratio_table(days, py: str) -> None:
@@ -93,7 +111,7 @@ def ratio_table(days, py: str) -> None:
 
 def shards_table(day: Day, py: str) -> None:
     day.prepare(py)
-    print("| --max_rows_per_shard | wall (s) | peak RSS (MB) | records digest |")
+    print("| --max_rows_per_shard | wall (s) | peak RSS (MB) | content digest |")
     print("|---:|---:|---:|:---|")
     for rows in (1_000_000, 250_000, 62_500):
         run = run_job(py, "beam_jobs.training_examples", day, f"examples_{rows}",
