@@ -51,7 +51,8 @@ def report(output_dir: str, run_date: str) -> List[str]:
         part = published_manifest(validated)["file_sets"]["part"]
         lines.append(f"validated/  {part['rows']:,} rows of Parquet in {len(part['files'])} "
                      f"file(s) in {os.path.abspath(validated)}")
-    return lines + graph_lines(out, run_date) + examples_lines(out, run_date)
+    return lines + graph_lines(out, run_date) + examples_lines(out, run_date) + \
+        features_lines(out, run_date)
 
 
 def graph_lines(out: str, run_date: str) -> List[str]:
@@ -101,6 +102,26 @@ def examples_lines(out: str, run_date: str) -> List[str]:
             f"{split} {sets[split]['rows']:,} records in {len(sets[split]['files'])} file(s)"
             for split in ("train", "eval") if split in sets) + f"  ({held})")
         lines.append(f"  {os.path.abspath(edir)}")
+    return lines
+
+
+def features_lines(out: str, run_date: str) -> List[str]:
+    """One line per entity: rows per split, the feature gate, the transform folder."""
+    lines = []
+    for entity in ("articles", "users"):
+        fdir = f"{out}/features/{entity}/dt={run_date}"
+        if not os.path.exists(f"{fdir}/{SUCCESS}"):
+            lines.append(f"features/{entity:<9} not published")
+            continue
+        m = published_manifest(fdir)
+        sets, gate = m["file_sets"], m.get("feature_gate", {})
+        verdict = "BLESSED" + (" (overridden)" if gate.get("overridden") else "") \
+            if gate.get("blessed") else "NOT BLESSED"
+        skipped = len(m.get("lookback", {}).get("skipped", []))
+        lines.append(f"features/{entity:<9} {verdict}  train {sets['train']['rows']:,} rows, "
+                     f"eval {sets['eval']['rows']:,} rows; lookback days used "
+                     f"{len(m.get('lookback', {}).get('used', []))}, skipped {skipped}")
+        lines.append(f"  tft.TFTransformOutput: {os.path.abspath(fdir)}/{m['transform_output']}")
     return lines
 
 

@@ -247,3 +247,21 @@ def test_features_load_with_tft_transform_output(out):
         assert output.raw_feature_spec() == F.raw_feature_spec(entity)
         assert sorted(output.transformed_feature_spec()) == sorted(
             F.TRANSFORMED_FEATURES[entity])
+
+
+def test_the_report_lists_every_stage(out):
+    """What make demo prints after the daily job: every published kind, with its counts."""
+    from beam_jobs.report import report
+    from transforms.publish import published_manifest
+    lines = report(out, RUN_DATE)
+    text = "\n".join(lines)
+    for kind in ("skipgram", "sequences", "ranking"):
+        sets = published_manifest(os.path.join(out, "examples", kind, f"dt={RUN_DATE}"))[
+            "file_sets"]
+        assert f"examples/{kind:<10}train {sets['train']['rows']:,} records" in text
+    for entity in ("articles", "users"):
+        sets = published_manifest(os.path.join(out, "features", entity, f"dt={RUN_DATE}"))[
+            "file_sets"]
+        assert (f"features/{entity:<9} BLESSED  train {sets['train']['rows']:,} rows, "
+                f"eval {sets['eval']['rows']:,} rows") in text
+    assert "article_index/  version 1 (extends None)" in text
