@@ -73,12 +73,7 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str, describ
 
 
 def check_args(args) -> None:
-    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
-    if bool(args.events) == bool(args.validated_events):
-        raise ValueError("give exactly one of --events (raw, validated inline) and "
-                         "--validated_events (<output_dir>/validated of a blessed day)")
-    if args.events:
-        validate_events.check_args(args)
+    validate_events.check_input_args(args)
     graph_params(args)
 
 

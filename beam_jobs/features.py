@@ -396,12 +396,7 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
 
 def check_args(args) -> None:
     from transforms.privacy import require_salt_source
-    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
-    if bool(args.events) == bool(args.validated_events):
-        raise ValueError("give exactly one of --events (raw, validated inline) and "
-                         "--validated_events (<output_dir>/validated of a blessed day)")
-    if args.events:
-        validate_events.check_args(args)
+    validate_events.check_input_args(args)
     require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     preprocessing_config(args)
 

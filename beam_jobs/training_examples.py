@@ -143,12 +143,7 @@ def split_description(params: ExampleParams, span: DaySpan) -> Dict:
 def check_args(args) -> None:
     from beam_jobs import cooccurrence_graph
     from transforms import privacy
-    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
-    if bool(args.events) == bool(args.validated_events):
-        raise ValueError("give exactly one of --events (raw, validated inline) and "
-                         "--validated_events (<output_dir>/validated of a blessed day)")
-    if args.events:
-        validate_events.check_args(args)
+    validate_events.check_input_args(args)
     privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     cooccurrence_graph.graph_params(args)
     example_params(args, opts.resolve_day("2026-01-01", "UTC"))

@@ -83,6 +83,17 @@ def check_args(args) -> None:
                          "(0, 1]")
 
 
+def check_input_args(args) -> None:
+    """A job that reads raw --events (validated inline) or a blessed --validated_events
+    day: exactly one of them, and the validation options when raw."""
+    opts.require(args.output_dir, "--output_dir", "a local or gs:// directory")
+    if bool(args.events) == bool(args.validated_events):
+        raise ValueError("give exactly one of --events (raw, validated inline) and "
+                         "--validated_events (<output_dir>/validated of a blessed day)")
+    if args.events:
+        check_args(args)
+
+
 def build(pipeline, args, span: DaySpan) -> None:
     build_validation(pipeline, args, span)
 
