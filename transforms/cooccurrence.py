@@ -245,20 +245,27 @@ class CountShardPairs(beam.DoFn):
         return target, (tag, payload)
 
 
-def other_articles(element, num_partitions: int):
-    """Valid rows -> (article partition, (NODES, part)) of the articles of rows that are
-    not interactions (impressions, server events), with frequency 0: the article index
-    covers every article of the day's valid events; the nodes stay the interacted ones."""
+def other_article_ids(element) -> pa.Array:
+    """Valid rows -> the distinct article ids of rows that are not interactions
+    (impressions, server events). No side input: it runs where the rows are read, so only
+    these ids, not the rows, wait for the partition count."""
     table = element[1] if isinstance(element, tuple) else element
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     if "event_name" not in table.column_names or "article_id" not in table.column_names:
-        return
+        return pa.array([], pa.string())
     mask = pc.and_(pc.invert(pc.is_in(table.column("event_name"),
                                       value_set=pa.array(contract.INTERACTION_EVENTS))),
                    pc.is_valid(table.column("article_id")))
-    ids = pc.unique(table.column("article_id").filter(mask).combine_chunks()
-                    .cast(pa.string()))
+    return pc.unique(table.column("article_id").filter(mask).combine_chunks()
+                     .cast(pa.string()))
+
+
+def other_articles(element, num_partitions: int):
+    """Valid rows, or their other_article_ids -> (article partition, (NODES, part)) of the
+    articles of rows that are not interactions, with frequency 0: the article index covers
+    every article of the day's valid events; the nodes stay the interacted ones."""
+    ids = element if isinstance(element, pa.Array) else other_article_ids(element)
     if not len(ids):
         return
     codes = np.arange(len(ids), dtype=np.int64)
@@ -465,7 +472,8 @@ class BuildCooccurrenceGraph(beam.PTransform):
                     | "CountPairs" >> beam.ParDo(CountShardPairs(p), num_partitions))
         known = self._known | "PartitionKnownIndex" >> beam.FlatMap(partition_known,
                                                                     num_partitions)
-        others = valid | "ListOtherArticles" >> beam.FlatMap(other_articles, num_partitions)
+        others = (valid | "ListOtherArticleIds" >> beam.Map(other_article_ids)
+                  | "ListOtherArticles" >> beam.FlatMap(other_articles, num_partitions))
         largest_known = (self._known
                          | "LargestIndexOfChunk" >> beam.Map(
                              lambda chunk: int(chunk[1].max()) if len(chunk[1]) else 0)
