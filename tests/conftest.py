@@ -15,6 +15,13 @@ _STATUS = {"code": None}
 
 def pytest_sessionfinish(session, exitstatus):
     _STATUS["code"] = int(exitstatus)
+    runs = globals().get("_RUNS")
+    if runs:   # the features runs' folder (started in the background, see below)
+        import shutil
+        for name in ("job", "refused"):
+            if runs[name].poll() is None:
+                runs[name].kill()
+        shutil.rmtree(runs["work"], ignore_errors=True)
 
 
 def pytest_unconfigure(config):
@@ -121,21 +128,28 @@ def _prepare_features_inputs(work: str) -> dict:
             "index": index}
 
 
-@pytest.fixture(scope="session")
-def tft_subprocess_results(tmp_path_factory):
-    """Runs (at once) `python -m beam_jobs.features` on FEATURES_DAY with the lookback
+_RUNS: dict = {}
+_FEATURE_TEST_FILES = {"test_features_job.py", "test_preprocessing.py"}
+
+
+def _start_features_runs() -> dict:
+    """Start (once) `python -m beam_jobs.features` on FEATURES_DAY with the lookback
     prepared above, and one script that runs tests/test_preprocessing.py's cases and then
-    the job on the same day with a tightened schema (a refused day). Returns the inputs,
-    the exit codes and the cases' results."""
-    work = str(tmp_path_factory.mktemp("features"))
+    the job on the same day with a tightened schema (a refused day). They write their
+    output to files (a pipe could fill and stall them) and run beside the other tests."""
+    if _RUNS:
+        return _RUNS
+    import tempfile
+    work = tempfile.mkdtemp(prefix="features-tft-")
     inputs = _prepare_features_inputs(work)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     common = [f"--events={inputs['events']}", f"--run_date={FEATURES_DAY}",
               f"--timezone={FEATURES_TZ}", f"--user_id_salt_file={inputs['salt']}"]
+    job_log = open(os.path.join(work, "job.log"), "w")
     job = subprocess.Popen(
         [sys.executable, "-m", "beam_jobs.features", f"--output_dir={inputs['out']}",
          f"--features_lookback_days={FEATURES_LOOKBACK}"] + common,
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env=env, stdout=job_log, stderr=subprocess.STDOUT, text=True)
     with open(os.path.join(ROOT, "schemas", "features_schema.pbtxt")) as handle:
         schema = handle.read()
     # Only ctr has a float domain: a CTR above 0.0001 breaks the tightened schema.
@@ -147,14 +161,37 @@ def tft_subprocess_results(tmp_path_factory):
         handle.write(tightened)
     cases_path = os.path.join(work, "cases.json")
     refused_out = os.path.join(work, "refused")
+    refused_log = open(os.path.join(work, "refused.log"), "w")
     refused = subprocess.Popen(
         [sys.executable, "-c", REFUSED_SCRIPT, cases_path, schema_path,
          f"--output_dir={refused_out}", "--features_lookback_days=0"] + common,
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    job_log = job.communicate(timeout=600)[0]
-    refused_log = refused.communicate(timeout=600)[0]
-    with open(cases_path) as handle:
+        cwd=ROOT, env=env, stdout=refused_log, stderr=subprocess.STDOUT, text=True)
+    _RUNS.update(work=work, inputs=inputs, job=job, refused=refused,
+                 logs=(job_log, refused_log), cases_path=cases_path,
+                 refused_out=refused_out, tightened=tightened)
+    return _RUNS
+
+
+def pytest_collection_finish(session):
+    """When the features tests are collected, their two tf.Transform processes start now
+    and run beside the tests before them (the fixture below waits for them)."""
+    if {os.path.basename(str(item.fspath)) for item in session.items} & _FEATURE_TEST_FILES:
+        _start_features_runs()
+
+
+@pytest.fixture(scope="session")
+def tft_subprocess_results():
+    """The two runs' inputs, exit codes, logs and the preprocessing cases' results."""
+    runs = _start_features_runs()
+    job_rc = runs["job"].wait(timeout=600)
+    refused_rc = runs["refused"].wait(timeout=600)
+    logs = []
+    for handle in runs["logs"]:
+        handle.close()
+        with open(handle.name) as log:
+            logs.append(log.read())
+    with open(runs["cases_path"]) as handle:
         cases = json.load(handle)
-    return dict(inputs, job_rc=job.returncode, job_log=job_log, refused_rc=refused.returncode,
-                refused_log=refused_log, refused_out=refused_out, cases=cases,
-                tightened=tightened)
+    return dict(runs["inputs"], job_rc=job_rc, job_log=logs[0], refused_rc=refused_rc,
+                refused_log=logs[1], refused_out=runs["refused_out"], cases=cases,
+                tightened=runs["tightened"])
