@@ -36,7 +36,6 @@ from transforms.publish import (
     PublishFileSets,
     WritePieces,
     delete_tolerant,
-    published_files,
     published_manifest,
     manifest_files,
     new_run_id,
@@ -64,8 +63,6 @@ FEATURE_OPTION_NAMES = ("eval_split", "eval_hours", "eval_fraction", "features_l
                         "target_shard_mb")
 ENTITY_FILE_SETS = ("eval", "stats", "train", "transform")
 ID_FEATURES = {F.ARTICLES: F.ARTICLE_ID, F.USERS: F.USER_ID}
-INDEX_DIR = "article_index"
-INDEX_CURRENT = "CURRENT"
 
 
 class FeatureAnomaliesError(RuntimeError):
@@ -114,19 +111,6 @@ def lookback_plan(output_dir: str, run_date: str, lookback_days: int) -> Dict:
                 plan["rows"] += count
         plan["used"].append(day)
     return plan
-
-
-def current_index_files(output_dir: str) -> List[str]:
-    """Files of the article index version <output_dir>/article_index/CURRENT names (pipeline
-    step); none when there is no CURRENT yet."""
-    from apache_beam.io.filesystems import FileSystems
-    root = f"{output_dir.rstrip('/')}/{INDEX_DIR}"
-    if not FileSystems.exists(f"{root}/{INDEX_CURRENT}"):
-        return []
-    version = _read_text(f"{root}/{INDEX_CURRENT}").strip()
-    if not version.isdigit():
-        raise ValueError(f"{root}/{INDEX_CURRENT} holds {version!r}, not a version number")
-    return published_files(f"{root}/v={int(version):06d}", "index")
 
 
 def transform_output_dir(day_dir: str) -> str:
@@ -401,15 +385,6 @@ def check_args(args) -> None:
     preprocessing_config(args)
 
 
-def read_index_chunks(pipeline, output_dir: str):
-    """The current article index as (ids, indexes) chunks, one per file, read at run time."""
-    from transforms.cooccurrence import read_index_file
-    return (pipeline | "StartArticleIndex" >> beam.Create([None])
-            | "ListArticleIndexFiles" >> beam.FlatMap(lambda _: current_index_files(output_dir))
-            | "SpreadArticleIndexFiles" >> beam.Reshuffle()
-            | "ReadArticleIndex" >> beam.Map(read_index_file))
-
-
 def read_valid(pipeline, args, span: DaySpan):
     if args.events:
         validated = validate_events.build_validation(pipeline, args, span)
@@ -422,7 +397,9 @@ def read_valid(pipeline, args, span: DaySpan):
 
 def build(pipeline, args, span: DaySpan) -> None:
     valid, gate = read_valid(pipeline, args, span)
-    build_features(pipeline, args, span, valid, gate, read_index_chunks(pipeline, args.output_dir),
+    from transforms.index_store import ReadArticleIndex
+    index = pipeline | "ReadArticleIndex" >> ReadArticleIndex(args.output_dir)
+    build_features(pipeline, args, span, valid, gate, index["known"],
                    source=args.events or args.validated_events)
 
 
