@@ -225,3 +225,13 @@ def test_interaction_order_equals_a_full_multi_key_sort_with_many_ties():
                                                  ("event_timestamp", "ascending"),
                                                  ("event_id", "ascending")]).to_numpy()
     assert interaction_order(table).tolist() == expected.tolist()
+
+
+def test_first_rows_per_user_keeps_each_users_first_rows():
+    from transforms.sessions import first_rows_per_user, rank_in_runs
+    user = np.array([4, 4, 4, 7, 9, 9, 9, 9])
+    assert first_rows_per_user(user, 2).tolist() == [True, True, False, True, True, True,
+                                                     False, False]
+    assert first_rows_per_user(np.zeros(0, np.int64), 3).tolist() == []
+    starts = np.array([True, False, True, False, False])
+    assert rank_in_runs(starts).tolist() == [0, 1, 0, 1, 2]

@@ -197,9 +197,7 @@ class CountShardPairs(beam.DoFn):
         rows = order
         if p.max_events_per_user:
             # The per-user cap decides which rows exist for the nodes too.
-            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-            rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
-            keep = rank < p.max_events_per_user
+            keep = sessions_lib.first_rows_per_user(users, p.max_events_per_user)
             rows = order[keep]
             users, codes, ts, wclass = users[keep], codes[keep], ts[keep], wclass[keep]
         # Weight classes rank the weights, so a collapsed run keeps the largest weight's class.

@@ -55,6 +55,21 @@ def _starts(flags: np.ndarray) -> np.ndarray:
     return np.flatnonzero(flags)
 
 
+def rank_in_runs(starts_run: np.ndarray) -> np.ndarray:
+    """Each row's place (0, 1, ...) inside its run, given a bool flag per row that is True
+    where a run starts (the first row must start one)."""
+    n = len(starts_run)
+    first = _starts(starts_run)
+    return np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
+
+
+def first_rows_per_user(user: np.ndarray, cap: int) -> np.ndarray:
+    """Mask of each user's first `cap` rows, rows grouped by user (--max_events_per_user)."""
+    new_user = np.ones(len(user), dtype=bool)
+    np.not_equal(user[1:], user[:-1], out=new_user[1:])
+    return rank_in_runs(new_user) < cap
+
+
 def sessionize(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weight: np.ndarray,
                gap_us: int, max_events_per_user: int = 0,
                max_session_length: int = 0) -> Sessions:
@@ -92,9 +107,7 @@ def session_runs(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weigh
     new_user[0] = True
     np.not_equal(user[1:], user[:-1], out=new_user[1:])
     if max_events_per_user:
-        user_start = _starts(new_user)
-        rank = np.arange(n) - np.repeat(user_start, np.diff(np.append(user_start, n)))
-        keep = rank < max_events_per_user
+        keep = rank_in_runs(new_user) < max_events_per_user
         user, ts_us, article, weight = user[keep], ts_us[keep], article[keep], weight[keep]
         rows = rows[keep]
         new_user = new_user[keep]
@@ -115,9 +128,7 @@ def session_runs(user: np.ndarray, ts_us: np.ndarray, article: np.ndarray, weigh
         first = np.empty(m, dtype=bool)
         first[0] = True
         np.not_equal(session[1:], session[:-1], out=first[1:])
-        sess_start = _starts(first)
-        pos = np.arange(m) - np.repeat(sess_start, np.diff(np.append(sess_start, m)))
-        piece_start = first | (pos % max_session_length == 0)
+        piece_start = first | (rank_in_runs(first) % max_session_length == 0)
         session = np.cumsum(piece_start) - 1
     return (Sessions(session.astype(np.int64), article, run_weight), first_row.astype(np.int64),
             row_position)
