@@ -19,8 +19,7 @@ import pyarrow as pa
 
 from beam_jobs import options as opts
 from beam_jobs import validate_events
-from transforms import index_store
-from transforms.examples import EXAMPLE_COLUMNS, KINDS, BuildTrainingExamples, ExampleParams
+from transforms.examples import EXAMPLE_COLUMNS, BuildTrainingExamples, ExampleParams
 from transforms.publish import PublishFileSets
 from transforms.span import DaySpan
 
@@ -86,8 +85,7 @@ def region_chunks_of(pieces):
         if file_set != "nodes":
             return []
         index = batch.column(batch.schema.get_field_index("index")).to_numpy()
-        region = batch.column(batch.schema.get_field_index("region_id")).cast(
-            pa.string()).to_pylist()
+        region = batch.column(batch.schema.get_field_index("region_id")).cast(pa.string())
         return [(np.asarray(index, np.int64), region)]
     return pieces | "RegionChunks" >> beam.FlatMap(chunk)
 
@@ -167,20 +165,12 @@ def read_valid(pipeline, args, span: DaySpan):
 
 def build(pipeline, args, span: DaySpan) -> None:
     from beam_jobs import cooccurrence_graph
-    from transforms.cooccurrence import BuildCooccurrenceGraph
     valid, gate, described = read_valid(pipeline, args, span)
-    out = args.output_dir.rstrip("/")
-    base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
-        out, args.index_from or "")
     # The graph composite without its edges: the day's nodes and the extended index.
-    params = cooccurrence_graph.graph_params(args)._replace(edges=False)
-    pieces = valid | "IndexArticles" >> BuildCooccurrenceGraph(params, base["known"])
-    index_pieces = pieces["pieces"] | "SelectIndexPieces" >> beam.Filter(
-        lambda piece: piece[0] == "index")
-    index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
-        index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
-                                        args.target_shard_mb, described)
-    build_examples(pipeline, args, span, valid, gate, index, pieces["pieces"],
+    built, index = cooccurrence_graph.build_and_index(pipeline, args, span, valid, gate,
+                                                      described, edges=False,
+                                                      label="IndexArticles")
+    build_examples(pipeline, args, span, valid, gate, index, built["pieces"],
                    args.events or args.validated_events, described)
 
 

@@ -98,3 +98,10 @@ def test_lookup_indexes_gives_0_for_unknown_and_null_ids():
     assert got.tolist() == [9, 0, 0, 4]
     assert ex.lookup_indexes(pa.array(["a"]), pa.array([], pa.string()),
                              np.zeros(0, np.int64)).tolist() == [0]
+
+
+def test_regions_of_looks_each_index_up_in_the_nodes_chunks():
+    chunks = [(np.array([3, 1]), pa.array(["r3", None])), (np.array([5]), pa.array(["r5"]))]
+    assert ex.regions_of(np.array([5, 1, 9, 3]), chunks) == ["r5", "", "", "r3"]
+    assert ex.regions_of(np.array([2]), []) == [""]
+    assert ex.regions_of(np.zeros(0, np.int64), chunks) == []

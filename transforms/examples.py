@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas import contract
-from transforms import draws, privacy
+from transforms import draws, privacy, ranking, sequences, skipgram
 from transforms import pairs as pairs_lib
 from transforms import sessions as sessions_lib
 from transforms.sharding import (from_ipc, resolve_shard_count, shard_ids, split_by_shard,
@@ -217,7 +217,6 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
                    p: ExampleParams) -> ShardExamples:
     """One user shard's rows (select_example_rows) -> its examples (see ShardExamples)."""
     table = plain_strings(table)
-    from transforms import ranking, sequences
     counts: Dict[str, int] = {}
     records: List[Batch] = []
     users, user_ids = pairs_lib.sorted_dictionary(table.column("user_id"), sort=False)
@@ -245,11 +244,9 @@ def shard_examples(table: pa.Table, map_ids: pa.Array, map_index: np.ndarray, sa
                               value_set=pa.array(contract.INTERACTION_EVENTS)).to_numpy(
         zero_copy_only=False).astype(np.int64)
     strength = np.array([STRENGTH[n] for n in contract.INTERACTION_EVENTS])[strength_of]
-    if p.max_events_per_user and len(inter):
-        u = users[inter]
-        starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
-        rank = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
-        keep = rank < p.max_events_per_user
+    if p.max_events_per_user:
+        # The cap is the user's, so it applies before the split key joins the user's.
+        keep = sessions_lib.first_rows_per_user(users[inter], p.max_events_per_user)
         inter, strength = inter[keep], strength[keep]
     u, s = users[inter], side[inter]
     sess, first, row_position = sessions_lib.session_runs(
@@ -360,7 +357,6 @@ def skipgram_pairs(positions: Dict[str, np.ndarray], frequent: Tuple[np.ndarray,
                    total_positions: int, p: ExampleParams) -> Dict[str, np.ndarray]:
     """A shard's positions -> its skip-gram pairs after subsampling (before the cap):
     target, context (indexes), side, and the first-event keys of both positions."""
-    from transforms import skipgram
     base = draws.base_key(p.seed, p.run_date, "subsample")
     keep = skipgram.keep_positions(positions["article"], positions["key"], frequent,
                                    total_positions, p.subsample, base)
@@ -374,7 +370,6 @@ def skipgram_pairs(positions: Dict[str, np.ndarray], frequent: Tuple[np.ndarray,
 def skipgram_records(pairs: Dict[str, np.ndarray], sampler, rate: float, p: ExampleParams
                      ) -> Tuple[List[Batch], Dict[str, int]]:
     """A shard's pairs -> the capped sample, negatives, packed records per split."""
-    from transforms import skipgram
     counts: Dict[str, int] = {}
     records: List[Batch] = []
     pair_key = draws.keyed_uint64(draws.base_key(p.seed, p.run_date, "pair"),
@@ -541,28 +536,28 @@ class BuildShardExamples(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.COUNTS, out.counts)
 
 
+def regions_of(index: np.ndarray, regions) -> List[str]:
+    """The region of each article index from the nodes' (indexes, regions) chunks ('' for
+    an article without one): a sort and a search, no per-article Python."""
+    chunks = [(np.asarray(i, np.int64), pa.array(r, pa.string()) if not isinstance(r, pa.Array)
+               else r.cast(pa.string())) for i, r in regions if len(i)]
+    if not chunks or not len(index):
+        return [""] * len(index)
+    known = np.concatenate([i for i, _ in chunks])
+    names = pa.concat_arrays([r for _, r in chunks])
+    order = np.argsort(known, kind="stable")
+    known = known[order]
+    at = np.minimum(np.searchsorted(known, index), len(known) - 1)
+    hit = known[at] == index
+    found = names.take(pa.array(order[at], pa.int64())).fill_null("")
+    return pc.if_else(pa.array(hit), found, "").to_pylist()
+
+
 def build_sampler(counts: Tuple[np.ndarray, np.ndarray], regions):
     """The negative sampler from the day's position counts and the nodes' regions
     (chunks of (index, region))."""
-    from transforms import skipgram
     index, count = counts
-    region_of: Dict[int, str] = {}
-    for chunk_index, chunk_region in regions:
-        for i, r in zip(np.asarray(chunk_index).tolist(), chunk_region):
-            region_of[int(i)] = r or ""
-    region = [region_of.get(int(i), "") for i in index.tolist()]
-    return skipgram.NegativeSampler(index, count, region)
-
-
-def frequent_articles(counts: Tuple[np.ndarray, np.ndarray], t: float):
-    """(indexes, counts) of the articles whose keep probability is below 1."""
-    from transforms import skipgram
-    index, count = counts
-    total = int(count.sum())
-    if not total:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keep = count / total > skipgram.subsampled_share_threshold(t)
-    return index[keep], count[keep]
+    return skipgram.NegativeSampler(index, count, regions_of(index, regions))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,7 +615,8 @@ class BuildTrainingExamples(beam.PTransform):
             counts = (built[BuildShardExamples.ARTICLE_COUNTS]
                       | "CountArticlePositions" >> beam.CombineGlobally(MergeArticleCounts()))
             total = counts | "TotalPositions" >> beam.Map(lambda c: int(c[1].sum()))
-            frequent = counts | "FrequentArticles" >> beam.Map(frequent_articles, p.subsample)
+            frequent = counts | "FrequentArticles" >> beam.Map(
+                lambda c: skipgram.frequent_articles(c[0], c[1], int(c[1].sum()), p.subsample))
             sampler = counts | "BuildNegativeSampler" >> beam.Map(
                 build_sampler, beam.pvalue.AsList(self._regions))
             pairs = built[BuildShardExamples.POSITIONS] | "MakeSkipgramPairs" >> beam.Map(
