@@ -42,20 +42,32 @@ def graph_params(args) -> GraphParams:
         max_rows_per_shard=args.max_rows_per_shard).check()
 
 
+def build_and_index(pipeline, args, span: DaySpan, valid, gate, described, edges: bool = True,
+                    label: str = "BuildGraph"):
+    """(the graph composite's outputs, the article index version it publishes): reads the
+    index CURRENT names (or --index_from), extends it with the day's articles and
+    publishes the next version. `edges=False` (the examples job) builds only the nodes
+    and the index."""
+    out = args.output_dir.rstrip("/")
+    params = graph_params(args)._replace(edges=edges)
+    base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
+        out, args.index_from or "")
+    built = valid | label >> BuildCooccurrenceGraph(params, base["known"])
+    index_pieces = built["pieces"] | "SelectIndexPieces" >> beam.Filter(
+        lambda piece: piece[0] == "index")
+    index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
+        index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
+                                        args.target_shard_mb, described)
+    return built, index
+
+
 def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str, described) -> Dict:
     """Valid rows -> published <output_dir>/cooccurrence/dt=<run_date>/ and the next
     article index version (`source` names the input in the manifest). Returns
     {"published", "index": the version dict PCollection, "pieces"}."""
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
-    params = graph_params(args)
-    base = pipeline | "ReadArticleIndex" >> index_store.ReadArticleIndex(
-        out, args.index_from or "")
-    built = valid | "BuildGraph" >> BuildCooccurrenceGraph(params, base["known"])
-    index_pieces = built["pieces"] | "SelectIndexPieces" >> beam.Filter(
-        lambda piece: piece[0] == "index")
-    index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
-        index_store.PublishArticleIndex(out, day, gate, args.target_shard_mb, described)
+    built, index = build_and_index(pipeline, args, span, valid, gate, described)
     final_dir = f"{out}/cooccurrence/dt={day}"
     manifest = {
         "run_date": day, "timezone": span.timezone,
