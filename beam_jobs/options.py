@@ -31,24 +31,38 @@ def shard_count(value) -> str:
     return str(value).strip().lower()
 
 
-def positive_int(value) -> int:
+def _number(value, convert, accept, expected: str):
+    """`value` converted by `convert` when that succeeds and `accept` holds, else the
+    argparse error naming the accepted form."""
     try:
-        number = int(value)
+        number = convert(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+        number = None
+    if number is None or not accept(number):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return number
+
+
+def positive_int(value) -> int:
+    return _number(value, int, lambda n: n >= 1, "a whole number >= 1")
+
+
+def non_negative_int(value) -> int:
+    return _number(value, int, lambda n: n >= 0, "a whole number >= 0")
 
 
 def positive_float(value) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not (number > 0 and number != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
-    return number
+    return _number(value, float, lambda x: 0 < x < float("inf"), "a number > 0")
+
+
+def unit_fraction(value) -> float:
+    """A number in (0, 1)."""
+    return _number(value, float, lambda x: 0 < x < 1, "a number in (0, 1)")
+
+
+def share(value) -> float:
+    """A number in [0, 1]."""
+    return _number(value, float, lambda x: 0 <= x <= 1, "a number in [0, 1]")
 
 
 class EventsOptions(PipelineOptions):
@@ -182,38 +196,6 @@ class GraphOptions(PipelineOptions):
             help="Shards (by a hash of user_id, then of the article) the graph is computed "
                  "in: 'auto' (ceil(interaction rows / --max_rows_per_shard), counted while "
                  "the pipeline runs) or a number.")
-
-
-def unit_fraction(value) -> float:
-    """A number in (0, 1)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value!r}")
-    return number
-
-
-def share(value) -> float:
-    """A number in [0, 1]."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 <= number <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
-    return number
-
-
-def non_negative_int(value) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
-    return number
 
 
 class SplitOptions(PipelineOptions):
