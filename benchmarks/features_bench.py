@@ -7,58 +7,21 @@ into <work>/<N>/events unless it is there, then runs `python -m beam_jobs.featur
 --events=... --output_dir=<work>/<N>/features_out` (validation inline, no lookback day
 published before, lookback 7, FnApiRunner, one worker) as a subprocess and prints one
 Markdown table row: events, wall seconds, peak RSS of the process tree (sampled every
-0.2 s from /proc), train/eval rows of each entity from the published manifests.
+0.05 s from /proc, benchmarks/cooccurrence_bench.timed), train/eval rows of each entity from the published manifests.
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import threading
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN_DATE = "2026-11-26"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 
-
-def tree_rss_kb(pid: int) -> int:
-    """Summed VmRSS of pid and its descendants."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            with open(f"/proc/{current}/task/{current}/children") as handle:
-                stack += [int(c) for c in handle.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def timed(cmd, env):
-    """(wall seconds, peak tree RSS MB) of a command that must succeed."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    peak = [0]
-
-    def sample():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_kb(proc.pid))
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = proc.communicate()[0]
-    wall = time.monotonic() - start
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{output[-4000:]}")
-    return wall, peak[0] / 1024
+from cooccurrence_bench import RUN_DATE, timed  # noqa: E402  (one process-tree timer)
 
 
 def main(argv=None):
@@ -78,13 +41,13 @@ def main(argv=None):
                             RUN_DATE, "--timezone", "Asia/Seoul", "--seed", "7", "--out_dir",
                             events], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         out = os.path.join(work, "features_out")
-        subprocess.run(["rm", "-rf", out], check=True)
+        shutil.rmtree(out, ignore_errors=True)
         salt = os.path.join(work, "salt")
         with open(salt, "wb") as handle:
             handle.write(b"benchmark-salt")
-        wall, rss = timed([py, "-m", "beam_jobs.features", f"--events={events}",
-                           f"--run_date={RUN_DATE}", "--timezone=Asia/Seoul",
-                           f"--output_dir={out}", f"--user_id_salt_file={salt}"], env)
+        wall, rss, _ = timed([py, "-m", "beam_jobs.features", f"--events={events}",
+                              f"--run_date={RUN_DATE}", "--timezone=Asia/Seoul",
+                              f"--output_dir={out}", f"--user_id_salt_file={salt}"], env)
         counts = {}
         for entity in ("articles", "users"):
             with open(os.path.join(out, "features", entity, f"dt={RUN_DATE}",
