@@ -32,6 +32,7 @@ import zlib
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+import google_crc32c
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystem import BeamIOError
@@ -46,7 +47,6 @@ _MASK_DELTA = 0xA282EAD8
 
 
 def _crc32c(data: bytes) -> int:
-    import google_crc32c
     return google_crc32c.value(data)
 
 
@@ -57,7 +57,6 @@ def _masked(crc: int) -> int:
 def tfrecord_frame(records: Sequence[bytes]) -> bytes:
     """TFRecord framing of serialized records: for each, uint64 length, masked
     CRC32C of the length, the data, masked CRC32C of the data (little endian)."""
-    import google_crc32c
     value = google_crc32c.value
     pack_crc = struct.Struct("<I").pack
     pack_len = struct.Struct("<Q").pack
@@ -185,9 +184,8 @@ def write_bytes(path: str, data: bytes) -> None:
 # Writing pieces: streamed, chunk by chunk, cut by bytes
 
 # "records": pieces of already serialized records (a list of bytes or an Arrow binary
-# array; e.g. tf.train.SequenceExample) whose key
-# is (file number, number of files): one GZIP TFRecord file each,
-# {file_set}-SSSSS-of-NNNNN-{run_id}.tfrecord.gz, never cut.
+# array, e.g. tf.train.SequenceExample) keyed (file number, number of files): one GZIP
+# TFRecord file each, {file_set}-SSSSS-of-NNNNN-{run_id}.tfrecord.gz, never cut.
 FORMATS = {"tfrecord": ".tfrecord.gz", "parquet": ".parquet", "jsonl": ".jsonl.gz",
            "records": ".tfrecord.gz"}
 CHUNK_ROWS = 8192     # rows encoded and compressed at a time
@@ -237,10 +235,10 @@ class _CountingSink:
         self._crc = 0
 
     def write(self, data) -> int:
-        import google_crc32c
         self._handle.write(data)
         self.bytes_written += len(data)
-        self._crc = google_crc32c.extend(self._crc, bytes(data))
+        self._crc = google_crc32c.extend(self._crc,
+                                         data if isinstance(data, bytes) else bytes(data))
         return len(data)
 
     @property
