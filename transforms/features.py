@@ -23,7 +23,7 @@ never for users). Users are keyed by their pseudonym only.
 """
 
 import typing
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np

@@ -11,7 +11,7 @@ import importlib.metadata
 import os
 import re
 import subprocess
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
