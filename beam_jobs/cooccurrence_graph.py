@@ -89,25 +89,10 @@ def check_args(args) -> None:
     graph_params(args)
 
 
-def read_valid(pipeline, args, span: DaySpan):
-    """(valid rows, gate, input description) from raw events validated inline, or from a
-    blessed day."""
-    if args.events:
-        validated = validate_events.build_validation(pipeline, args, span)
-        return validated["valid"], validated["gate"], validated["input"]
-    from transforms.cooccurrence import INTERACTION_COLUMNS
-    from transforms.provenance import DescribeValidated
-    from transforms.read import ReadValidatedEvents
-    day = span.run_date.isoformat()
-    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, day, columns=INTERACTION_COLUMNS,
-        event_names=contract.INTERACTION_EVENTS)
-    described = pipeline | "DescribeInput" >> DescribeValidated(args.validated_events, day)
-    return read["valid"], read["gate"], described
-
-
 def build(pipeline, args, span: DaySpan) -> None:
-    valid, gate, described = read_valid(pipeline, args, span)
+    from transforms.cooccurrence import INTERACTION_COLUMNS
+    valid, gate, described = validate_events.read_input(
+        pipeline, args, span, INTERACTION_COLUMNS, contract.INTERACTION_EVENTS)
     build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events,
                 described)
 

@@ -309,7 +309,7 @@ def _write_raw_metadata(_, entity: str, path: str, _fn_written) -> str:
 
 
 def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
-                   source: str = "", described=None) -> Dict:
+                   source: str, described) -> Dict:
     """Valid rows -> published features/_daily/dt=<run_date> and
     features/{articles,users}/dt=<run_date>.
 
@@ -319,7 +319,7 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
     indexes) chunks of the article index (articles outside it get index 0). Returns
     {"daily": the partials' manifest, "articles": manifest, "users": manifest} (one-element
     PCollections). `source` names the input in the manifests; `described` (one dict,
-    transforms.provenance) says what was read (made here from `source` when None)."""
+    transforms.provenance) says what was read."""
     from transforms.sharding import ResolveShardCount
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
@@ -352,11 +352,6 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
                 "span_utc": [span.start.isoformat(), span.end.isoformat()], "input": source,
                 "options": {name: getattr(args, name) for name in FEATURE_OPTION_NAMES},
                 "window": window}
-    if described is None:
-        from transforms.provenance import DescribeInput, DescribeValidated
-        described = pipeline | "DescribeFeatureInput" >> (
-            DescribeValidated(args.validated_events, day) if args.validated_events
-            else DescribeInput(args.events, span))
     daily = rows[T.DAILY] | "PublishDailyPartials" >> PublishFileSets(
         f"{out}/features/{F.DAILY_DIR}/dt={day}", manifest, gate, fmt="parquet",
         target_shard_mb=args.target_shard_mb,
@@ -385,22 +380,13 @@ def check_args(args) -> None:
     preprocessing_config(args)
 
 
-def read_valid(pipeline, args, span: DaySpan):
-    if args.events:
-        validated = validate_events.build_validation(pipeline, args, span)
-        return validated["valid"], validated["gate"]
-    from transforms.read import ReadValidatedEvents
-    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, span.run_date.isoformat(), columns=T.FEATURE_COLUMNS)
-    return read["valid"], read["gate"]
-
-
 def build(pipeline, args, span: DaySpan) -> None:
-    valid, gate = read_valid(pipeline, args, span)
     from transforms.index_store import ReadArticleIndex
+    valid, gate, described = validate_events.read_input(pipeline, args, span,
+                                                        T.FEATURE_COLUMNS)
     index = pipeline | "ReadArticleIndex" >> ReadArticleIndex(args.output_dir)
     build_features(pipeline, args, span, valid, gate, index["known"],
-                   source=args.events or args.validated_events)
+                   source=args.events or args.validated_events, described=described)
 
 
 def run(argv: Optional[List[str]] = None):

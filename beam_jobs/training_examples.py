@@ -147,25 +147,11 @@ def check_args(args) -> None:
     example_params(args, opts.resolve_day("2026-01-01", "UTC"))
 
 
-def read_valid(pipeline, args, span: DaySpan):
-    """(valid rows, gate, input description): raw events validated inline, or every valid
-    row of a blessed day (impressions and server events too: the index covers their
-    articles)."""
-    if args.events:
-        validated = validate_events.build_validation(pipeline, args, span)
-        return validated["valid"], validated["gate"], validated["input"]
-    from transforms.provenance import DescribeValidated
-    from transforms.read import ReadValidatedEvents
-    day = span.run_date.isoformat()
-    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
-        args.validated_events, day, columns=EXAMPLE_COLUMNS)
-    described = pipeline | "DescribeInput" >> DescribeValidated(args.validated_events, day)
-    return read["valid"], read["gate"], described
-
-
 def build(pipeline, args, span: DaySpan) -> None:
     from beam_jobs import cooccurrence_graph
-    valid, gate, described = read_valid(pipeline, args, span)
+    # Every valid row of a blessed day (impressions and server events too: the index
+    # covers their articles).
+    valid, gate, described = validate_events.read_input(pipeline, args, span, EXAMPLE_COLUMNS)
     # The graph composite without its edges: the day's nodes and the extended index.
     built, index = cooccurrence_graph.build_and_index(pipeline, args, span, valid, gate,
                                                       described, edges=False,

@@ -94,6 +94,22 @@ def check_input_args(args) -> None:
         check_args(args)
 
 
+def read_input(pipeline, args, span: DaySpan, columns=None, event_names=None):
+    """(valid rows, gate, input description) of a job that takes --events (validated
+    inline here) or --validated_events (a blessed day, read with `columns` and only the
+    rows of `event_names`, all when None)."""
+    if args.events:
+        validated = build_validation(pipeline, args, span)
+        return validated["valid"], validated["gate"], validated["input"]
+    from transforms.provenance import DescribeValidated
+    from transforms.read import ReadValidatedEvents
+    day = span.run_date.isoformat()
+    read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
+        args.validated_events, day, columns=columns, event_names=event_names)
+    described = pipeline | "DescribeInput" >> DescribeValidated(args.validated_events, day)
+    return read["valid"], read["gate"], described
+
+
 def build(pipeline, args, span: DaySpan) -> None:
     build_validation(pipeline, args, span)
 
