@@ -3,7 +3,6 @@ latest published day and reading a published article index. The publishing proto
 itself is tested in tests/test_publish_protocol.py."""
 
 import gzip
-import os
 import re
 import struct
 
@@ -12,9 +11,8 @@ import pyarrow as pa
 import pytest
 
 from transforms import publish
-from transforms.publish import (MANIFEST, SUCCESS, as_feature_lists, decode_examples,
-                                encode_examples, feature_spec, latest_day_before,
-                                load_index, publish_day, read_tfrecord_bytes,
+from transforms.publish import (as_feature_lists, decode_examples, encode_examples,
+                                feature_spec, load_index, publish_day, read_tfrecord_bytes,
                                 read_tfrecord_file, tfrecord_frame, write_piece)
 
 RUNNER = "FnApiRunner"
@@ -191,22 +189,6 @@ def test_encode_examples_writes_the_kinds_feature_spec_promises():
 
 
 # ---------------------------------------------------------------------- naming
-
-def test_latest_day_before(tmp_path):
-    root = tmp_path / "cooccurrence"
-    for day, marked in (("2026-11-20", True), ("2026-11-24", True), ("2026-11-25", False),
-                        ("2026-11-26", True), ("2026-11-27", True)):
-        os.makedirs(root / f"dt={day}")
-        (root / f"dt={day}" / ("_SUCCESS" if marked else "manifest.json")).write_bytes(b"")
-    os.makedirs(root / "_staging" / "dt=2026-11-25")
-    (root / "_staging" / "dt=2026-11-25" / "_SUCCESS").write_bytes(b"")
-    assert latest_day_before(str(root), "2026-11-26", SUCCESS) == f"{root}/dt=2026-11-24"
-    assert latest_day_before(str(root) + "/", "2026-11-28", SUCCESS) == f"{root}/dt=2026-11-27"
-    assert latest_day_before(str(root), "2026-11-21", SUCCESS) == f"{root}/dt=2026-11-20"
-    assert latest_day_before(str(root), "2026-11-20", SUCCESS) == ""
-    assert latest_day_before(str(root), "2026-11-26", MANIFEST) == f"{root}/dt=2026-11-25"
-    assert latest_day_before(str(tmp_path / "nothing"), "2026-11-26", SUCCESS) == ""
-
 
 def write_index(day_dir, parts, success=True):
     """An index file set under day_dir (one piece per part of (ids, indexes)), published

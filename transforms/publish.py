@@ -703,14 +703,6 @@ def load_index(day_dir: str):
     return pa.concat_arrays(ids), np.concatenate(index).astype(np.int64)
 
 
-def latest_day_before(root: str, run_date: str, marker: str) -> str:
-    """The latest <root>/dt=D folder with D < run_date holding `marker`, or ''."""
-    matches = FileSystems.match([f"{root.rstrip('/')}/dt=*/{marker}"])[0].metadata_list
-    days = sorted({m.path.rstrip("/").split("/")[-2][3:] for m in matches})
-    days = [d for d in days if d < run_date]
-    return f"{root.rstrip('/')}/dt={days[-1]}" if days else ""
-
-
 # ---------------------------------------------------------------------------------------------
 # LATEST and withdrawal: <root>/<kind>/LATEST names the newest dt=D with _SUCCESS
 
