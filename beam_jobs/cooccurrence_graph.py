@@ -9,14 +9,14 @@ from typing import Dict, List, Optional
 
 import apache_beam as beam
 
-from beam_jobs import options as opts
-from beam_jobs import validate_events
+from beam_jobs import options as opts, validate_events
 from schemas import contract
-from transforms.cooccurrence import BuildCooccurrenceGraph, GraphParams, parse_event_weights
-from transforms import index_store
-from transforms.publish import PublishFileSets
-from transforms.sharding import parse_shard_count
-from transforms.span import DaySpan
+from transforms.common.sharding import parse_shard_count
+from transforms.common.span import DaySpan
+from transforms.graph import index_store
+from transforms.graph.cooccurrence import BuildCooccurrenceGraph, GraphParams, \
+    parse_event_weights
+from transforms.publishing.protocol import PublishFileSets
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
                   opts.GraphOptions)
@@ -90,7 +90,7 @@ def check_args(args) -> None:
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    from transforms.cooccurrence import INTERACTION_COLUMNS
+    from transforms.graph.cooccurrence import INTERACTION_COLUMNS
     valid, gate, described = validate_events.read_input(
         pipeline, args, span, INTERACTION_COLUMNS, contract.INTERACTION_EVENTS)
     build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events,

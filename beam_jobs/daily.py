@@ -9,8 +9,7 @@ python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
 
 from typing import List, Optional
 
-from beam_jobs import cooccurrence_graph, training_examples, validate_events
-from beam_jobs import options as opts
+from beam_jobs import cooccurrence_graph, options as opts, training_examples, validate_events
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions,
                   opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
@@ -36,7 +35,7 @@ def stages(args) -> tuple:
 
 
 def check_args(args) -> None:
-    from transforms import privacy
+    from transforms.common import privacy
     validate_events.check_args(args)
     chosen = stages(args)
     cooccurrence_graph.graph_params(args)

@@ -25,28 +25,16 @@ from typing import Dict, List, Optional
 
 import apache_beam as beam
 
-from beam_jobs import options as opts
-from beam_jobs import validate_events
+from beam_jobs import options as opts, validate_events
 from schemas import features as F
-from transforms import features as T
-from transforms.publish import (
-    SUCCESS,
-    VALIDATION_FIELDS,
-    FileRecord,
-    PublishFileSets,
-    WritePieces,
-    delete_tolerant,
-    published_manifest,
-    manifest_files,
-    new_run_id,
-    publish_day,
-    read_latest,
-    require_blessed,
-    reset_latest,
-    split_day_folder,
-    write_bytes,
-)
-from transforms.span import DaySpan
+from transforms.common.span import DaySpan, split_boundary_us
+from transforms.features import partials as T
+from transforms.publishing.files import SUCCESS, delete_tolerant, write_bytes
+from transforms.publishing.latest import read_latest, reset_latest, split_day_folder
+from transforms.publishing.protocol import VALIDATION_FIELDS, PublishFileSets, new_run_id, \
+    publish_day
+from transforms.publishing.readers import manifest_files, published_manifest
+from transforms.publishing.writers import FileRecord, WritePieces, bytes_of_mb, require_blessed
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions,
                   opts.ValidationOptions, opts.SplitOptions, opts.PrivacyOptions,
@@ -157,8 +145,8 @@ class GateFeatures(beam.DoFn):
         import tensorflow_data_validation as tfdv
         from google.protobuf import text_format
         from tensorflow_metadata.proto.v0 import schema_pb2
-        from transforms.stats_html import render_stats_html
-        from transforms.validation import anomaly_dicts
+        from transforms.common.stats_html import render_stats_html
+        from transforms.ingest.validation import anomaly_dicts
         ingestion = require_blessed(ingestion, self._final_dir)
         schema = text_format.Parse(self._schema_text, schema_pb2.Schema())
         environment = F.ENVIRONMENTS[self._entity]
@@ -214,7 +202,7 @@ def _exists(path: str) -> bool:
 
 
 def _tfrecord(record: bytes) -> bytes:
-    from transforms.publish import tfrecord_frame
+    from transforms.publishing.tfrecord import tfrecord_frame
     return tfrecord_frame([record])
 
 
@@ -223,7 +211,7 @@ def _tfrecord(record: bytes) -> bytes:
 
 
 def preprocessing_config(args) -> Dict:
-    from transforms.preprocessing import config_of
+    from transforms.features.preprocessing import config_of
     return config_of({"oov_buckets": args.features_oov_buckets,
                       "vocab_min_frequency": args.features_vocab_min_frequency,
                       "ctr_prior": args.features_ctr_prior})
@@ -239,7 +227,7 @@ def _temp_dir(pipeline) -> str:
 def _transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
     import tensorflow_data_validation as tfdv
     import tensorflow_transform.beam as tft_beam
-    from transforms.preprocessing import preprocessing_fn_for
+    from transforms.features.preprocessing import preprocessing_fn_for
     name = entity.capitalize()
     final_dir = f"{ctx['out']}/features/{entity}/dt={ctx['day']}"
     run_id = new_run_id()
@@ -319,11 +307,11 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
     indexes) chunks of the article index (articles outside it get index 0). Returns
     {"daily": the partials' manifest, "articles": manifest, "users": manifest} (one-element
     PCollections). `source` names the input in the manifests; `described` (one dict,
-    transforms.provenance) says what was read."""
-    from transforms.sharding import ResolveShardCount
+    transforms.ingest.provenance) says what was read."""
+    from transforms.common.sharding import ResolveShardCount
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
-    boundary = T.split_boundary_us(span.end_us, args.eval_split, args.eval_hours)
+    boundary = split_boundary_us(span.end_us, args.eval_split, args.eval_hours)
     lookback = args.features_lookback_days
     config = preprocessing_config(args)
     window = {"boundary_us": boundary, "end_us": span.end_us, "lookback_days": lookback,
@@ -362,7 +350,7 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
     ctx = {"out": out, "day": day, "config": config, "temp_dir": _temp_dir(pipeline),
            "schema_text": schema_text, "allow_anomalies": args.allow_feature_anomalies,
            "window": window, "gate": gate, "daily": daily, "plan": plan,
-           "target_bytes": max(1, int(args.target_shard_mb * (1 << 20))),
+           "target_bytes": bytes_of_mb(args.target_shard_mb),
            "manifest": manifest, "described": described}
     published = {entity: _transform_entity(pipeline, entity, rows, ctx)
                  for entity in F.ENTITIES}
@@ -374,14 +362,14 @@ def build_features(pipeline, args, span: DaySpan, valid, gate, index_chunks,
 
 
 def check_args(args) -> None:
-    from transforms.privacy import require_salt_source
+    from transforms.common.privacy import require_salt_source
     validate_events.check_input_args(args)
     require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     preprocessing_config(args)
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    from transforms.index_store import ReadArticleIndex
+    from transforms.graph.index_store import ReadArticleIndex
     valid, gate, described = validate_events.read_input(pipeline, args, span,
                                                         T.FEATURE_COLUMNS)
     index = pipeline | "ReadArticleIndex" >> ReadArticleIndex(args.output_dir)

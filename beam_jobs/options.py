@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms import span as span_lib
+from transforms.common import span as span_lib
 
 
 def str_to_bool(value) -> bool:
@@ -23,7 +23,7 @@ def str_to_bool(value) -> bool:
 
 def shard_count(value) -> str:
     """'auto' or a whole number >= 1, as given (parsed by sharding.parse_shard_count)."""
-    from transforms.sharding import parse_shard_count
+    from transforms.common.sharding import parse_shard_count
     try:
         parse_shard_count(value, "shard count")
     except ValueError as err:

@@ -8,7 +8,8 @@ import json
 import os
 from typing import List, Optional
 
-from transforms.publish import SUCCESS, published_files, published_manifest, read_file_set
+from transforms.publishing.files import SUCCESS
+from transforms.publishing.readers import published_files, published_manifest, read_file_set
 
 
 def _load_json(path: str):

@@ -17,11 +17,11 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs import options as opts
-from beam_jobs import validate_events
-from transforms.examples import EXAMPLE_COLUMNS, BuildTrainingExamples, ExampleParams
-from transforms.publish import PublishFileSets
-from transforms.span import DaySpan
+from beam_jobs import options as opts, validate_events
+from transforms.common.span import DaySpan
+from transforms.examples.composite import EXAMPLE_COLUMNS, BuildTrainingExamples, ExampleParams
+from transforms.publishing.protocol import PublishFileSets
+from transforms.publishing.writers import bytes_of_mb
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions,
                   opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
@@ -56,11 +56,11 @@ def example_params(args, span: DaySpan) -> ExampleParams:
         list_size=args.ranking_list_size,
         label_window_us=int(round(args.ranking_label_minutes * 60_000_000)),
         max_rows_per_shard=args.max_rows_per_shard,
-        target_bytes=max(1, int(args.target_shard_mb * (1 << 20)))).check()
+        target_bytes=bytes_of_mb(args.target_shard_mb)).check()
 
 
 def feature_spec(kind: str) -> Dict:
-    from transforms import ranking, sequences, skipgram
+    from transforms.examples import ranking, sequences, skipgram
     return {"skipgram": skipgram.SKIPGRAM_FEATURE_SPEC,
             "sequences": sequences.SEQUENCE_FEATURE_SPEC,
             "ranking": ranking.RANKING_FEATURE_SPEC}[kind]
@@ -140,7 +140,7 @@ def split_description(params: ExampleParams, span: DaySpan) -> Dict:
 
 def check_args(args) -> None:
     from beam_jobs import cooccurrence_graph
-    from transforms import privacy
+    from transforms.common import privacy
     validate_events.check_input_args(args)
     privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     cooccurrence_graph.graph_params(args)

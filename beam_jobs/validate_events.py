@@ -11,11 +11,11 @@ from typing import Dict, List, Optional
 import apache_beam as beam
 
 from beam_jobs import options as opts
-from transforms.publish import PublishFileSets
-from transforms.quarantine import CheckEvents, GroupQuarantine
-from transforms.read import ReadEvents
-from transforms.sharding import parse_shard_count
-from transforms.span import DaySpan
+from transforms.common.sharding import parse_shard_count
+from transforms.common.span import DaySpan
+from transforms.ingest.quarantine import CheckEvents, GroupQuarantine
+from transforms.ingest.read import ReadEvents
+from transforms.publishing.protocol import PublishFileSets
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions)
 REQUIRED_OPTIONS = ("events", "output_dir")
@@ -33,12 +33,12 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     """read -> checks -> quarantine -> TFDV -> gate (a refused day's earlier outputs are
     withdrawn by the gate, its quarantine kept). Returns {"valid": (shard, Table)
     PCollection of the day's valid rows, "gate": the blessed day's summary, "input": one
-    dict describing what was read (transforms.provenance)}."""
-    from transforms.validation import ValidateDay
+    dict describing what was read (transforms.ingest.provenance)}."""
+    from transforms.ingest.validation import ValidateDay
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     source = {"run_date": day, "timezone": span.timezone, "events": args.events}
-    from transforms.provenance import DescribeInput
+    from transforms.ingest.provenance import DescribeInput
     described = pipeline | "DescribeInput" >> DescribeInput(args.events, span)
     read = pipeline | "ReadEvents" >> ReadEvents(args.events, span, args.allow_missing_partitions)
     checked = read | "CheckEvents" >> CheckEvents(
@@ -101,8 +101,8 @@ def read_input(pipeline, args, span: DaySpan, columns=None, event_names=None):
     if args.events:
         validated = build_validation(pipeline, args, span)
         return validated["valid"], validated["gate"], validated["input"]
-    from transforms.provenance import DescribeValidated
-    from transforms.read import ReadValidatedEvents
+    from transforms.ingest.provenance import DescribeValidated
+    from transforms.ingest.read import ReadValidatedEvents
     day = span.run_date.isoformat()
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
         args.validated_events, day, columns=columns, event_names=event_names)

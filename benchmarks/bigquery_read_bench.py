@@ -2,7 +2,7 @@
 
 ReadFromBigQuery(method=DIRECT_READ) streams Avro blocks from the Storage Read API
 and yields one dict per row; the job then batches the dicts into Arrow
-(transforms.read.rows_to_batch). This times both halves on generated rows, no
+(transforms.ingest.read.rows_to_batch). This times both halves on generated rows, no
 network: fastavro decoding of an Avro stream written with the table's schema
 (what the Storage API sends, timestamps as timestamp-micros), then rows_to_batch.
 
@@ -17,7 +17,7 @@ import time
 import fastavro
 
 from datagen.events import generate_events
-from transforms.read import rows_to_batch
+from transforms.ingest.read import rows_to_batch
 
 AVRO_SCHEMA = {
     "type": "record", "name": "events", "fields": [
@@ -77,7 +77,7 @@ def through_beam(avro: bytes) -> float:
 
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from transforms.read import READ_BATCH_ROWS
+    from transforms.ingest.read import READ_BATCH_ROWS
 
     def run(paths) -> float:
         start = time.perf_counter()

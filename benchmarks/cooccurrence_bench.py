@@ -25,7 +25,6 @@ Two tables, one run of this script per table (--only), or both:
 """
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -211,39 +210,29 @@ class Day:
         return len(pc.unique(pc.drop_null(ids)))
 
 
-def _publish_module():
+def _readers():
     sys.path.insert(0, ROOT)
-    from transforms import publish
-    return publish
+    from transforms.publishing import readers, tfrecord
+    return readers, tfrecord
 
 
 def parquet_files(day_dir: str):
     """The Parquet files a published day folder's manifest lists (_SUCCESS -> run id ->
-    manifest-<run_id>.json, or manifest.json for a day published before run ids)."""
-    publish = _publish_module()
-    if hasattr(publish, "published_manifest") and hasattr(publish, "published_files"):
-        file_sets = sorted(publish.published_manifest(day_dir)["file_sets"])
-        files = sorted(path for name in file_sets
-                       for path in publish.published_files(day_dir, name)
-                       if path.endswith(".parquet"))
-        if not files:
-            raise RuntimeError(f"the manifest of {day_dir} lists no Parquet file")
-        return files
-    # FALLBACK, until transforms.publish can read a day's manifest: every Parquet
-    # file of the folder, which is right only while nothing else is left there.
-    return sorted(glob.glob(os.path.join(day_dir, "*.parquet")))
+    manifest-<run_id>.json)."""
+    readers, _ = _readers()
+    file_sets = sorted(readers.published_manifest(day_dir)["file_sets"])
+    files = sorted(path for name in file_sets for path in readers.published_files(day_dir, name)
+                   if path.endswith(".parquet"))
+    if not files:
+        raise RuntimeError(f"the manifest of {day_dir} lists no Parquet file")
+    return files
 
 
 def _edge_tables(day_dir: str):
     """The decoded record batches of the day's edges file set."""
-    publish = _publish_module()
-    if hasattr(publish, "read_published"):
-        record_lists = publish.read_published(day_dir, "edges", publish.read_tfrecord_file)
-    else:
-        # FALLBACK, until transforms.publish reads file sets through the manifest.
-        record_lists = [publish.read_tfrecord_file(path) for path in
-                        sorted(glob.glob(os.path.join(day_dir, "edges*.tfrecord.gz")))]
-    return [publish.decode_examples(records) for records in record_lists if records]
+    readers, tfrecord = _readers()
+    record_lists = readers.read_published(day_dir, "edges", tfrecord.read_tfrecord_file)
+    return [tfrecord.decode_examples(records) for records in record_lists if records]
 
 
 def job_edges(day_dir: str, columns=None) -> set:

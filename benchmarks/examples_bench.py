@@ -41,7 +41,7 @@ def run_job(py: str, module: str, day: Day, name: str, extra=()):
 
 
 def examples_summary(out: str) -> dict:
-    from transforms.publish import published_manifest
+    from transforms.publishing.readers import published_manifest
     summary = {}
     for kind in KINDS:
         m = published_manifest(os.path.join(out, "examples", kind, f"dt={RUN_DATE}"))
@@ -60,8 +60,9 @@ def records_digest(out: str) -> str:
     pairs share a record depends on the user shards; the pairs and their negatives do
     not). Equal means the same content."""
     import hashlib
-    from transforms.example_proto import decode_example
-    from transforms.publish import published_files, read_tfrecord_file
+    from transforms.examples.example_proto import decode_example
+    from transforms.publishing.readers import published_files
+    from transforms.publishing.tfrecord import read_tfrecord_file
     parts = []
     for kind in KINDS:
         folder = os.path.join(out, "examples", kind, f"dt={RUN_DATE}")

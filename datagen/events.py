@@ -1,6 +1,6 @@
 """A seeded day of marketplace events, written in BigQuery's Parquet export layout.
 
-`generate_events` builds one local day (`transforms.span.day_span`) of events as an
+`generate_events` builds one local day (`transforms.common.span.day_span`) of events as an
 Arrow table with exactly `schemas.contract.arrow_schema()`; `write_export_layout`
 writes it as `<out_dir>/dt=YYYY-MM-DD/part-NNNNN.parquet`, one folder per UTC date
 of `event_timestamp`, the way a date-partitioned table is exported.
@@ -40,29 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.contract import (
-    ARTICLE_CREATED,
-    ARTICLE_DELETED,
-    ARTICLE_LIKE,
-    ARTICLE_SOLD,
-    ARTICLE_VIEW,
-    CHAT_START,
-    CLIENT_EVENTS,
-    CLIENT,
-    COLUMN_NAMES,
-    EVENT_NAMES,
-    IMPRESSION,
-    LEGACY_ALIASES,
-    MAX_ID_LENGTH,
-    PARTITION_COLUMN,
-    PLATFORMS,
-    REASONS,
-    SEARCH,
-    SERVER,
-    SOURCES,
-    arrow_schema,
-)
-from transforms.span import DaySpan, day_span, parse_run_date
+from schemas.contract import ARTICLE_CREATED, ARTICLE_DELETED, ARTICLE_LIKE, ARTICLE_SOLD, \
+    ARTICLE_VIEW, CHAT_START, CLIENT, CLIENT_EVENTS, COLUMN_NAMES, EVENT_NAMES, IMPRESSION, \
+    LEGACY_ALIASES, MAX_ID_LENGTH, PARTITION_COLUMN, PLATFORMS, REASONS, SEARCH, SERVER, \
+    SOURCES, arrow_schema
+from transforms.common.span import DaySpan, day_span, parse_run_date
 
 # Planted kinds besides the quarantine reasons, which are `REASONS` themselves.
 DUPLICATE_EVENT_ID = "duplicate_event_id"

@@ -70,7 +70,7 @@ def _bigquery_table_pattern() -> str:
     """The reader's bq://project.dataset.table rule (bq:// included), without anchors
     and with plain groups: the regexes are checked by Dataflow, not by Python, and
     (?P<name>...) is Python's own syntax."""
-    from transforms import read
+    from transforms.ingest import read
     pattern = read._BQ_TABLE_RE.pattern.lstrip("^").rstrip("$")
     return re.sub(r"\(\?P<\w+>", "(", pattern)
 

@@ -52,8 +52,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import index_store
-from transforms.publish import SUCCESS, manifest_files, published_days, published_manifest
+from transforms.graph import index_store
+from transforms.publishing.files import SUCCESS
+from transforms.publishing.latest import published_days
+from transforms.publishing.readers import manifest_files, published_manifest
 
 KINDS = ("skipgram", "sequences", "ranking")
 SPLITS = ("train", "eval")

@@ -1,0 +1,55 @@
+"""The checked-in alert policy is a Cloud Monitoring AlertPolicy and watches exactly the
+Dataflow jobs the scheduler and the backfill launch."""
+
+import json
+import os
+import re
+
+import pytest
+from google.cloud import monitoring_v3
+from google.protobuf import json_format
+
+from flex_templates import generate, schedule
+from tests.helpers.paths import ROOT
+
+PATH = os.path.join(ROOT, "monitoring", "dataflow_failed_jobs.json")
+
+
+def content():
+    with open(PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_alert_policy_parses_as_an_alert_policy():
+    with open(PATH, encoding="utf-8") as f:
+        policy = monitoring_v3.AlertPolicy.from_json(f.read(), ignore_unknown_fields=False)
+    assert policy.combiner == monitoring_v3.AlertPolicy.ConditionCombinerType.OR
+    assert policy.severity == monitoring_v3.AlertPolicy.Severity.ERROR
+    assert policy.enabled is True
+    [condition] = policy.conditions
+    threshold = condition.condition_threshold
+    assert threshold.comparison == monitoring_v3.ComparisonType.COMPARISON_GT
+    assert threshold.threshold_value == 0
+    assert threshold.duration.total_seconds() == 0
+    [aggregation] = threshold.aggregations
+    assert aggregation.per_series_aligner == monitoring_v3.Aggregation.Aligner.ALIGN_COUNT_TRUE
+    assert aggregation.alignment_period.total_seconds() == 300
+    assert 'metric.type = "dataflow.googleapis.com/job/is_failed"' in threshold.filter
+    assert 'resource.type = "dataflow_job"' in threshold.filter
+
+
+def test_alert_policy_parse_refuses_unknown_fields():
+    policy = content()
+    policy["conditions"][0]["conditionThreshold"]["threshold"] = 0
+    with pytest.raises(json_format.ParseError, match='no field named "threshold"'):
+        monitoring_v3.AlertPolicy.from_json(json.dumps(policy))
+
+
+def test_alert_policy_watches_every_launched_job_name():
+    threshold = content()["conditions"][0]["conditionThreshold"]
+    pattern = re.search(r'monitoring\.regex\.full_match\("([^"]+)"\)',
+                        threshold["filter"]).group(1)
+    for job in generate.job_modules():
+        assert re.fullmatch(pattern, schedule.launch_job_name(job)), job
+    for other in ("preprocessing", "training-daily", "preprocessing-Daily"):
+        assert not re.fullmatch(pattern, other), other

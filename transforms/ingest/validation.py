@@ -1,0 +1,580 @@
+"""Dataset-level validation of one day with TFDV: statistics, schema and drift checks, the gate.
+
+Input: the VALID rows (Arrow record batches with ``contract.arrow_schema()``) and
+the one dict of row counts from the row checks. The day's rows are split by
+``source`` into the CLIENT and SERVER environments of ``schemas/events_schema.pbtxt``;
+each gets its own statistics, validated against the schema and against the
+statistics of the last blessed day before the run date (drift). The gate blesses
+the day or fails the pipeline, after writing under
+``<output_dir>/validation/dt=<run_date>/``:
+
+  stats_client.tfrecord, stats_server.tfrecord   DatasetFeatureStatisticsList, one
+                                                 record each (tfdv.load_statistics)
+  anomalies_client.pbtxt, anomalies_server.pbtxt one Anomalies message each, text
+                                                 form (tfdv.load_anomalies_text)
+  stats.html                                     offline page (transforms/stats_html.py)
+  summary.json                                   counts, anomalies, the verdict;
+                                                 written last
+
+A later run trusts a day only through its summary.json with ``"blessed": true``; a
+day blessed only through ``allow_anomalies`` (``"overridden": true``) is published but
+never a drift baseline. A refused day is withdrawn (transforms.publishing.latest.withdraw_day:
+validated, cooccurrence, examples/*, features/* of the day lose ``_SUCCESS``, the
+quarantine stays) after the old summary.json is removed and before the new one,
+which lists them under ``"withdrawn"``.
+
+Statistics never see a raw user id: ``user_id`` becomes ``user_bucket``, a
+1024-way hash bucket. With ~N/1024 users in each bucket it identifies nobody,
+yet it still shows how many rows have a user and whether one user (a bot)
+takes an outsized share. It is deterministic, so it needs no key to manage.
+"""
+
+import datetime as dt
+import json
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+from schemas import contract
+from transforms.common.sharding import mix64, stable_hash
+from transforms.common.stats_html import render_stats_html
+from transforms.publishing.files import write_bytes
+from transforms.publishing.latest import withdraw_day
+from transforms.publishing.tfrecord import tfrecord_frame
+
+# Features derived by stats_batch (the rest keep their contract names).
+HOUR_OF_DAY = "hour_of_day"
+USER_BUCKET = "user_bucket"
+USER_BUCKETS = 1024
+
+# Contract columns left out of the statistics (user_id only as USER_BUCKET).
+DROPPED_COLUMNS = ("event_id", "event_timestamp", "user_id")
+
+VALIDATION_DIR = "validation"
+STATS_FILES = {contract.CLIENT: "stats_client.tfrecord", contract.SERVER: "stats_server.tfrecord"}
+ANOMALIES_FILES = {contract.CLIENT: "anomalies_client.pbtxt",
+                   contract.SERVER: "anomalies_server.pbtxt"}
+# The single file of earlier versions (two messages back to back, which
+# tfdv.load_anomalies_text rejects); a rerun of such a day removes it.
+LEGACY_ANOMALIES_FILE = "anomalies.pbtxt"
+HTML_FILE = "stats.html"
+SUMMARY_FILE = "summary.json"
+
+# Gate reasons.
+EMPTY_DAY = "empty_day"
+ANOMALIES = "anomalies"
+QUARANTINE_FRACTION = "quarantine_fraction"
+
+# Environment label of the input anomalies (e.g. a contract column missing from the files).
+INPUT_ENVIRONMENT = "INPUT"
+
+COUNT_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_reason",
+              "duplicates_dropped", "rows_valid", "input_anomalies", "missing_partitions",
+              "new_columns")
+
+_DAY_DIR_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/" + re.escape(SUMMARY_FILE) + r"$")
+_MASK64 = (1 << 64) - 1
+
+
+class DayNotBlessedError(RuntimeError):
+    """The gate refused the day; its summary.json says why."""
+
+
+# --------------------------------------------------------------------------
+# Feature batches and sampling.
+
+
+def _as_list_column(values: pa.Array) -> pa.ListArray:
+    """One-element lists of `values`; a null value becomes a null list."""
+    valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(valid, out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), values.drop_null(), mask=pa.array(~valid))
+
+
+def user_buckets(user_ids: pa.Array) -> pa.Array:
+    """int64 bucket in [0, USER_BUCKETS) of each user id; null stays null.
+    Hashes each distinct id once."""
+    encoded = pc.dictionary_encode(user_ids)
+    buckets = pa.array(stable_hash(encoded.dictionary) % np.uint64(USER_BUCKETS),
+                       pa.uint64()).cast(pa.int64())
+    return buckets.take(encoded.indices)
+
+
+def stats_batch(valid: pa.RecordBatch) -> pa.RecordBatch:
+    """The feature batch TFDV's GenerateStatistics takes: every feature a list column
+    (a null value -> a null list), no timestamp, no event_id, no raw user_id.
+
+    Columns: the contract's columns in order, with event_id and event_timestamp left
+    out and user_id replaced by user_bucket, then hour_of_day (UTC hour of
+    event_timestamp)."""
+    names, columns = [], []
+    for name in contract.COLUMN_NAMES:
+        if name == "user_id":
+            names.append(USER_BUCKET)
+            columns.append(_as_list_column(user_buckets(valid.column(name))))
+        elif name not in DROPPED_COLUMNS:
+            names.append(name)
+            columns.append(_as_list_column(valid.column(name)))
+    names.append(HOUR_OF_DAY)
+    columns.append(_as_list_column(pc.hour(valid.column(contract.PARTITION_COLUMN))))
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def sample_mask(event_ids: pa.Array, fraction: float, seed: int) -> np.ndarray:
+    """Which rows a `fraction` sample keeps: row i is kept when a seeded 64-bit hash of
+    its event_id is below fraction * 2**64. Depends only on (id, seed), so it is
+    the same however the ids are split into batches or workers. 1.0 keeps all,
+    0.0 none. About 0.5 s for a million ids."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction={fraction!r} must be in [0, 1]")
+    n = len(event_ids)
+    if fraction == 1.0:
+        return np.ones(n, dtype=bool)
+    if fraction == 0.0:
+        return np.zeros(n, dtype=bool)
+    salt = mix64(np.array([seed & _MASK64], dtype=np.uint64))[0]
+    hashes = mix64(stable_hash(event_ids) ^ salt)
+    return hashes < np.uint64(min(int(fraction * 2.0**64), _MASK64))
+
+
+def environment_features(schema: schema_pb2.Schema, environment: str) -> Tuple[str, ...]:
+    """Names of the schema's features expected in `environment`."""
+    names = []
+    for feature in schema.feature:
+        if environment in feature.not_in_environment:
+            continue
+        if feature.in_environment and environment not in feature.in_environment:
+            continue
+        names.append(feature.name)
+    return tuple(names)
+
+
+def stats_batches_by_source(valid: pa.RecordBatch, features_by_source: Dict[str, Sequence[str]],
+                            fraction: float, seed: int) -> Dict[str, pa.RecordBatch]:
+    """The sampled feature batch of each source present in `valid`, cut to that
+    source's environment features. Raises on a source outside the contract."""
+    sources = set(valid.column("source").unique().to_pylist())
+    unknown = sources - set(contract.SOURCES)
+    if unknown:
+        raise ValueError(f"valid rows with source {sorted(map(str, unknown))}: the row checks "
+                         f"should have quarantined them (source must be one of {contract.SOURCES})")
+    mask = sample_mask(valid.column("event_id"), fraction, seed)
+    if not mask.all():
+        valid = valid.filter(pa.array(mask))
+    out = {}
+    for source in contract.SOURCES:
+        if source not in sources:
+            continue
+        rows = valid.filter(pc.equal(valid.column("source"), source))
+        if rows.num_rows == 0:
+            continue
+        features = stats_batch(rows)
+        names = list(features_by_source[source])
+        out[source] = pa.RecordBatch.from_arrays(
+            [features.column(name) for name in names], names=names)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The gate.
+
+
+def check_counts(counts: dict) -> None:
+    missing = [key for key in COUNT_KEYS if key not in counts]
+    if missing:
+        raise ValueError(f"the counts dict lacks {missing}; it needs {list(COUNT_KEYS)}")
+
+
+def quarantine_fraction(counts: dict) -> Optional[float]:
+    """rows_quarantined / rows in the span, None when the span had no rows."""
+    in_span = counts["rows_read"] - counts["out_of_span"]
+    if in_span <= 0:
+        return None
+    return counts["rows_quarantined"] / in_span
+
+
+def gate_decision(counts: dict, anomalies: List[dict], max_quarantine_fraction: float,
+                  allow_anomalies: bool) -> dict:
+    """{"blessed", "overridden", "reasons"} for a day.
+
+    Reasons, in this order: "empty_day" (no valid row, or no row in the span),
+    "anomalies" (an ERROR in `anomalies` or in counts["input_anomalies"]),
+    "quarantine_fraction" (quarantined / rows in span is not strictly under the max).
+    `allow_anomalies` blesses a day that fails only on anomalies and/or the
+    quarantine fraction, with overridden=True; an empty day is never blessed
+    (nothing to publish, and it would become the next day's drift baseline)."""
+    check_counts(counts)
+    reasons = []
+    fraction = quarantine_fraction(counts)
+    if counts["rows_valid"] <= 0 or fraction is None:
+        reasons.append(EMPTY_DAY)
+    if any(a["severity"] == "ERROR" for a in list(anomalies) + list(counts["input_anomalies"])):
+        reasons.append(ANOMALIES)
+    if fraction is not None and not fraction < max_quarantine_fraction:
+        reasons.append(QUARANTINE_FRACTION)
+    if not reasons:
+        return {"blessed": True, "overridden": False, "reasons": []}
+    if allow_anomalies and EMPTY_DAY not in reasons:
+        return {"blessed": True, "overridden": True, "reasons": reasons}
+    return {"blessed": False, "overridden": False, "reasons": reasons}
+
+
+# The column each quarantine reason is about (for the gate's own anomalies).
+REASON_COLUMNS = {
+    "missing_event_id": "event_id", "bad_timestamp": "event_timestamp",
+    "unknown_event_name": "event_name", "source_mismatch": "source",
+    "missing_user_id": "user_id", "missing_article_id": "article_id",
+    "malformed_id": "event_id, user_id, article_id, region_id, category_id",
+    "negative_price": "price", "bad_properties": "properties",
+}
+GATE_ENVIRONMENT = "DATASET"
+
+
+def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: float) -> List[dict]:
+    """Readable ERROR anomalies for the gate's own reasons (an empty day, too many
+    quarantined rows), so summary.json says in words why a day was refused."""
+    found = []
+    if EMPTY_DAY in reasons:
+        found.append({"feature": "", "severity": "ERROR", "environment": GATE_ENVIRONMENT,
+                      "description": f"empty day: {counts['rows_read']} rows read, "
+                                     f"{counts['rows_valid']} valid; usually an upstream outage"})
+    if QUARANTINE_FRACTION in reasons:
+        by_reason = sorted(counts["quarantined_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+        top = by_reason[0][0] if by_reason else ""
+        found.append({
+            "feature": REASON_COLUMNS.get(top, ""), "severity": "ERROR",
+            "environment": GATE_ENVIRONMENT,
+            "description": f"{quarantine_fraction(counts):.2%} of the rows in the span were "
+                           f"quarantined (max {max_quarantine_fraction:.2%}): "
+                           + ", ".join(f"{reason} {n:,}" for reason, n in by_reason)})
+    return found
+
+
+def anomaly_dicts(anomalies: anomalies_pb2.Anomalies, environment: str) -> List[dict]:
+    """One {feature, severity, description, environment} per anomaly of the proto,
+    sorted by feature. A dataset-level anomaly has feature ""; an environment
+    without rows (data_missing) is an ERROR."""
+    out = []
+    if anomalies.data_missing:
+        out.append({"feature": "", "severity": "ERROR", "environment": environment,
+                    "description": f"no {environment} rows: the statistics are empty"})
+    if anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        out.append({"feature": "", "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                     "environment": environment, "description": info.description})
+    for feature in sorted(anomalies.anomaly_info):
+        info = anomalies.anomaly_info[feature]
+        out.append({"feature": feature,
+                    "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                    "environment": environment, "description": info.description})
+    return out
+
+
+def drift_dicts(anomalies: anomalies_pb2.Anomalies, environment: str) -> List[dict]:
+    """Every drift measurement (also those under their threshold) as
+    {environment, feature, type, value, threshold}, sorted by feature: the
+    distance from the threshold on normal days is how thresholds get tuned."""
+    out = []
+    for info in anomalies.drift_skew_info:
+        for measurement in info.drift_measurements:
+            out.append({
+                "environment": environment, "feature": ".".join(info.path.step),
+                "type": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(measurement.type),
+                "value": measurement.value, "threshold": measurement.threshold})
+    return sorted(out, key=lambda d: (d["feature"], d["type"]))
+
+
+def validate_environments(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
+                          schema: schema_pb2.Schema,
+                          previous: Optional[Dict[str, statistics_pb2.DatasetFeatureStatisticsList]],
+                          ) -> Dict[str, anomalies_pb2.Anomalies]:
+    """tfdv.validate_statistics of each source's statistics in its environment,
+    with drift against `previous` (the last blessed day's statistics) when given."""
+    import tensorflow_data_validation as tfdv  # heavy; imported where it is used
+
+    return {
+        source: tfdv.validate_statistics(
+            stats[source], schema, environment=contract.ENVIRONMENTS[source],
+            previous_statistics=None if previous is None else previous[source])
+        for source in contract.SOURCES
+    }
+
+
+def not_blessed_message(summary: dict, summary_path: str) -> str:
+    lines = [f"day {summary['run_date']} is not blessed: {', '.join(summary['reasons'])}"]
+    if summary["quarantine_fraction"] is not None:
+        lines.append(f"quarantine fraction {summary['quarantine_fraction']:.4f} "
+                     f"(max {summary['max_quarantine_fraction']})")
+    for a in summary["anomalies"]:
+        lines.append(f"[{a['environment']}] {a['severity']} {a['feature'] or '(dataset)'}: "
+                     f"{a['description']}")
+    lines.append(f"see {summary_path}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Files under <output_dir>/validation/dt=YYYY-MM-DD/.
+
+
+def day_dir(output_dir: str, day: str) -> str:
+    """`day` as YYYY-MM-DD."""
+    return FileSystems.join(output_dir, VALIDATION_DIR, f"dt={day}")
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path) as handle:
+        return handle.read().decode("utf-8")
+
+
+def load_schema(path: str) -> schema_pb2.Schema:
+    return text_format.Parse(_read_text(path), schema_pb2.Schema())
+
+
+def find_previous_blessed(output_dir: str, run_date: dt.date) -> Optional[str]:
+    """The latest day (YYYY-MM-DD) before `run_date` whose summary.json says blessed
+    without an override: a day blessed only through --allow_anomalies is published but
+    never a drift baseline (its anomalies would become the next day's normal)."""
+    pattern = FileSystems.join(output_dir, VALIDATION_DIR, "dt=*", SUMMARY_FILE)
+    days = {}
+    for metadata in FileSystems.match([pattern])[0].metadata_list:
+        found = _DAY_DIR_RE.search(metadata.path)
+        if found and dt.date.fromisoformat(found.group(1)) < run_date:
+            days[found.group(1)] = metadata.path
+    for day in sorted(days, reverse=True):
+        summary = json.loads(_read_text(days[day]))
+        if summary["blessed"] is True and summary.get("overridden") is not True:
+            return day
+    return None
+
+
+def load_day_stats(output_dir: str, day: str) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
+    import tensorflow_data_validation as tfdv  # heavy; imported where it is used
+
+    return {source: tfdv.load_statistics(FileSystems.join(day_dir(output_dir, day), name))
+            for source, name in STATS_FILES.items()}
+
+
+def tfrecord_bytes(record: bytes) -> bytes:
+    """`record` framed as one TFRecord (length, masked CRC32C of it, data, masked CRC32C)."""
+    return tfrecord_frame([record])
+
+
+def anomalies_text(anomalies: anomalies_pb2.Anomalies) -> str:
+    """One environment's Anomalies in text form: exactly one message, so that
+    tfdv.load_anomalies_text (text_format.Parse) reads the file back."""
+    return text_format.MessageToString(anomalies)
+
+
+def read_anomalies(directory: str) -> Dict[str, anomalies_pb2.Anomalies]:
+    """The day folder's anomalies_<source>.pbtxt files back as {environment: Anomalies}."""
+    return {contract.ENVIRONMENTS[source]: text_format.Parse(
+                _read_text(FileSystems.join(directory, name)), anomalies_pb2.Anomalies())
+            for source, name in ANOMALIES_FILES.items()}
+
+
+def remove_summary(directory: str) -> str:
+    """Deletes <directory>/summary.json if there is one; returns its path."""
+    summary_path = FileSystems.join(directory, SUMMARY_FILE)
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    return summary_path
+
+
+def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
+                      anomalies: Dict[str, anomalies_pb2.Anomalies], html: str,
+                      summary: dict) -> str:
+    """Writes the day's files, summary.json last (after removing an older one, so a
+    rerun that dies half-way leaves no stale verdict). Returns summary.json's path."""
+    summary_path = remove_summary(directory)
+    for source, name in STATS_FILES.items():
+        write_bytes(FileSystems.join(directory, name),
+                    tfrecord_bytes(stats[source].SerializeToString()))
+    for source, name in ANOMALIES_FILES.items():
+        write_bytes(FileSystems.join(directory, name), anomalies_text(anomalies[source]).encode())
+    legacy = FileSystems.join(directory, LEGACY_ANOMALIES_FILE)
+    if FileSystems.exists(legacy):
+        FileSystems.delete([legacy])
+    write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
+    write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    return summary_path
+
+
+def _num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
+    return sum(dataset.num_examples for dataset in stats.datasets)
+
+
+def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], counts: dict,
+                 schema: schema_pb2.Schema, output_dir: str, run_date: dt.date,
+                 max_quarantine_fraction: float, allow_anomalies: bool,
+                 stats_sample_fraction: float, stats_seed: int) -> Tuple[dict, str]:
+    """Validates the day, writes its files, returns (summary, summary.json path).
+
+    A refused day is withdrawn first (transforms.publishing.latest.withdraw_day: every published
+    kind of the day but the quarantine loses its _SUCCESS), after the old summary.json
+    is removed and before the new one is written, so a blessed summary.json and the
+    published outputs never disagree; summary["withdrawn"] lists the kind folders."""
+    check_counts(counts)
+    previous_day = find_previous_blessed(output_dir, run_date)
+    previous = None if previous_day is None else load_day_stats(output_dir, previous_day)
+    anomalies = validate_environments(stats, schema, previous)
+    found = [a for source in contract.SOURCES
+             for a in anomaly_dicts(anomalies[source], contract.ENVIRONMENTS[source])]
+    drift = [d for source in contract.SOURCES
+             for d in drift_dicts(anomalies[source], contract.ENVIRONMENTS[source])]
+    gate = gate_decision(counts, found, max_quarantine_fraction, allow_anomalies)
+    inputs = [{"feature": a["feature"], "severity": a["severity"],
+               "description": a["description"], "environment": INPUT_ENVIRONMENT}
+              for a in counts["input_anomalies"]]
+    summary = {
+        "run_date": run_date.isoformat(),
+        "blessed": gate["blessed"],
+        "overridden": gate["overridden"],
+        "reasons": gate["reasons"],
+        "rows_read": counts["rows_read"],
+        "out_of_span": counts["out_of_span"],
+        "rows_quarantined": counts["rows_quarantined"],
+        "quarantined_by_reason": dict(counts["quarantined_by_reason"]),
+        "duplicates_dropped": counts["duplicates_dropped"],
+        "rows_valid": counts["rows_valid"],
+        "missing_partitions": list(counts["missing_partitions"]),
+        "new_columns": list(counts["new_columns"]),
+        "quarantine_fraction": quarantine_fraction(counts),
+        "max_quarantine_fraction": max_quarantine_fraction,
+        "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction)
+        + found,
+        "previous_blessed_date": previous_day,
+        "drift": drift,
+        "stats_sample_fraction": stats_sample_fraction,
+        "stats_seed": stats_seed,
+        "stats_examples": {source: _num_examples(stats[source]) for source in contract.SOURCES},
+    }
+    directory = day_dir(output_dir, run_date.isoformat())
+    remove_summary(directory)
+    summary["withdrawn"] = [] if gate["blessed"] else withdraw_day(output_dir,
+                                                                   run_date.isoformat())
+    html = render_stats_html(stats, summary)
+    return summary, write_day_outputs(directory, stats, anomalies, html, summary)
+
+
+# --------------------------------------------------------------------------
+# Beam.
+
+
+@beam.typehints.with_input_types(pa.RecordBatch)
+@beam.typehints.with_output_types(pa.RecordBatch)
+class _SplitForStatsFn(beam.DoFn):
+    """Samples a batch of valid rows and emits its feature batch per source, tagged by source."""
+
+    def __init__(self, features_by_source, fraction, seed):
+        self._features_by_source = features_by_source
+        self._fraction = fraction
+        self._seed = seed
+
+    def process(self, valid: pa.RecordBatch):
+        batches = stats_batches_by_source(valid, self._features_by_source, self._fraction, self._seed)
+        for source, batch in batches.items():
+            beam.metrics.Metrics.counter("validation", f"stats_rows_{source}").inc(batch.num_rows)
+            yield beam.pvalue.TaggedOutput(source, batch)
+
+
+class _GateDayFn(beam.DoFn):
+    """Validates, writes the day's files, and raises DayNotBlessedError or emits the summary."""
+
+    def __init__(self, schema, output_dir, run_date, max_quarantine_fraction, allow_anomalies,
+                 stats_sample_fraction, stats_seed):
+        self._schema = schema
+        self._output_dir = output_dir
+        self._run_date = run_date
+        self._max_quarantine_fraction = max_quarantine_fraction
+        self._allow_anomalies = allow_anomalies
+        self._stats_sample_fraction = stats_sample_fraction
+        self._stats_seed = stats_seed
+
+    def process(self, unused_start, client_stats, server_stats, counts) -> Iterable[dict]:
+        summary, summary_path = validate_day(
+            {contract.CLIENT: client_stats, contract.SERVER: server_stats}, counts, self._schema,
+            self._output_dir, self._run_date, self._max_quarantine_fraction,
+            self._allow_anomalies, self._stats_sample_fraction, self._stats_seed)
+        if not summary["blessed"]:
+            raise DayNotBlessedError(not_blessed_message(summary, summary_path))
+        yield summary
+
+
+class ValidateDay(beam.PTransform):
+    """{"valid": PCollection[RecordBatch], "counts": PCollection[dict] (exactly one)}
+    -> PCollection with the day's summary dict (one element), or a failed pipeline
+    (DayNotBlessedError) when the gate refuses the day. See the module docstring
+    for the files it writes."""
+
+    def __init__(self, output_dir: str, run_date: dt.date, schema_path: str,
+                 max_quarantine_fraction: float = 0.05, allow_anomalies: bool = False,
+                 stats_sample_fraction: float = 1.0, stats_seed: int = 0):
+        super().__init__()
+        if not isinstance(output_dir, str) or not output_dir:
+            raise ValueError(f"--output_dir={output_dir!r} must be a non-empty path or gs:// URI")
+        if not isinstance(run_date, dt.date) or isinstance(run_date, dt.datetime):
+            raise ValueError(f"--run_date={run_date!r} must be a datetime.date")
+        if (isinstance(max_quarantine_fraction, bool)
+                or not isinstance(max_quarantine_fraction, (int, float))
+                or not 0.0 <= max_quarantine_fraction <= 1.0):
+            raise ValueError(f"--max_quarantine_fraction={max_quarantine_fraction!r} must be in [0, 1]")
+        if not isinstance(allow_anomalies, bool):
+            raise ValueError(f"--allow_anomalies={allow_anomalies!r} must be true or false")
+        if (isinstance(stats_sample_fraction, bool)
+                or not isinstance(stats_sample_fraction, (int, float))
+                or not 0.0 < stats_sample_fraction <= 1.0):
+            raise ValueError(f"--stats_sample_fraction={stats_sample_fraction!r} must be in (0, 1]")
+        if isinstance(stats_seed, bool) or not isinstance(stats_seed, int) or stats_seed < 0:
+            raise ValueError(f"--stats_seed={stats_seed!r} must be an integer >= 0")
+        try:
+            schema = load_schema(schema_path)
+        except Exception as err:  # re-raised with the option's name
+            raise ValueError(f"--tfdv_schema={schema_path!r} is not a readable TFDV schema "
+                             f"(schema_pb2.Schema text format): {err}") from err
+        environments = set(schema.default_environment)
+        if not environments >= set(contract.ENVIRONMENTS.values()):
+            raise ValueError(f"--tfdv_schema={schema_path!r} must have default_environment "
+                             f"{sorted(contract.ENVIRONMENTS.values())}, has {sorted(environments)}")
+        self._schema = schema
+        self._features_by_source = {
+            source: environment_features(schema, environment)
+            for source, environment in contract.ENVIRONMENTS.items()}
+        self._output_dir = output_dir
+        self._run_date = run_date
+        self._max_quarantine_fraction = float(max_quarantine_fraction)
+        self._allow_anomalies = allow_anomalies
+        self._stats_sample_fraction = float(stats_sample_fraction)
+        self._stats_seed = stats_seed
+
+    def expand(self, inputs):
+        import tensorflow_data_validation as tfdv  # heavy; imported where it is used
+
+        valid, counts = inputs["valid"], inputs["counts"]
+        parts = valid | "SplitForStats" >> beam.ParDo(_SplitForStatsFn(
+            self._features_by_source, self._stats_sample_fraction, self._stats_seed,
+        )).with_outputs(*contract.SOURCES)
+        stats = {
+            source: parts[source] | f"Generate{source.capitalize()}Stats" >> tfdv.GenerateStatistics(
+                tfdv.StatsOptions(schema=self._schema))
+            for source in contract.SOURCES
+        }
+        return (
+            valid.pipeline
+            | "StartGate" >> beam.Create([None])
+            | "GateDay" >> beam.ParDo(
+                _GateDayFn(self._schema, self._output_dir, self._run_date,
+                           self._max_quarantine_fraction, self._allow_anomalies,
+                           self._stats_sample_fraction, self._stats_seed),
+                client_stats=beam.pvalue.AsSingleton(stats[contract.CLIENT]),
+                server_stats=beam.pvalue.AsSingleton(stats[contract.SERVER]),
+                counts=beam.pvalue.AsSingleton(counts))
+            .with_output_types(dict))

@@ -1,0 +1,60 @@
+"""Files of the publishing protocol: their names, whole-file writes, atomic replacement
+and tolerant deletion, locally or on an object store through Beam's FileSystems
+(docs/publishing.md).
+"""
+
+import json
+import uuid
+from typing import Dict, Sequence
+
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
+
+SUCCESS = "_SUCCESS"
+MANIFEST = "manifest.json"
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` as is (no compression by file suffix), locally or on GCS."""
+    with FileSystems.create(path, mime_type="application/octet-stream",
+                            compression_type="uncompressed") as handle:
+        handle.write(data)
+
+
+RUN_MANIFEST = "manifest-{run_id}.json"
+TMP_PREFIX = "_tmp-"  # local atomic writes: _tmp-<run_id>-<uuid>-<name>, renamed over <name>
+
+
+def is_local(path: str) -> bool:
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+
+
+def write_atomic(path: str, data: bytes, run_id: str) -> None:
+    """Replace `path` so that a reader sees the old content or the new, never a part.
+    One object write is atomic on an object store; locally a temporary file (unique to
+    this writer) is renamed over the target (POSIX rename replaces atomically)."""
+    if not is_local(path):
+        write_bytes(path, data)
+        return
+    head, _, leaf = path.rpartition("/")
+    temporary = f"{head}/{TMP_PREFIX}{run_id}-{uuid.uuid4().hex[:8]}-{leaf}"
+    write_bytes(temporary, data)
+    FileSystems.rename([temporary], [path])
+
+
+def delete_tolerant(paths: Sequence[str]) -> None:
+    """Delete `paths`; a file already gone (deleted by a concurrent run) is not an error."""
+    if not paths:
+        return
+    try:
+        FileSystems.delete(list(paths))
+    except BeamIOError:
+        left = [p for p in paths if FileSystems.exists(p)]
+        if left:
+            FileSystems.delete(left)
+
+
+def read_json(path: str) -> Dict:
+    with FileSystems.open(path, compression_type="uncompressed") as handle:
+        return json.loads(handle.read().decode("utf-8"))
