@@ -9,14 +9,15 @@ from typing import Dict, List, Optional
 
 import apache_beam as beam
 
-from beam_jobs import options as opts, validate_events
+from beam_jobs import launch, options as opts, validate_events
 from schemas import contract
 from transforms.common.sharding import parse_shard_count
 from transforms.common.span import DaySpan
 from transforms.graph import index_store
-from transforms.graph.cooccurrence import BuildCooccurrenceGraph, GraphParams, \
-    parse_event_weights
+from transforms.graph.cooccurrence import BuildCooccurrenceGraph, GraphParams
+from transforms.graph.weights import parse_event_weights
 from transforms.publishing.protocol import PublishFileSets
+from transforms.graph.cooccurrence import INTERACTION_COLUMNS
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
                   opts.GraphOptions)
@@ -90,7 +91,6 @@ def check_args(args) -> None:
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    from transforms.graph.cooccurrence import INTERACTION_COLUMNS
     valid, gate, described = validate_events.read_input(
         pipeline, args, span, INTERACTION_COLUMNS, contract.INTERACTION_EVENTS)
     build_graph(pipeline, args, span, valid, gate, args.events or args.validated_events,
@@ -98,9 +98,9 @@ def build(pipeline, args, span: DaySpan) -> None:
 
 
 def run(argv: Optional[List[str]] = None):
-    return opts.run_job(argv, "beam_jobs.cooccurrence_graph", OPTION_CLASSES, DESCRIPTION,
+    return launch.run_job(argv, "beam_jobs.cooccurrence_graph", OPTION_CLASSES, DESCRIPTION,
                         check_args, build)
 
 
 if __name__ == "__main__":
-    opts.main(run)
+    launch.main(run)

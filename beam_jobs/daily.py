@@ -9,7 +9,10 @@ python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
 
 from typing import List, Optional
 
-from beam_jobs import cooccurrence_graph, options as opts, training_examples, validate_events
+from beam_jobs import cooccurrence_graph, features, launch, options as opts, training_examples, \
+    validate_events
+from transforms.common import privacy
+from transforms.features.stage import build_features
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions,
                   opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
@@ -35,17 +38,15 @@ def stages(args) -> tuple:
 
 
 def check_args(args) -> None:
-    from transforms.common import privacy
     validate_events.check_args(args)
     chosen = stages(args)
     cooccurrence_graph.graph_params(args)
     if "examples" in chosen or "features" in chosen:
         privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     if "examples" in chosen:
-        training_examples.example_params(args, opts.resolve_day("2026-01-01", "UTC"))
+        training_examples.example_params(args, launch.resolve_day("2026-01-01", "UTC"))
     if "features" in chosen:
-        from beam_jobs import features
-        features.preprocessing_config(args)
+        features.feature_params(args)
 
 
 def build(pipeline, args, span) -> None:
@@ -60,18 +61,16 @@ def build(pipeline, args, span) -> None:
                                          validated["gate"], graph["index"], graph["pieces"],
                                          args.events, validated["input"])
     if "features" in chosen:
-        # Imported here: tf.Transform builds its graph with TensorFlow.
-        from beam_jobs import features
-        features.build_features(pipeline, args, span, validated["valid"], validated["gate"],
-                                training_examples.index_chunks_of(graph["pieces"],
-                                                                  "FeatureIndexChunks"),
-                                source=args.events, described=validated["input"])
+        build_features(pipeline, features.feature_params(args), span,
+                       validated["valid"], validated["gate"],
+                       training_examples.index_chunks_of(graph["pieces"], "FeatureIndexChunks"),
+                       source=args.events, described=validated["input"])
 
 
 def run(argv: Optional[List[str]] = None):
-    return opts.run_job(argv, "beam_jobs.daily", OPTION_CLASSES, DESCRIPTION, check_args,
-                        build)
+    return launch.run_job(argv, "beam_jobs.daily", OPTION_CLASSES, DESCRIPTION, check_args,
+                          build)
 
 
 if __name__ == "__main__":
-    opts.main(run)
+    launch.main(run)

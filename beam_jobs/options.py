@@ -1,14 +1,13 @@
 """Pipeline options, each declared once. The daily job takes every stage's options,
 so every flag name is unique across all jobs (Beam silently merges flags of the
-same name). Flex Template metadata is generated from these declarations."""
+same name). Flex Template metadata is generated from these declarations; launching
+(parsing, running, the exit path) is in beam_jobs/launch.py."""
 
 import argparse
-import datetime as dt
-from typing import List, Optional, Sequence, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.common import span as span_lib
+from transforms.common.sharding import parse_shard_count
 
 
 def str_to_bool(value) -> bool:
@@ -23,7 +22,6 @@ def str_to_bool(value) -> bool:
 
 def shard_count(value) -> str:
     """'auto' or a whole number >= 1, as given (parsed by sharding.parse_shard_count)."""
-    from transforms.common.sharding import parse_shard_count
     try:
         parse_shard_count(value, "shard count")
     except ValueError as err:
@@ -318,132 +316,7 @@ class DailyOptions(PipelineOptions):
                  "features take the index the graph stage publishes, so they need graph.")
 
 
-def job_parser(prog: str, option_classes: Sequence[Type[PipelineOptions]],
-               description: str) -> argparse.ArgumentParser:
-    """An argparse parser with the job's own options, for --help and early checks."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description,
-        epilog="Any Beam pipeline option (--runner, --project, --region, --temp_location, "
-               "--direct_num_workers, ...) is accepted as well.")
-    for cls in option_classes:
-        cls._add_argparse_args(parser)
-    return parser
-
-
-def parse(argv: Optional[List[str]], prog: str, option_classes, description: str):
-    """Parse a job's argv: prints --help, rejects malformed values of the job's own
-    options, and returns (known args namespace, PipelineOptions of the whole argv)."""
-    parser = job_parser(prog, option_classes, description)
-    known, _ = parser.parse_known_args(argv)
-    return known, PipelineOptions(argv)
-
-
 def require(value, flag: str, form: str):
     if value in (None, ""):
         raise ValueError(f"{flag} is required: {form}")
     return value
-
-
-def resolve_day(run_date: str, timezone: str,
-                now: Optional[dt.datetime] = None) -> span_lib.DaySpan:
-    return span_lib.resolve_span(run_date, timezone, now)
-
-
-LOCAL_RUNNER = "FnApiRunner"
-
-
-def pipeline_options(argv: Optional[List[str]]) -> PipelineOptions:
-    """The whole argv as Beam options. With no --runner, the in-process FnApiRunner
-    (Beam's DirectRunner would first try to download the Prism binary)."""
-    from apache_beam.options.pipeline_options import StandardOptions, WorkerOptions
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    if not standard.runner:
-        standard.runner = LOCAL_RUNNER
-    if "dataflow" in standard.runner.lower() and \
-            not options.view_as(WorkerOptions).sdk_container_image:
-        raise ValueError("--sdk_container_image is required with the DataflowRunner: the "
-                         "workers need the suite's image (see flex_templates/Dockerfile)")
-    return options
-
-
-def run_pipeline(pipeline, options: PipelineOptions):
-    """Run; wait only for local runners (a Flex Template launcher must not wait)."""
-    from apache_beam.options.pipeline_options import StandardOptions
-    result = pipeline.run()
-    runner = (options.view_as(StandardOptions).runner or "").lower()
-    if "dataflow" not in runner:
-        result.wait_until_finish()
-    return result
-
-
-def run_job(argv: Optional[List[str]], module: str, option_classes, description: str,
-            check_args, build):
-    """The shape every job's run(argv) has: parse and check the job's options, resolve
-    the day, build the pipeline with build(pipeline, args, span) and run it."""
-    import apache_beam as beam
-    args, _ = parse(argv, f"python -m {module}", option_classes, description)
-    check_args(args)
-    span = resolve_day(args.run_date, args.timezone)
-    options = pipeline_options(argv)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, args, span)
-    return run_pipeline(pipeline, options)
-
-
-def exit_now(code: int) -> None:
-    """Flush and leave with os._exit: a process that has built a tf.Transform pipeline
-    crashes with SIGSEGV in TensorFlow's teardown at a normal interpreter exit."""
-    import logging
-    import os
-    import sys
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a closed stream has nothing left to flush
-            pass
-    logging.shutdown()
-    os._exit(code)
-
-
-def main(run, argv: Optional[List[str]] = None) -> None:
-    """Entry point: a failed run exits non-zero and ends with its reason. Every job (and
-    the Flex Template launcher, which runs the same module) leaves through exit_now."""
-    import logging
-    import os
-    import sys
-    import traceback
-    verbose = "--verbose" in (argv or sys.argv)
-    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
-    if not verbose:
-        # The console shows what the user needs: TensorFlow's C++ start-up lines (CUDA
-        # plugin registration) and TFDV's IPython notice only with --verbose.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-        class WithoutNotices:
-            """sys.stderr without such a notice (each is one write call)."""
-            def __init__(self, stream):
-                self._stream = stream
-
-            def write(self, text):
-                if text.startswith("Unable to import IPython"):
-                    return len(text)
-                return self._stream.write(text)
-
-            def __getattr__(self, name):
-                return getattr(self._stream, name)
-
-        sys.stderr = WithoutNotices(sys.stderr)
-    code = 0
-    try:
-        run([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--verbose"])
-    except SystemExit as done:   # --help, or argparse refusing a value
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        if done.code is not None and not isinstance(done.code, int):
-            print(done.code, file=sys.stderr)
-    except Exception as err:  # the top level: report and exit non-zero
-        traceback.print_exc()
-        message = str(err).strip() or type(err).__name__
-        print(f"\nFAILED: {message}", file=sys.stderr)
-        code = 1
-    exit_now(code)

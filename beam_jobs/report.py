@@ -6,15 +6,16 @@ python -m beam_jobs.report --output_dir=DIR --run_date=YYYY-MM-DD
 import argparse
 import json
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
 
+from schemas import contract
+from transforms.graph import index_store
+from transforms.ingest.day_files import read_summary
 from transforms.publishing.files import SUCCESS
-from transforms.publishing.readers import published_files, published_manifest, read_file_set
+from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
+    read_jsonl_file
 
-
-def _load_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+DETAIL_CHARS = 80   # an example's _error_detail is cut here on the console
 
 
 def report(output_dir: str, run_date: str) -> List[str]:
@@ -22,9 +23,10 @@ def report(output_dir: str, run_date: str) -> List[str]:
     out = output_dir.rstrip("/")
     lines = [f"Outputs of {run_date} under {os.path.abspath(out)}"]
     vdir = f"{out}/validation/dt={run_date}"
-    if not os.path.exists(f"{vdir}/summary.json"):
+    try:
+        s = read_summary(vdir)
+    except FileNotFoundError:
         return lines + [f"  no validation summary at {vdir}: the day was not validated"]
-    s = _load_json(f"{vdir}/summary.json")
     verdict = "BLESSED" + (" (overridden)" if s.get("overridden") else "") if s["blessed"] \
         else "NOT BLESSED: " + ", ".join(s.get("reasons", []))
     lines += [
@@ -45,6 +47,8 @@ def report(output_dir: str, run_date: str) -> List[str]:
         lines.append(f"quarantine/  {os.path.abspath(qdir)}: {len(files)} file(s) of GZIP JSON "
                      "lines listed by its manifest (each line: the row, _error_reason, "
                      "_error_detail)")
+        lines += [f"  e.g. {reason}: {detail}"
+                  for reason, detail in sorted(example_details(files[:1]).items())]
     else:
         lines.append("quarantine/  not published")
     validated = f"{out}/validated/dt={run_date}"
@@ -54,6 +58,22 @@ def report(output_dir: str, run_date: str) -> List[str]:
                      f"file(s) in {os.path.abspath(validated)}")
     return lines + graph_lines(out, run_date) + examples_lines(out, run_date) + \
         features_lines(out, run_date)
+
+
+def example_details(paths: List[str]) -> Dict[str, str]:
+    """The first _error_detail of each reason in the quarantine files `paths` (the report
+    reads the first file only: its size is bounded by --target_shard_mb), cut at
+    DETAIL_CHARS. Details name the check that failed, never the whole row."""
+    found: Dict[str, str] = {}
+    for path in paths:
+        for line in read_jsonl_file(path):
+            row = json.loads(line)
+            reason = row.get("_error_reason")
+            if reason and reason not in found:
+                detail = str(row.get("_error_detail", ""))
+                found[reason] = detail if len(detail) <= DETAIL_CHARS else \
+                    detail[:DETAIL_CHARS - 3] + "..."
+    return found
 
 
 def graph_lines(out: str, run_date: str) -> List[str]:
@@ -83,15 +103,18 @@ def graph_lines(out: str, run_date: str) -> List[str]:
                 lines.append(f"    {dst.decode():<14} weight {w:8.4f}  count {c}")
     index = m.get("article_index")
     if index:
+        versions = index_store.published_versions(out)
         lines.append(f"article_index/  version {index['version']} (extends "
-                     f"{index['parent']}), vocab_size {index['vocab_size']:,}")
+                     f"{index['parent']}), vocab_size {index['vocab_size']:,}; "
+                     f"{len(versions)} version(s) published, CURRENT names "
+                     f"{index_store.read_current(out)}")
     return lines
 
 
 def examples_lines(out: str, run_date: str) -> List[str]:
     """One line per kind: records per split, files, what the records hold."""
     lines = []
-    for kind in ("skipgram", "sequences", "ranking"):
+    for kind in contract.EXAMPLE_KINDS:
         edir = f"{out}/examples/{kind}/dt={run_date}"
         if not os.path.exists(f"{edir}/{SUCCESS}"):
             lines.append(f"examples/{kind:<10} not published")
@@ -101,7 +124,7 @@ def examples_lines(out: str, run_date: str) -> List[str]:
         held = ", ".join(f"{k} {v:,}" for k, v in m.get("counts", {}).items())
         lines.append(f"examples/{kind:<10}" + "  ".join(
             f"{split} {sets[split]['rows']:,} records in {len(sets[split]['files'])} file(s)"
-            for split in ("train", "eval") if split in sets) + f"  ({held})")
+            for split in contract.SPLITS if split in sets) + f"  ({held})")
         lines.append(f"  {os.path.abspath(edir)}")
     return lines
 

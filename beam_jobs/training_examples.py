@@ -11,15 +11,19 @@ events) and publishes the next version; in the daily job the stage takes the ind
 graph stage publishes.
 """
 
+import datetime as dt
 from typing import Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs import options as opts, validate_events
+from beam_jobs import cooccurrence_graph, launch, options as opts, validate_events
+from transforms.common import privacy
 from transforms.common.span import DaySpan
-from transforms.examples.composite import EXAMPLE_COLUMNS, BuildTrainingExamples, ExampleParams
+from transforms.examples import ranking, sequences, skipgram
+from transforms.examples.composite import BuildTrainingExamples
+from transforms.examples.params import EXAMPLE_COLUMNS, ExampleParams
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.writers import bytes_of_mb
 
@@ -60,7 +64,6 @@ def example_params(args, span: DaySpan) -> ExampleParams:
 
 
 def feature_spec(kind: str) -> Dict:
-    from transforms.examples import ranking, sequences, skipgram
     return {"skipgram": skipgram.SKIPGRAM_FEATURE_SPEC,
             "sequences": sequences.SEQUENCE_FEATURE_SPEC,
             "ranking": ranking.RANKING_FEATURE_SPEC}[kind]
@@ -131,7 +134,6 @@ def kind_counts(counters: Dict[str, int], kind: str) -> Dict[str, int]:
 
 def split_description(params: ExampleParams, span: DaySpan) -> Dict:
     if params.eval_split == "time":
-        import datetime as dt
         boundary = dt.datetime.fromtimestamp(params.boundary_us / 1e6, dt.timezone.utc)
         return {"eval_split": "time", "eval_hours": params.eval_hours,
                 "boundary_utc": boundary.isoformat()}
@@ -139,16 +141,13 @@ def split_description(params: ExampleParams, span: DaySpan) -> Dict:
 
 
 def check_args(args) -> None:
-    from beam_jobs import cooccurrence_graph
-    from transforms.common import privacy
     validate_events.check_input_args(args)
     privacy.require_salt_source(args.user_id_salt_file, args.user_id_salt_secret)
     cooccurrence_graph.graph_params(args)
-    example_params(args, opts.resolve_day("2026-01-01", "UTC"))
+    example_params(args, launch.resolve_day("2026-01-01", "UTC"))
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    from beam_jobs import cooccurrence_graph
     # Every valid row of a blessed day (impressions and server events too: the index
     # covers their articles).
     valid, gate, described = validate_events.read_input(pipeline, args, span, EXAMPLE_COLUMNS)
@@ -161,9 +160,9 @@ def build(pipeline, args, span: DaySpan) -> None:
 
 
 def run(argv: Optional[List[str]] = None):
-    return opts.run_job(argv, "beam_jobs.training_examples", OPTION_CLASSES, DESCRIPTION,
+    return launch.run_job(argv, "beam_jobs.training_examples", OPTION_CLASSES, DESCRIPTION,
                         check_args, build)
 
 
 if __name__ == "__main__":
-    opts.main(run)
+    launch.main(run)

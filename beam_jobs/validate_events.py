@@ -10,11 +10,14 @@ from typing import Dict, List, Optional
 
 import apache_beam as beam
 
-from beam_jobs import options as opts
+import schemas
+from beam_jobs import launch, options as opts
 from transforms.common.sharding import parse_shard_count
 from transforms.common.span import DaySpan
+from transforms.ingest.provenance import DescribeInput, DescribeValidated
 from transforms.ingest.quarantine import CheckEvents, GroupQuarantine
-from transforms.ingest.read import ReadEvents
+from transforms.ingest.read import ReadEvents, ReadValidatedEvents
+from transforms.ingest.validation import ValidateDay
 from transforms.publishing.protocol import PublishFileSets
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions)
@@ -25,7 +28,6 @@ DESCRIPTION = ("Read one day of events, quarantine bad rows, drop duplicates, va
 
 
 def default_tfdv_schema() -> str:
-    import schemas
     return os.path.join(os.path.dirname(schemas.__file__), "events_schema.pbtxt")
 
 
@@ -34,11 +36,9 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     withdrawn by the gate, its quarantine kept). Returns {"valid": (shard, Table)
     PCollection of the day's valid rows, "gate": the blessed day's summary, "input": one
     dict describing what was read (transforms.ingest.provenance)}."""
-    from transforms.ingest.validation import ValidateDay
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     source = {"run_date": day, "timezone": span.timezone, "events": args.events}
-    from transforms.ingest.provenance import DescribeInput
     described = pipeline | "DescribeInput" >> DescribeInput(args.events, span)
     read = pipeline | "ReadEvents" >> ReadEvents(args.events, span, args.allow_missing_partitions)
     checked = read | "CheckEvents" >> CheckEvents(
@@ -101,8 +101,6 @@ def read_input(pipeline, args, span: DaySpan, columns=None, event_names=None):
     if args.events:
         validated = build_validation(pipeline, args, span)
         return validated["valid"], validated["gate"], validated["input"]
-    from transforms.ingest.provenance import DescribeValidated
-    from transforms.ingest.read import ReadValidatedEvents
     day = span.run_date.isoformat()
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
         args.validated_events, day, columns=columns, event_names=event_names)
@@ -115,9 +113,9 @@ def build(pipeline, args, span: DaySpan) -> None:
 
 
 def run(argv: Optional[List[str]] = None):
-    return opts.run_job(argv, "beam_jobs.validate_events", OPTION_CLASSES, DESCRIPTION,
+    return launch.run_job(argv, "beam_jobs.validate_events", OPTION_CLASSES, DESCRIPTION,
                         check_args, build)
 
 
 if __name__ == "__main__":
-    opts.main(run)
+    launch.main(run)

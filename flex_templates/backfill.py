@@ -23,11 +23,14 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from apache_beam.io.filesystems import FileSystems
+
 from flex_templates import schedule
+from schemas import contract, features as F
 
 # What each job publishes under <output_dir>/<kind>/dt=D/ with a _SUCCESS marker.
-EXAMPLE_KINDS = ("examples/skipgram", "examples/sequences", "examples/ranking")
-FEATURE_KINDS = ("features/_daily", "features/articles", "features/users")
+EXAMPLE_KINDS = tuple(f"examples/{kind}" for kind in contract.EXAMPLE_KINDS)
+FEATURE_KINDS = (f"features/{F.DAILY_DIR}",) + tuple(f"features/{e}" for e in F.ENTITIES)
 PUBLISHED_KINDS = {
     "validate_events": ("quarantine", "validated"),
     "cooccurrence_graph": ("cooccurrence",),
@@ -50,7 +53,6 @@ def days(from_date: str, to_date: str) -> List[str]:
 
 def is_published(output_dir: str, kinds: Sequence[str], day: str) -> bool:
     """Blessed, not overridden, and every kind's _SUCCESS there (local or gs://)."""
-    from apache_beam.io.filesystems import FileSystems
     root = output_dir.rstrip("/")
     summary_path = f"{root}/validation/dt={day}/summary.json"
     if not FileSystems.exists(summary_path):

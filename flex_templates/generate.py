@@ -6,9 +6,9 @@
 A job is a module of beam_jobs that defines OPTION_CLASSES and run at its top level
 (found by reading the sources, so a new job module gets its template without being
 listed anywhere). Its description is DESCRIPTION, else its docstring's first
-paragraph. Its parameters are the actions of the argparse parser that beam_jobs.options.job_parser builds from
-OPTION_CLASSES: name, help, default, type, choices and boolean flags come from there,
-so nothing here lists the options a second time. type_formats() gives the regex of
+paragraph. Its parameters are the actions of the argparse parser that
+beam_jobs.launch.job_parser builds from OPTION_CLASSES: name, help, default, type,
+choices and boolean flags come from there, so nothing here lists the options a second time. type_formats() gives the regex of
 each argparse type the options use (int, float, positive_int, positive_float,
 shard_count, ...), so a new option declared with one of them needs nothing here.
 formats() only adds what argparse cannot say about a value (its regex and the
@@ -32,6 +32,11 @@ import pkgutil
 import re
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
+
+from beam_jobs import launch, options as opts
+import beam_jobs
+from schemas import contract
+from transforms.ingest import read
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METADATA = "metadata.json"
@@ -70,13 +75,11 @@ def _bigquery_table_pattern() -> str:
     """The reader's bq://project.dataset.table rule (bq:// included), without anchors
     and with plain groups: the regexes are checked by Dataflow, not by Python, and
     (?P<name>...) is Python's own syntax."""
-    from transforms.ingest import read
     pattern = read._BQ_TABLE_RE.pattern.lstrip("^").rstrip("$")
     return re.sub(r"\(\?P<\w+>", "(", pattern)
 
 
 def _event_weights_pattern() -> str:
-    from schemas import contract
     # Spaces around an item, never \s (which would let a newline through).
     item = r" *(%s):([0-9]+\.?[0-9]*|\.[0-9]+) *" % "|".join(
         re.escape(name) for name in contract.INTERACTION_EVENTS)
@@ -110,7 +113,6 @@ def type_formats() -> Dict[object, Format]:
     an option declared with one of them gets its regex without being named here. The
     regexes are matched against the whole value (a launcher's regex must match the
     value in its entirety)."""
-    from beam_jobs import options as opts
     return {
         int: Format([_INT], "NUMBER"),
         float: Format([_FLOAT], "NUMBER"),
@@ -138,7 +140,6 @@ def top_level_names(source: str) -> set:
 def job_modules() -> List[str]:
     """Names of the beam_jobs modules that are jobs (define OPTION_CLASSES and run at
     their top level), sorted. Read from the sources: nothing is imported to find them."""
-    import beam_jobs
     names = []
     for info in pkgutil.iter_modules(beam_jobs.__path__):
         path = os.path.join(beam_jobs.__path__[0], f"{info.name}.py")
@@ -159,10 +160,9 @@ def job_description(module) -> str:
 
 
 def job_parser(job: str) -> argparse.ArgumentParser:
-    from beam_jobs import options
     module = importlib.import_module(f"beam_jobs.{job}")
-    return options.job_parser(f"python -m beam_jobs.{job}", module.OPTION_CLASSES,
-                              job_description(module))
+    return launch.job_parser(f"python -m beam_jobs.{job}", module.OPTION_CLASSES,
+                             job_description(module))
 
 
 def option_actions(parser: argparse.ArgumentParser) -> List[argparse.Action]:

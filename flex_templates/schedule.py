@@ -33,6 +33,8 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from apache_beam.io.filesystems import FileSystems
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH_URI = ("https://dataflow.googleapis.com/v1b3/projects/{project}/locations/{region}"
               "/flexTemplates:launch")
@@ -58,7 +60,6 @@ def scheduler_job_id(job: str) -> str:
 def read_text(path: str) -> str:
     """A local file or a gs:// object."""
     if path.startswith("gs://"):
-        from apache_beam.io.filesystems import FileSystems
         with FileSystems.open(path) as handle:
             return handle.read().decode("utf-8")
     with open(path, encoding="utf-8") as handle:

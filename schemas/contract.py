@@ -63,6 +63,12 @@ ARTICLE_OPTIONAL_EVENTS = (SEARCH,)
 
 # Rows that count as a user interacting with an article (the graph's input).
 INTERACTION_EVENTS = (ARTICLE_VIEW, ARTICLE_LIKE, CHAT_START)
+# How strongly an interaction engages (ranking labels, sequences' strongest event).
+ENGAGEMENT_STRENGTH = {ARTICLE_VIEW: 1, ARTICLE_LIKE: 2, CHAT_START: 3}
+# The training example kinds and the splits every published example kind and feature
+# entity has.
+EXAMPLE_KINDS = ("skipgram", "sequences", "ranking")
+SPLITS = ("train", "eval")
 
 PLATFORMS = ("ios", "android", "web", "server")
 

@@ -16,7 +16,7 @@ ARTICLES = "articles"
 USERS = "users"
 ENTITIES = (ARTICLES, USERS)
 ENVIRONMENTS = {ARTICLES: "ARTICLES", USERS: "USERS"}
-SPLITS = ("train", "eval")
+SPLITS = contract.SPLITS
 
 # Today's partial aggregates are stored in two parts: before the split boundary, and
 # from it to the day's end.

@@ -4,7 +4,7 @@ A process that has built a tf.Transform pipeline (or loaded TensorFlow's SavedMo
 machinery) can crash with SIGSEGV in TensorFlow's teardown at a normal interpreter exit,
 turning a green run into exit 139. pytest_unconfigure runs after pytest's closing line
 ("N passed in ..."): it flushes and leaves with os._exit and the session's exit status,
-the same exit path as every job (beam_jobs.options.exit_now).
+the same exit path as every job (beam_jobs.launch.exit_now).
 """
 
 import os

@@ -11,6 +11,8 @@ import pytest
 
 from transforms.common import privacy
 
+pytestmark = pytest.mark.functions
+
 SALT = b"\x00salt with \xff bytes\n"
 
 

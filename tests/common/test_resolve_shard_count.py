@@ -8,6 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.common.sharding import ResolveShardCount
 
+pytestmark = pytest.mark.composites
+
 
 @pytest.mark.parametrize("requested,max_rows,counts,expected", [
     (1, 1_000_000, [5, 5], 1),      # a fixed count is kept, whatever the rows

@@ -1,5 +1,7 @@
 """Tier 1: the stable string hash and row sharding."""
 
+import pytest
+
 import os
 import random
 import subprocess
@@ -10,6 +12,8 @@ import pyarrow as pa
 
 from transforms.common import sharding
 from tests.helpers.paths import ROOT
+
+pytestmark = pytest.mark.functions
 
 M64 = (1 << 64) - 1
 _POWERS = [pow(0x100000001B3, i, 1 << 64) for i in range(64)]

@@ -7,6 +7,8 @@ import pytest
 
 from transforms.common import span
 
+pytestmark = pytest.mark.functions
+
 UTC = dt.timezone.utc
 
 

@@ -1,5 +1,7 @@
 """transforms/stats_html.py."""
 
+import pytest
+
 import base64
 import html.parser
 import re
@@ -8,6 +10,8 @@ import warnings
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from transforms.common.stats_html import render_stats_html
+
+pytestmark = pytest.mark.functions
 
 Histogram = statistics_pb2.Histogram
 FeatureType = statistics_pb2.FeatureNameStatistics

@@ -17,6 +17,8 @@ from schemas.contract import ARTICLE_OPTIONAL_EVENTS, CLIENT, CLIENT_EVENTS, COL
     arrow_schema
 from transforms.common.span import day_span
 
+pytestmark = pytest.mark.functions
+
 RUN_DATE = dt.date(2026, 11, 26)
 N = 5000
 

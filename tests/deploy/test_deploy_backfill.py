@@ -11,6 +11,8 @@ from google.cloud import dataflow_v1beta3
 
 from flex_templates import backfill, schedule
 
+pytestmark = pytest.mark.functions
+
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "asia-northeast3-docker.pkg.dev/demo-project/preprocessing/daily@sha256:" + "cd" * 32
 

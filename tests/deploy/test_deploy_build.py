@@ -18,6 +18,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.functions
+
 DEV_TOOLS = {"duckdb", "google-cloud-dataflow-client", "google-cloud-scheduler",
              "hypothesis", "iniconfig", "pytest", "sqlglot"}
 # Runtime distributions install_requires names though the code does not import them:

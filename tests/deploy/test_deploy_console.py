@@ -8,6 +8,8 @@ import sys
 import pytest
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.functions
+
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from google.protobuf import json_format
 from flex_templates import generate, schedule
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.functions
+
 PATH = os.path.join(ROOT, "monitoring", "dataflow_failed_jobs.json")
 
 

@@ -14,6 +14,8 @@ from google.cloud import dataflow_v1beta3, scheduler_v1
 
 from flex_templates import generate, schedule
 
+pytestmark = pytest.mark.functions
+
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 JOBS = generate.job_modules()

@@ -19,6 +19,8 @@ from beam_jobs import options as opts
 from flex_templates import generate
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.functions
+
 # Every job module, found the way the generator finds them (the test below checks the
 # finding against the sources), so a new job is tested without being named here.
 JOBS = tuple(generate.job_modules())

@@ -1,11 +1,12 @@
 """Tier 1: tf.train.Example / SequenceExample wire encoding, checked against TensorFlow.
 
-The only test module of example_proto, sequences and ranking that imports TensorFlow
-(the tests that need it are skipped without it): it checks the encoder (and the
-plain-Python decoder the other tests use) against TensorFlow's own protos and parsing
-ops, and the published feature specs against tf.io.parse_single_sequence_example on real
-records. The vectorised batch encoder is checked byte for byte against the record-by-record
-one it replaced (kept here as _encode_sequence_examples_reference).
+The only test module of example_proto, sequence_proto, sequences and ranking that
+imports TensorFlow (the tests that need it are skipped without it): it checks the encoder
+(and the plain-Python decoder the other tests use) against TensorFlow's own protos and
+parsing ops, and the published feature specs against tf.io.parse_single_sequence_example
+on real records. The vectorised batch encoder (sequence_proto) is checked byte for byte
+against the record-by-record one it replaced (kept here as
+_encode_sequence_examples_reference).
 """
 
 import re
@@ -15,11 +16,14 @@ import pyarrow as pa
 import pytest
 
 from transforms.examples import example_proto as ep
+from transforms.examples import sequence_proto as sp
 
 try:
     import tensorflow as tf
 except ImportError:                 # the byte-level tests below still run
     tf = None
+
+pytestmark = pytest.mark.functions
 
 requires_tf = pytest.mark.skipif(tf is None, reason="TensorFlow is not installed")
 
@@ -95,9 +99,9 @@ def test_varint_parts_match_python_varint_over_every_length():
     values = [0] + [s * (2**b + o) for b in range(0, 63) for o in (-1, 0, 1) for s in (1, -1)
                     if -2**63 <= s * (2**b + o) < 2**63]
     data, nbytes = ep.varint_parts(np.array(values, dtype=np.int64))
-    expected = b"".join(ep._varint(v & (2**64 - 1)) for v in values)
+    expected = b"".join(ep.varint(v & (2**64 - 1)) for v in values)
     assert data.tobytes() == expected
-    assert nbytes.tolist() == [len(ep._varint(v & (2**64 - 1))) for v in values]
+    assert nbytes.tolist() == [len(ep.varint(v & (2**64 - 1))) for v in values]
 
 
 # --- tf.train.Example ----------------------------------------------------------------------
@@ -403,7 +407,7 @@ def test_batch_encoding_equals_record_by_record_and_tensorflow():
     lists = {"article": ("int64", random_value(rng, "int64", steps)),
              "seconds": ("float", random_value(rng, "float", steps)),
              "event": ("bytes", random_value(rng, "bytes", steps))}
-    records = ep.encode_sequence_examples(context, lists, bounds)
+    records = sp.encode_sequence_examples(context, lists, bounds)
     assert len(records) == n
     for i, record in enumerate(records):
         lo, hi = bounds[i], bounds[i + 1]
@@ -411,13 +415,13 @@ def test_batch_encoding_equals_record_by_record_and_tensorflow():
         seq = {k: (kind, v[lo:hi]) for k, (kind, v) in lists.items()}
         assert record == ep.encode_sequence_example(ctx, seq)
         same_as_tf(record, tf_sequence_example(ctx, seq))
-    assert ep.encode_sequence_examples({}, {}, [0]) == []
+    assert sp.encode_sequence_examples({}, {}, [0]) == []
     with pytest.raises(ValueError, match="bounds"):
-        ep.encode_sequence_examples({}, {}, [1, 2])
+        sp.encode_sequence_examples({}, {}, [1, 2])
     with pytest.raises(ValueError, match="3 values for 2 records"):
-        ep.encode_sequence_examples({"x": ("int64", [1, 2, 3])}, {}, [0, 0, 0])
+        sp.encode_sequence_examples({"x": ("int64", [1, 2, 3])}, {}, [0, 0, 0])
     with pytest.raises(ValueError, match="2 steps, bounds end at 3"):
-        ep.encode_sequence_examples({}, {"x": ("int64", [1, 2])}, [0, 3])
+        sp.encode_sequence_examples({}, {"x": ("int64", [1, 2])}, [0, 3])
 
 
 # --- the vectorised batch encoder gives the bytes of the record-by-record one ------------------
@@ -426,13 +430,13 @@ def _scalar_pieces_reference(kind, values, wrap):
     """The per-value pieces of the encoder before it was vectorised across records."""
     if kind == "float":
         head = (b"\x0a\x08" if wrap else b"") + b"\x12\x06\x0a\x04"
-        floats = np.frombuffer(ep._float_bytes(values), dtype=np.uint8).reshape(-1, 4)
+        floats = np.frombuffer(ep.float_bytes(values), dtype=np.uint8).reshape(-1, 4)
         out = np.empty((len(floats), len(head) + 4), dtype=np.uint8)
         out[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
         out[:, len(head):] = floats
         return out.tobytes(), np.arange(len(floats) + 1, dtype=np.int64) * out.shape[1]
     if kind == "int64":
-        data, nbytes = ep.varint_parts(ep._int64_array(values))
+        data, nbytes = ep.varint_parts(ep.int64_array(values))
         h = 6 if wrap else 4
         size = nbytes + h
         offsets = np.zeros(len(size) + 1, dtype=np.int64)
@@ -453,11 +457,11 @@ def _scalar_pieces_reference(kind, values, wrap):
     if kind != "bytes":
         raise ValueError(f"feature kind must be one of {ep.KINDS}, got {kind!r}")
     pieces, seen = [], {}
-    for v in ep._bytes_items(values):
+    for v in ep.bytes_items(values):
         piece = seen.get(v)
         if piece is None:
             feature = ep.encode_feature("bytes", (v,))
-            piece = seen[v] = ep._FIELD_1 + ep._varint(len(feature)) + feature if wrap else feature
+            piece = seen[v] = ep.FIELD_1 + ep.varint(len(feature)) + feature if wrap else feature
         pieces.append(piece)
     offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in pieces], out=offsets[1:])
@@ -478,7 +482,7 @@ def _encode_sequence_examples_reference(context, feature_lists, bounds):
         if len(offsets) - 1 != n:
             raise ValueError(f"context feature {name!r} has {len(offsets) - 1} values for "
                              f"{n} records")
-        ctx_columns.append((ep._key_head(name), data, offsets.tolist()))
+        ctx_columns.append((ep.key_head(name), data, offsets.tolist()))
     list_columns = []
     for name in sorted(feature_lists):
         kind, steps = feature_lists[name]
@@ -486,14 +490,14 @@ def _encode_sequence_examples_reference(context, feature_lists, bounds):
         if len(offsets) - 1 != bounds[-1]:
             raise ValueError(f"feature list {name!r} has {len(offsets) - 1} steps, bounds "
                              f"end at {bounds[-1]}")
-        list_columns.append((ep._key_head(name), data, offsets[bounds].tolist()))
+        list_columns.append((ep.key_head(name), data, offsets[bounds].tolist()))
     records = []
     for i in range(n):
         ctx = b"".join([ep._entry(head, data[o[i]:o[i + 1]]) for head, data, o in ctx_columns])
         lists = b"".join([ep._entry(head, data[o[i]:o[i + 1]])
                           for head, data, o in list_columns])
-        records.append(ep._FIELD_1 + ep._varint(len(ctx)) + ctx + ep._FIELD_2
-                       + ep._varint(len(lists)) + lists)
+        records.append(ep.FIELD_1 + ep.varint(len(ctx)) + ctx + ep._FIELD_2
+                       + ep.varint(len(lists)) + lists)
     return records
 
 
@@ -555,7 +559,7 @@ def test_batch_encoder_gives_the_reference_bytes_over_random_shapes():
     rng = np.random.default_rng(20240612)
     for _ in range(300):
         context, lists, bounds = _random_batch(rng)
-        got = ep.encode_sequence_examples(context, lists, bounds)
+        got = sp.encode_sequence_examples(context, lists, bounds)
         assert got == _encode_sequence_examples_reference(context, lists, bounds)
         assert all(type(r) is bytes for r in got)
 
@@ -575,7 +579,7 @@ def test_batch_encoder_gives_the_reference_bytes_for_big_entries():
              "b": ("bytes", random_value(rng, "bytes", steps)),
              "f": ("float", random_value(rng, "float", steps)),
              "one": ("int64", np.full(steps, 3))}
-    got = ep.encode_sequence_examples(context, lists, bounds)
+    got = sp.encode_sequence_examples(context, lists, bounds)
     assert got == _encode_sequence_examples_reference(context, lists, bounds)
     for i, record in enumerate(got):
         ctx, seq = ep.decode_sequence_example(record)
@@ -602,4 +606,4 @@ def test_batch_encoder_refuses_what_the_reference_refuses():
         with pytest.raises((ValueError, TypeError, OverflowError)) as expected:
             _encode_sequence_examples_reference(context, lists, bounds)
         with pytest.raises(expected.type, match=re.escape(str(expected.value))):
-            ep.encode_sequence_examples(context, lists, bounds)
+            sp.encode_sequence_examples(context, lists, bounds)

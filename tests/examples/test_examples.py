@@ -420,16 +420,16 @@ NO_TENSORFLOW = r'''
 import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-from beam_jobs import cooccurrence_graph, options as opts, training_examples
+from beam_jobs import cooccurrence_graph, launch, training_examples
 validated, out, salt = sys.argv[1], sys.argv[2], sys.argv[3]
 common = ["--runner=FnApiRunner", f"--validated_events={validated}", "--run_date=2026-11-26",
           "--timezone=Asia/Seoul"]
 # The examples job's pipeline is built (not run): no TensorFlow at construction.
 argv = common + [f"--output_dir={out}/examples-job", f"--user_id_salt_file={salt}"]
-args, _ = opts.parse(argv, "x", training_examples.OPTION_CLASSES, "")
+args = launch.parse(argv, "x", training_examples.OPTION_CLASSES, "")
 training_examples.check_args(args)
 pipeline = beam.Pipeline(options=PipelineOptions(argv))
-training_examples.build(pipeline, args, opts.resolve_day(args.run_date, args.timezone))
+training_examples.build(pipeline, args, launch.resolve_day(args.run_date, args.timezone))
 assert "tensorflow" not in sys.modules, "examples construction imported TensorFlow"
 # The graph job runs whole from a validated day without importing TensorFlow.
 cooccurrence_graph.run(common + [f"--output_dir={out}/graph-job"])

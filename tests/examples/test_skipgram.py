@@ -217,7 +217,9 @@ def test_pair_keys_and_the_cap():
     rng = random.Random(2)
     a = np.array([rng.getrandbits(64) for _ in range(2000)], dtype=np.uint64)
     b = np.array([rng.getrandbits(64) for _ in range(2000)], dtype=np.uint64)
-    assert skipgram.pair_keys(a, b).tolist() == draws.keyed_uint64(np.uint64(0), a, b).tolist()
+    pair_base = draws.base_key(42, "2026-03-01", "pair")
+    assert skipgram.pair_keys(pair_base, a, b).tolist() == \
+        draws.keyed_uint64(pair_base, a, b).tolist()
     cap_base = draws.base_key(42, "2026-03-01", "cap")
     got = skipgram.cap_mask(a, b, 0.25, cap_base)
     assert got.tolist() == [ref_u(cap_base, x, y) < 0.25 for x, y in zip(a, b)]

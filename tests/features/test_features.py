@@ -7,7 +7,7 @@ import pytest
 
 from schemas import contract, features as F
 from transforms.common.span import split_boundary_us
-from transforms.features import partials as T
+from transforms.features import partials as T, tfxio_rows
 
 US = 1_000_000
 
@@ -135,8 +135,8 @@ def test_merge_shard_windows():
 def test_tfxio_batch_has_the_adapters_schema():
     rows = T.user_rows(T.reduce_users(T.user_event_rows(DAY, DAY.column("user_id"), 0).drop(
         [F.PART]), with_part=False))
-    batch = T.tfxio_batch(rows, F.USERS)
-    assert batch.schema == T.raw_tfxio(F.USERS).ArrowSchema()
+    batch = tfxio_rows.tfxio_batch(rows, F.USERS)
+    assert batch.schema == tfxio_rows.raw_tfxio(F.USERS).ArrowSchema()
     assert batch.column(batch.schema.get_field_index(F.TOP_CATEGORIES)).to_pylist() == \
         [[b"c1", b"c3"], [b"c2", b"c9"]]
 
@@ -155,7 +155,7 @@ def test_names_and_reviewed_schema_agree():
 
 
 def test_lookback_plan_lists_missing_days(tmp_path):
-    from beam_jobs.features import lookback_plan
+    from transforms.features.lookback import lookback_plan
     plan = lookback_plan(str(tmp_path), "2026-11-26", 2)
     assert plan == {"files": [], "used": [], "rows": 0,
                     "skipped": [{"day": "2026-11-25", "reason": "not validated"},

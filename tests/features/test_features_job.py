@@ -215,7 +215,7 @@ def test_serving_parity_with_the_reference_rows(run, entity, split):
     parsed with the published raw_feature_spec() (what serving does), row for row."""
     import tensorflow as tf
     import tensorflow_transform as tft
-    from beam_jobs.features import transform_output_dir
+    from transforms.features.stage import transform_output_dir
     from transforms.publishing.readers import read_file_set
     day_dir = _day_dir(run["out"], entity)
     output = tft.TFTransformOutput(transform_output_dir(day_dir))

@@ -21,7 +21,8 @@ from schemas import contract
 from tests.helpers.graph_reference import reference_graph, reference_index
 from transforms.common.sharding import shard_ids, to_ipc
 from transforms.graph.cooccurrence import BuildCooccurrenceGraph, CountShardPairs, \
-    GraphParams, parse_event_weights, select_interactions
+    GraphParams, select_interactions
+from transforms.graph.weights import parse_event_weights
 
 RUNNER = "FnApiRunner"
 MIN = 60_000_000

@@ -516,7 +516,7 @@ def test_region_mode_randomized_against_the_reference():
 def test_event_weights_must_be_finite():
     # BUG: float("inf") > 0, so "inf" (and "1e400") pass as a <positive number>;
     # an infinite weight makes every weighted measure inf and ppmi/jaccard/cosine NaN.
-    from transforms.graph.cooccurrence import parse_event_weights
+    from transforms.graph.weights import parse_event_weights
     for text in ("article_view:inf,article_like:3,chat_start:5",
                  "article_view:1,article_like:1e400,chat_start:5"):
         with pytest.raises(ValueError, match="--event_weights="):

@@ -73,7 +73,7 @@ def test_a_run_whose_start_version_moved_publishes_nothing(tmp_path):
 def test_check_unmoved_and_malformed_current(tmp_path):
     out = str(tmp_path)
     index_store.check_unmoved(out, None)
-    with pytest.raises(RuntimeError, match="started from version 3 but .* now names None"):
+    with pytest.raises(index_store.IndexMovedError, match="started from version 3 but .* now names None"):
         index_store.check_unmoved(out, 3)
     os.makedirs(os.path.join(out, "article_index"))
     with open(os.path.join(out, "article_index", "CURRENT"), "w") as f:

@@ -209,43 +209,6 @@ def ranked_order_ok(ranked: pairs.RankedEdges, rank_by: str):
             assert (-value[i - 1], dst[i - 1]) < (-value[i], dst[i])
 
 
-# ------------------------------------------------------------------ sorted_dictionary
-
-def test_sorted_dictionary_byte_order_literal():
-    codes, ids = pairs.sorted_dictionary(pa.array(["é", "B", "a", "Z9", "", "ab", "a", "B"]))
-    assert ids.to_pylist() == ["", "B", "Z9", "a", "ab", "é"]
-    assert codes.tolist() == [5, 1, 3, 2, 0, 4, 3, 1]
-
-
-def test_sorted_dictionary_utf8_byte_order_beyond_the_bmp():
-    # U+FF61 sorts before U+1F600 in UTF-8 bytes (EF.. < F0..) though its UTF-16 code
-    # unit is larger than the surrogates of U+1F600.
-    values = ["\U0001F600", "\uff61", "\x7f", "a\x00", "a", "中"]
-    codes, ids = pairs.sorted_dictionary(pa.array(values))
-    assert ids.to_pylist() == ["a", "a\x00", "\x7f", "中", "\uff61", "\U0001F600"]
-    assert codes.tolist() == [5, 4, 2, 1, 0, 3]
-
-
-def test_sorted_dictionary_of_a_chunked_array_and_of_nothing():
-    chunked = pa.chunked_array([["b", "a"], [], ["b", "é", "a"]])
-    codes, ids = pairs.sorted_dictionary(chunked)
-    assert ids.to_pylist() == ["a", "b", "é"]
-    assert codes.tolist() == [1, 0, 1, 2, 0]
-    codes, ids = pairs.sorted_dictionary(pa.array([], pa.string()))
-    assert codes.tolist() == [] and ids.to_pylist() == []
-
-
-def test_sorted_dictionary_randomized():
-    rng = random.Random(101)
-    for _ in range(50):
-        pool = random_ids(rng, rng.randint(1, 30))
-        values = [rng.choice(pool) for _ in range(rng.randint(0, 60))]
-        codes, ids = pairs.sorted_dictionary(pa.array(values, pa.string()))
-        expected = byte_sorted(values)
-        assert ids.to_pylist() == expected
-        assert codes.tolist() == [expected.index(v) for v in values]
-
-
 # ------------------------------------------------------------------ compact / split / merge
 
 def test_compact_part_keeps_only_the_used_ids():

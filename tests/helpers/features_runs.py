@@ -25,10 +25,10 @@ REFUSED_SCRIPT = """
 import sys
 from schemas import features as F
 from tests.helpers import preprocessing_cases
-from beam_jobs import features, options
+from beam_jobs import features, launch
 preprocessing_cases.run_cases(sys.argv[1])
 F.reviewed_schema_path = lambda: sys.argv[2]
-options.main(features.run, sys.argv[3:])
+launch.main(features.run, sys.argv[3:])
 """
 
 

@@ -23,15 +23,15 @@ def analyze_and_transform(entity, train_rows: pa.Table, eval_rows: pa.Table, con
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from transforms.features import partials as T
+    from transforms.features import tfxio_rows
     from transforms.features.preprocessing import preprocessing_fn_for
     work = tempfile.mkdtemp(prefix="tft-case-")
-    adapter = T.raw_tfxio(entity).TensorAdapterConfig()
+    adapter = tfxio_rows.raw_tfxio(entity).TensorAdapterConfig()
     found = {"train": [], "eval": []}
     with beam.Pipeline("FnApiRunner") as pipeline:
         with tft_beam.Context(temp_dir=os.path.join(work, "tmp")):
-            train = pipeline | "Train" >> beam.Create([T.tfxio_batch(train_rows, entity)])
-            evaluate = pipeline | "Eval" >> beam.Create([T.tfxio_batch(eval_rows, entity)])
+            train = pipeline | "Train" >> beam.Create([tfxio_rows.tfxio_batch(train_rows, entity)])
+            evaluate = pipeline | "Eval" >> beam.Create([tfxio_rows.tfxio_batch(eval_rows, entity)])
             transform_fn = (train, adapter) | tft_beam.AnalyzeDataset(
                 preprocessing_fn_for(entity, config))
             _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(work, "out"))

@@ -13,7 +13,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from schemas import contract
-from transforms.ingest import validation
+from transforms.common.anomalies import anomaly_dicts
+from transforms.ingest import day_files, validation
 from transforms.ingest.validation import ANOMALIES, EMPTY_DAY, QUARANTINE_FRACTION, \
     ValidateDay, gate_decision, sample_mask, stats_batch
 from tests.helpers.paths import ROOT
@@ -77,7 +78,7 @@ def test_stats_batch_types_and_values():
 
 
 def test_stats_batch_columns_are_exactly_the_schema_features():
-    schema = validation.load_schema(SCHEMA_PATH)
+    schema = day_files.load_schema(SCHEMA_PATH)
     out = stats_batch(pa.RecordBatch.from_pylist([], schema=contract.arrow_schema()))
     assert out.num_rows == 0
     assert out.schema.names == [f.name for f in schema.feature]
@@ -97,7 +98,7 @@ def test_user_buckets_same_id_same_bucket_across_calls():
 
 
 def test_stats_batches_by_source_cuts_to_environment_features():
-    schema = validation.load_schema(SCHEMA_PATH)
+    schema = day_files.load_schema(SCHEMA_PATH)
     features = {source: validation.environment_features(schema, env)
                 for source, env in contract.ENVIRONMENTS.items()}
     valid = _batch({
@@ -221,7 +222,7 @@ def test_gate_rejects_incomplete_counts():
 
 
 def test_schema_environments_and_domains():
-    schema = validation.load_schema(SCHEMA_PATH)
+    schema = day_files.load_schema(SCHEMA_PATH)
     assert list(schema.default_environment) == ["CLIENT", "SERVER"]
     assert set(contract.ENVIRONMENTS.values()) == {"CLIENT", "SERVER"}
     features = {f.name: f for f in schema.feature}
@@ -243,7 +244,7 @@ def test_schema_environments_and_domains():
 
 
 def test_schema_environment_features_and_drift():
-    schema = validation.load_schema(SCHEMA_PATH)
+    schema = day_files.load_schema(SCHEMA_PATH)
     everything = [f.name for f in schema.feature]
     assert validation.environment_features(schema, "CLIENT") == tuple(everything)
     assert validation.environment_features(schema, "SERVER") == tuple(
@@ -259,26 +260,26 @@ def test_schema_environment_features_and_drift():
 
 
 def _write_summary(output_dir, day, blessed, overridden=None):
-    directory = validation.day_dir(str(output_dir), day)
+    directory = day_files.day_dir(str(output_dir), day)
     os.makedirs(directory, exist_ok=True)
     summary = {"blessed": blessed}
     if overridden is not None:
         summary["overridden"] = overridden
-    with open(os.path.join(directory, validation.SUMMARY_FILE), "w") as handle:
+    with open(os.path.join(directory, day_files.SUMMARY_FILE), "w") as handle:
         json.dump(summary, handle)
 
 
 def test_find_previous_blessed(tmp_path):
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) is None
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) is None
     _write_summary(tmp_path, "2024-05-07", True)
     _write_summary(tmp_path, "2024-05-08", True)
     _write_summary(tmp_path, "2024-05-09", False)
     _write_summary(tmp_path, "2024-05-10", True)  # the run date itself: not before it
     _write_summary(tmp_path, "2024-05-11", True)
     os.makedirs(tmp_path / "validation" / "dt=2024-05-09b")
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) == "2024-05-08"
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 8)) == "2024-05-07"
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) is None
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) == "2024-05-08"
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 8)) == "2024-05-07"
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) is None
 
 
 def test_find_previous_blessed_skips_overridden_days(tmp_path):
@@ -286,10 +287,10 @@ def test_find_previous_blessed_skips_overridden_days(tmp_path):
     _write_summary(tmp_path, "2024-05-06", True, overridden=False)
     _write_summary(tmp_path, "2024-05-07", True, overridden=True)
     _write_summary(tmp_path, "2024-05-08", False, overridden=False)
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) == "2024-05-06"
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) == "2024-05-06"
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) == "2024-05-06"
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) == "2024-05-06"
     _write_summary(tmp_path, "2024-05-06", True, overridden=True)
-    assert validation.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) is None
+    assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) is None
 
 
 def test_tfrecord_round_trips_through_tfdv(tmp_path):
@@ -299,7 +300,7 @@ def test_tfrecord_round_trips_through_tfdv(tmp_path):
     dataset = stats.datasets.add(num_examples=3)
     dataset.features.add(name="price", type=statistics_pb2.FeatureNameStatistics.INT)
     path = tmp_path / "s.tfrecord"
-    path.write_bytes(validation.tfrecord_bytes(stats.SerializeToString()))
+    path.write_bytes(day_files.tfrecord_bytes(stats.SerializeToString()))
     assert tfdv.load_statistics(str(path)) == stats
 
 
@@ -311,13 +312,12 @@ def test_anomalies_text_round_trips(tmp_path):
     server.anomaly_info["price"].description = "x"
     server.baseline.feature.add(name="price")
     for source, message in (("client", client), ("server", server)):
-        (tmp_path / validation.ANOMALIES_FILES[source]).write_text(
-            validation.anomalies_text(message))
+        (tmp_path / day_files.ANOMALIES_FILES[source]).write_text(
+            day_files.anomalies_text(message))
         assert tfdv.load_anomalies_text(
-            str(tmp_path / validation.ANOMALIES_FILES[source])) == message
-    assert validation.ANOMALIES_FILES == {"client": "anomalies_client.pbtxt",
+            str(tmp_path / day_files.ANOMALIES_FILES[source])) == message
+    assert day_files.ANOMALIES_FILES == {"client": "anomalies_client.pbtxt",
                                           "server": "anomalies_server.pbtxt"}
-    assert validation.read_anomalies(str(tmp_path)) == {"CLIENT": client, "SERVER": server}
 
 
 def test_anomaly_dicts():
@@ -325,9 +325,9 @@ def test_anomaly_dicts():
     info = anomalies.anomaly_info["price"]
     info.severity = anomalies_pb2.AnomalyInfo.ERROR
     info.description = "too big"
-    assert validation.anomaly_dicts(anomalies, "SERVER") == [
+    assert anomaly_dicts(anomalies, "SERVER") == [
         {"feature": "price", "severity": "ERROR", "description": "too big", "environment": "SERVER"}]
-    assert validation.anomaly_dicts(anomalies_pb2.Anomalies(data_missing=True), "CLIENT") == [
+    assert anomaly_dicts(anomalies_pb2.Anomalies(data_missing=True), "CLIENT") == [
         {"feature": "", "severity": "ERROR", "environment": "CLIENT",
          "description": "no CLIENT rows: the statistics are empty"}]
 
@@ -458,14 +458,11 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     client_features = {".".join(f.path.step) for f in client.datasets[0].features}
     server_features = {".".join(f.path.step) for f in server.datasets[0].features}
     assert client_features == set(validation.environment_features(
-        validation.load_schema(SCHEMA_PATH), "CLIENT"))
+        day_files.load_schema(SCHEMA_PATH), "CLIENT"))
     assert server_features == client_features - {"user_bucket"}
-    anomalies = validation.read_anomalies(directory)
-    assert set(anomalies) == {"CLIENT", "SERVER"}
-    assert all(not a.anomaly_info and not a.data_missing for a in anomalies.values())
-    for environment, name in (("CLIENT", "anomalies_client.pbtxt"),
-                              ("SERVER", "anomalies_server.pbtxt")):
-        assert tfdv.load_anomalies_text(os.path.join(directory, name)) == anomalies[environment]
+    for name in ("anomalies_client.pbtxt", "anomalies_server.pbtxt"):
+        anomalies = tfdv.load_anomalies_text(os.path.join(directory, name))
+        assert not anomalies.anomaly_info and not anomalies.data_missing, name
     page = open(os.path.join(directory, "stats.html"), encoding="utf-8").read()
     assert "BLESSED" in page and "hour_of_day" in page
 
@@ -623,7 +620,7 @@ def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monk
         final = os.path.join(out, kind, f"dt={day}")
         records = list(writers.write_piece(final, "r1", "jsonl", "lines", "k", ["{}"], 1 << 20))
         protocol.publish_day(final, "r1", records, {})
-    summary_path = os.path.join(_files(tmp_path, DAY), validation.SUMMARY_FILE)
+    summary_path = os.path.join(_files(tmp_path, DAY), day_files.SUMMARY_FILE)
     seen = []
 
     def withdraw(output_dir, run_date):
@@ -638,7 +635,7 @@ def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monk
               "missing_partitions": [], "new_columns": []}
     summary, path = validation.validate_day(
         {contract.CLIENT: empty, contract.SERVER: empty}, counts,
-        validation.load_schema(SCHEMA_PATH), out, DAY, 0.05, False, 1.0, 0)
+        day_files.load_schema(SCHEMA_PATH), out, DAY, 0.05, False, 1.0, 0)
     assert seen == [False]
     assert (summary["blessed"], summary["withdrawn"]) == (
         False, ["cooccurrence", "examples/skipgram", "validated"])

@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.jobs
+
 MARKER = "DRY_RUN_RESULT "
 IMAGE = "asia-northeast3-docker.pkg.dev/demo-project/preprocessing/daily:test"
 COMMON = [

@@ -22,6 +22,8 @@ from transforms.publishing.readers import published_files, published_manifest, r
 from transforms.publishing.tfrecord import read_tfrecord_file
 from tests.helpers.paths import SALT_FILE
 
+pytestmark = pytest.mark.jobs
+
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
 # The features stage (tf.Transform) runs in tests/jobs/test_loaders.py's daily run and in

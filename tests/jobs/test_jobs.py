@@ -19,6 +19,8 @@ from transforms.publishing.readers import published_files, published_manifest, r
 from tests.helpers.jobs import LOCAL, RUN_DATE, summary_of, write_day
 from tests.helpers.paths import ROOT
 
+pytestmark = pytest.mark.jobs
+
 def read_set(day_dir, file_set):
     """All rows of one published file set, as a list of dicts (bytes decoded)."""
     return [{key: [v.decode() if isinstance(v, bytes) else v for v in values]

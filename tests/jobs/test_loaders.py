@@ -15,11 +15,13 @@ import pytest
 from beam_jobs import daily
 from datagen.events import generate_events, write_export_layout
 from schemas import contract
-from transforms.examples.composite import KINDS, SPLITS
-from transforms.ingest import validation
+from transforms.examples.params import KINDS, SPLITS
+from transforms.ingest import day_files, validation
 from transforms.publishing.files import SUCCESS
 from transforms.publishing.readers import published_files, published_manifest
 from tests.helpers.paths import ROOT
+
+pytestmark = pytest.mark.jobs
 
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
@@ -42,7 +44,7 @@ def out(tmp_path_factory):
 
 
 def _summary(out):
-    with open(os.path.join(validation.day_dir(out, RUN_DATE), validation.SUMMARY_FILE)) as f:
+    with open(os.path.join(day_files.day_dir(out, RUN_DATE), day_files.SUMMARY_FILE)) as f:
         return json.load(f)
 
 
@@ -51,7 +53,7 @@ def _summary(out):
 
 
 def test_validation_folder_holds_one_file_per_environment(out):
-    assert sorted(os.listdir(validation.day_dir(out, RUN_DATE))) == [
+    assert sorted(os.listdir(day_files.day_dir(out, RUN_DATE))) == [
         "anomalies_client.pbtxt", "anomalies_server.pbtxt", "stats.html",
         "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
     summary = _summary(out)
@@ -61,9 +63,9 @@ def test_validation_folder_holds_one_file_per_environment(out):
 def test_statistics_load_with_tfdv_load_statistics(out):
     import tensorflow_data_validation as tfdv
     summary = _summary(out)
-    directory = validation.day_dir(out, RUN_DATE)
+    directory = day_files.day_dir(out, RUN_DATE)
     totals = {}
-    for source, name in validation.STATS_FILES.items():
+    for source, name in day_files.STATS_FILES.items():
         stats = tfdv.load_statistics(os.path.join(directory, name))
         assert len(stats.datasets) == 1
         totals[source] = stats.datasets[0].num_examples
@@ -73,7 +75,7 @@ def test_statistics_load_with_tfdv_load_statistics(out):
 
 def test_anomalies_load_with_tfdv_load_anomalies_text(out):
     import tensorflow_data_validation as tfdv
-    directory = validation.day_dir(out, RUN_DATE)
+    directory = day_files.day_dir(out, RUN_DATE)
     schema = tfdv.load_schema_text(SCHEMA_PATH)
     for source, name in (("client", "anomalies_client.pbtxt"),
                          ("server", "anomalies_server.pbtxt")):
@@ -83,7 +85,7 @@ def test_anomalies_load_with_tfdv_load_anomalies_text(out):
                 list(anomalies.drift_skew_info)) == ({}, False, [])
         # The file is exactly what TFDV says of the loaded statistics in that environment
         # against the loaded schema (no previous day, so no drift part).
-        stats = tfdv.load_statistics(os.path.join(directory, validation.STATS_FILES[source]))
+        stats = tfdv.load_statistics(os.path.join(directory, day_files.STATS_FILES[source]))
         assert tfdv.validate_statistics(
             stats, schema, environment=contract.ENVIRONMENTS[source]) == anomalies
 
@@ -92,8 +94,8 @@ def test_schema_loads_with_tfdv_load_schema_text(out):
     import tensorflow_data_validation as tfdv
     schema = tfdv.load_schema_text(SCHEMA_PATH)
     assert sorted(schema.default_environment) == sorted(contract.ENVIRONMENTS.values())
-    directory = validation.day_dir(out, RUN_DATE)
-    for source, name in validation.STATS_FILES.items():
+    directory = day_files.day_dir(out, RUN_DATE)
+    for source, name in day_files.STATS_FILES.items():
         stats = tfdv.load_statistics(os.path.join(directory, name))
         features = {".".join(f.path.step) for f in stats.datasets[0].features}
         assert features == set(validation.environment_features(
@@ -240,7 +242,7 @@ def test_features_load_with_tft_transform_output(out):
                  if os.path.exists(os.path.join(out, "features", entity, f"dt={RUN_DATE}",
                                                 SUCCESS))]
     import tensorflow_transform as tft
-    from beam_jobs.features import transform_output_dir
+    from transforms.features.stage import transform_output_dir
     assert published == list(F.ENTITIES)
     for entity in F.ENTITIES:
         output = tft.TFTransformOutput(
@@ -265,4 +267,7 @@ def test_the_report_lists_every_stage(out):
             "file_sets"]
         assert (f"features/{entity:<9} BLESSED  train {sets['train']['rows']:,} rows, "
                 f"eval {sets['eval']['rows']:,} rows") in text
-    assert "article_index/  version 1 (extends None)" in text
+    vocab = published_manifest(os.path.join(out, "cooccurrence", f"dt={RUN_DATE}"))[
+        "article_index"]["vocab_size"]
+    assert (f"article_index/  version 1 (extends None), vocab_size {vocab:,}; "
+            "1 version(s) published, CURRENT names 1") in text

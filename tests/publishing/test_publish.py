@@ -17,6 +17,8 @@ from transforms.publishing.tfrecord import as_feature_lists, decode_examples, \
     encode_examples, feature_spec, read_tfrecord_bytes, read_tfrecord_file, tfrecord_frame
 from transforms.publishing.writers import write_piece
 
+pytestmark = pytest.mark.functions
+
 RUNNER = "FnApiRunner"
 
 

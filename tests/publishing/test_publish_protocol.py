@@ -106,6 +106,9 @@ def published_names(day, run_id):
                   + [f"manifest-{run_id}.json", MANIFEST, SUCCESS])
 
 
+# Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
+pytestmark = pytest.mark.functions
+
 @pytest.fixture(params=["local", "fakeobj"])
 def day(request, tmp_path, monkeypatch):
     """A day folder on the local disk or on the fake object store, faults injectable."""
@@ -410,6 +413,7 @@ GATE = {"rows_read": 10, "rows_valid": 7, "rows_quarantined": 1, "duplicates_dro
 
 
 @pytest.mark.parametrize("where", ["local", "fakeobj"])
+@pytest.mark.composites
 def test_publish_file_sets_under_a_pipeline(tmp_path, where):
     FakeObjectStore.reset()
     final = str(tmp_path / "validated" / "dt=2026-11-26") if where == "local" else \
@@ -435,6 +439,7 @@ def test_publish_file_sets_under_a_pipeline(tmp_path, where):
     assert rows == table.to_pylist()
 
 
+@pytest.mark.composites
 def test_an_empty_gate_writes_and_publishes_nothing(tmp_path):
     final = str(tmp_path / "dt=2026-11-26")
     publish_day(final, OLD, write_piece(final, OLD, "tfrecord", "edges", 0, edges("old", 5),

@@ -19,6 +19,9 @@ RUN = "20261127T010000Z-4e3e3e30"
 KINDS = ("validated", "cooccurrence", "examples/skipgram", "features/user", "quarantine")
 
 
+# Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
+pytestmark = pytest.mark.functions
+
 @pytest.fixture(params=["local", "fakeobj"])
 def out(request, tmp_path):
     if request.param == "local":
@@ -174,6 +177,7 @@ def test_withdraw_day_on_an_empty_output_dir(out):
 # ---------------------------------------------------------------------- tier 3: the daily job
 
 
+@pytest.mark.jobs
 def test_a_refused_rerun_withdraws_the_day_and_moves_latest_back(tmp_path):
     """validated/dt=11-25 is published (by publish_day); the daily job publishes 11-26
     (good), then reruns 11-26 with 30% unknown event names: the job fails, summary.json is

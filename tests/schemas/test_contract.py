@@ -1,11 +1,15 @@
 """Tier 1: the events table contract and the shared names keep their invariants."""
 
+import pytest
+
 import json
 import pathlib
 
 import pyarrow as pa
 
 from schemas import contract
+
+pytestmark = pytest.mark.functions
 
 TABLE_JSON = pathlib.Path(contract.__file__).with_name("events_table.json")
 

@@ -16,9 +16,9 @@ import pytest
 from beam_jobs import training_examples
 from datagen.events import generate_events, write_export_layout
 from training import item2vec, reader
-from transforms.graph import index_store
-from transforms.publishing.readers import load_index
 from tests.helpers.paths import SALT_FILE
+
+pytestmark = pytest.mark.jobs
 
 RUN_DATE = "2026-11-26"
 ROWS = 60_000
@@ -77,7 +77,7 @@ def planted_blocks(table, ids, index, vocab_size):
 
 def test_neighbours_share_region_and_category_3x_more_than_chance(trained):
     day, out, days, vectors, seconds, untrained, again = trained
-    ids, index = load_index(index_store.version_dir(out, days.index_version))
+    ids, index = days.vocabulary()
     ids = ids.to_pylist()
     block = planted_blocks(day.table, ids, index, days.vocab_size)
     position = dict(zip(ids, index.tolist()))

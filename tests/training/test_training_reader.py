@@ -112,6 +112,7 @@ def plain(rows):
 # What the reader yields
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_skipgram_yields_the_files_pairs_in_order_unshuffled(out, split):
     manifest = published_manifest(day_dir(out, "skipgram"))
@@ -130,6 +131,7 @@ def test_skipgram_yields_the_files_pairs_in_order_unshuffled(out, split):
     assert np.array_equal(negatives, expected[2])
 
 
+@pytest.mark.jobs
 def test_skipgram_shuffled_is_a_seeded_permutation_of_the_pairs(out):
     days = reader.open_days(out, "skipgram", "train")
     dataset = days.dataset(batch_size=256, shuffle_buffer=2048, seed=3)
@@ -150,6 +152,7 @@ def test_skipgram_shuffled_is_a_seeded_permutation_of_the_pairs(out):
     assert rows(second_pass) == rows(expected)
 
 
+@pytest.mark.jobs
 def test_skipgram_drop_remainder_gives_full_batches_only(out):
     days = reader.open_days(out, "skipgram", "train")
     batches, (target, _, _) = read_pairs(
@@ -157,6 +160,7 @@ def test_skipgram_drop_remainder_gives_full_batches_only(out):
     assert [len(b["target"]) for b in batches] == [1000] * (days.examples // 1000)
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("kind", ["sequences", "ranking"])
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_sequence_kinds_yield_the_files_records_unshuffled(out, kind, split):
@@ -175,6 +179,7 @@ def key(row):
     return json.dumps(row, sort_keys=True, default=repr)
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("kind", ["sequences", "ranking"])
 def test_sequence_kinds_shuffled_hold_the_same_records(out, kind):
     rows, _ = read_sequences(reader.make_dataset(out, kind, batch_size=50, seed=9))
@@ -183,6 +188,7 @@ def test_sequence_kinds_shuffled_hold_the_same_records(out, kind):
     assert plain(rows) != expected
 
 
+@pytest.mark.jobs
 def test_vocab_size_index_version_and_spec_come_from_the_manifest(out):
     for kind in reader.KINDS:
         manifest = published_manifest(day_dir(out, kind))
@@ -199,6 +205,7 @@ def test_vocab_size_index_version_and_spec_come_from_the_manifest(out):
 # Feature specs
 
 
+@pytest.mark.functions
 def test_feature_spec_to_tf():
     import tensorflow as tf
     example = {"encoding": "tf.train.Example",
@@ -276,6 +283,7 @@ def days_of(first, n):
     return [(start + dt.timedelta(days=i)).isoformat() for i in range(n)]
 
 
+@pytest.mark.jobs
 def test_default_days_train_last_n_published_eval_newest_only(out, tmp_path):
     published = days_of("2026-11-15", 9)
     for day in published:
@@ -305,6 +313,7 @@ def test_default_days_train_last_n_published_eval_newest_only(out, tmp_path):
         assert sorted(map(key, plain(rows))) == sorted(map(key, one_day + one_day))
 
 
+@pytest.mark.jobs
 def test_refuses_a_day_without_success(out, tmp_path):
     clone_day(out, tmp_path, "skipgram", "2026-11-20")
     clone_day(out, tmp_path, "skipgram", "2026-11-21", success=False)
@@ -315,6 +324,7 @@ def test_refuses_a_day_without_success(out, tmp_path):
         reader.open_days(str(tmp_path), "ranking")
 
 
+@pytest.mark.jobs
 def test_refuses_unblessed_and_overridden_days_unless_allowed(out, tmp_path):
     def validation(blessed, overridden):
         return lambda m: m["validation"].update(blessed=blessed, overridden=overridden)
@@ -340,6 +350,7 @@ def test_refuses_unblessed_and_overridden_days_unless_allowed(out, tmp_path):
         == ["2026-11-23"]
 
 
+@pytest.mark.jobs
 def test_index_versions_on_one_chain_are_read_together(out, tmp_path):
     vocab = published_manifest(day_dir(out, "skipgram"))["article_index"]["vocab_size"]
     index_version(tmp_path, 1, None, vocab)
@@ -354,6 +365,52 @@ def test_index_versions_on_one_chain_are_read_together(out, tmp_path):
     assert reader.index_chain(str(tmp_path), 3).keys() == {3, 2, 1}
 
 
+def index_pairs(folder):
+    """[(article_id, index)] of an index version folder's files, decoded by protobuf."""
+    import tensorflow as tf
+    pairs = []
+    for path in published_files(folder, "index"):
+        for record in read_tfrecord_file(path):
+            feature = tf.train.Example.FromString(record).features.feature
+            pairs.append((values_of(feature["article_id"])[0].decode("utf-8"),
+                          values_of(feature["index"])[0]))
+    return pairs
+
+
+@pytest.mark.jobs
+def test_vocabulary_is_the_index_version_the_days_were_written_with(out, tmp_path):
+    days = reader.open_days(out, "skipgram")
+    real = os.path.join(out, "article_index", f"v={days.index_version:06d}")
+    expected = index_pairs(real)
+    ids, index = days.vocabulary()
+    assert list(zip(ids.to_pylist(), index.tolist())) == expected
+    assert sorted(index.tolist()) == list(range(1, days.vocab_size))
+    assert set(direct_pairs(out, "train")[0].tolist()) <= set(index.tolist())
+    # Hand-made: version 1 lists no files, version 2 holds the real version's files.
+    vocab = days.vocab_size
+    index_version(tmp_path, 1, None, vocab)
+    manifest = published_manifest(real)
+    folder = os.path.join(str(tmp_path), "article_index", "v=000002")
+    os.makedirs(folder)
+    for entry in manifest["file_sets"]["index"]["files"]:
+        shutil.copyfile(os.path.join(real, entry["name"]), os.path.join(folder, entry["name"]))
+    manifest = dict(manifest, version=2, parent=1, run_id="copy-2")
+    with open(os.path.join(folder, "manifest-copy-2.json"), "w") as f:
+        json.dump(manifest, f)
+    with open(os.path.join(folder, SUCCESS), "w") as f:
+        f.write("copy-2")
+    clone_day(out, tmp_path, "skipgram", "2026-11-20", with_index(1, None, vocab))
+    first = reader.open_days(str(tmp_path), "skipgram")
+    assert first.index_version == 1
+    assert [v.tolist() for v in first.vocabulary()] == [[], []]
+    clone_day(out, tmp_path, "skipgram", "2026-11-21", with_index(2, 1, vocab))
+    both = reader.open_days(str(tmp_path), "skipgram")
+    assert both.index_version == 2
+    ids, index = both.vocabulary()
+    assert list(zip(ids.to_pylist(), index.tolist())) == expected
+
+
+@pytest.mark.jobs
 def test_refuses_index_versions_that_disagree(out, tmp_path):
     vocab = published_manifest(day_dir(out, "skipgram"))["article_index"]["vocab_size"]
     target = str(tmp_path)
@@ -388,6 +445,7 @@ def test_refuses_index_versions_that_disagree(out, tmp_path):
         reader.open_days(target, "skipgram", days=["2026-11-21", "2026-11-23"])
 
 
+@pytest.mark.jobs
 def test_refuses_days_with_different_negatives_per_pair(out, tmp_path):
     clone_day(out, tmp_path, "skipgram", "2026-11-20")
     clone_day(out, tmp_path, "skipgram", "2026-11-21",
@@ -397,6 +455,7 @@ def test_refuses_days_with_different_negatives_per_pair(out, tmp_path):
         reader.open_days(str(tmp_path), "skipgram")
 
 
+@pytest.mark.jobs
 def test_checks_file_sizes_always_and_crc32c_on_request(out, tmp_path):
     folder = clone_day(out, tmp_path, "sequences", "2026-11-20")
     path = os.path.join(folder, published_manifest(folder)["file_sets"]["train"]["files"][0]
@@ -418,6 +477,7 @@ def test_checks_file_sizes_always_and_crc32c_on_request(out, tmp_path):
         reader.open_days(target, "sequences")
 
 
+@pytest.mark.jobs
 def test_refuses_bad_arguments(out):
     with pytest.raises(ValueError, match=r"kind 'pairs' is not one of"):
         reader.open_days(out, "pairs")

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 
 def require_salt_source(salt_file: Optional[str], salt_secret: Optional[str]) -> None:
@@ -43,7 +44,6 @@ def read_salt(salt_file: Optional[str], salt_secret: Optional[str]) -> bytes:
     """The salt's bytes, as they are (a worker calls this in setup())."""
     require_salt_source(salt_file, salt_secret)
     if salt_file:
-        from apache_beam.io.filesystems import FileSystems
         with FileSystems.open(salt_file, compression_type="uncompressed") as handle:
             salt = handle.read()
         source = salt_file

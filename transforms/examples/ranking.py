@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.examples.example_proto import encode_sequence_examples
+from schemas import contract
+from transforms.examples.sequence_proto import encode_sequence_examples
 from transforms.examples.sequences import group_mode
 
 IMPRESSION = "impression"
-ENGAGEMENT_STRENGTH = {"article_view": 1, "article_like": 2, "chat_start": 3}
+ENGAGEMENT_STRENGTH = contract.ENGAGEMENT_STRENGTH
 
 RANKING_FEATURE_SPEC: Dict = {
     "encoding": "tf.train.SequenceExample",

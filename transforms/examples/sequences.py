@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.examples.example_proto import encode_sequence_examples
+from schemas import contract
+from transforms.examples.sequence_proto import encode_sequence_examples
 
-STRENGTH_NAMES = {1: "article_view", 2: "article_like", 3: "chat_start"}
+STRENGTH_NAMES = {strength: name for name, strength in contract.ENGAGEMENT_STRENGTH.items()}
 
 SEQUENCE_FEATURE_SPEC: Dict = {
     "encoding": "tf.train.SequenceExample",

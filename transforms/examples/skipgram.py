@@ -173,11 +173,12 @@ def window_pairs(session: np.ndarray, article: np.ndarray,
     return np.concatenate(lefts), np.concatenate(rights)
 
 
-def pair_keys(left_key: np.ndarray, right_key: np.ndarray) -> np.ndarray:
+def pair_keys(base, left_key: np.ndarray, right_key: np.ndarray) -> np.ndarray:
     """uint64 key of each ordered pair from its positions' event keys (string_keys of
-    each position's first event id): keyed_uint64(0, left_key, right_key). The key the
-    negatives and the record order are drawn with."""
-    return keyed_uint64(np.uint64(0), np.asarray(left_key, dtype=np.uint64),
+    each position's first event id): keyed_uint64(base, left_key, right_key), base =
+    base_key(seed, run_date, 'pair'). The key the negatives and the record order are
+    drawn with."""
+    return keyed_uint64(base, np.asarray(left_key, dtype=np.uint64),
                         np.asarray(right_key, dtype=np.uint64))
 
 

@@ -26,13 +26,18 @@ import typing
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from schemas import contract, features as F
-from transforms.common.sharding import from_ipc, mix64, shard_ids, split_by_shard, \
-    stable_hash, to_ipc
+from transforms.common.columns import combined
+from transforms.common.privacy import in_eval_by_user, pseudonymize, read_salt
+from transforms.common.sharding import from_ipc, shard_ids, split_by_shard, to_ipc
+from transforms.features.tfxio_rows import tfxio_batch
+from transforms.graph.index_store import lookup_indexes, split_index_chunk
 
 # Contract columns the features read.
 FEATURE_COLUMNS = ("event_id", "event_timestamp", "event_name", "user_id", "article_id",
@@ -64,31 +69,27 @@ def window_membership(days_back: int, part: int, lookback: int) -> Tuple[bool, b
 
 
 def _micros(column) -> np.ndarray:
-    return np.asarray(_combined(column).cast(pa.int64()).to_numpy(zero_copy_only=False),
+    return np.asarray(combined(column).cast(pa.int64()).to_numpy(zero_copy_only=False),
                       np.int64)
-
-
-def _combined(column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def article_event_rows(events: pa.Table, boundary_us: int) -> pa.Table:
     """Valid events -> one partial row per event with an article (keys article_id, part),
     the form reduce_articles merges."""
     events = events.filter(pc.is_valid(events.column("article_id")))
-    names = _combined(events.column("event_name"))
+    names = combined(events.column("event_name"))
     ts = _micros(events.column("event_timestamp"))
-    columns = {"article_id": _combined(events.column("article_id")).cast(pa.string()),
+    columns = {"article_id": combined(events.column("article_id")).cast(pa.string()),
                F.PART: pa.array((ts >= boundary_us).astype(np.int8))}
     for count, event in F.ARTICLE_COUNTS.items():
         columns[count] = pc.cast(pc.equal(names, event), pa.int64())
     columns[F.SOLD] = pc.cast(pc.equal(names, contract.ARTICLE_SOLD), pa.int64())
     created = pc.equal(names, contract.ARTICLE_CREATED).to_numpy(zero_copy_only=False)
     columns[F.CREATED_US] = pa.array(ts, pa.int64(), mask=~created)
-    event_ids = _combined(events.column("event_id")).cast(pa.string())
+    event_ids = combined(events.column("event_id")).cast(pa.string())
     for name in F.ATTRIBUTES:
         value, value_ts, value_event = F.attribute_columns(name)
-        values = _combined(events.column(name))
+        values = combined(events.column(name))
         missing = ~values.is_valid().to_numpy(zero_copy_only=False)
         columns[value] = values
         columns[value_ts] = pa.array(ts, pa.int64(), mask=missing)
@@ -103,7 +104,7 @@ def _group_starts(table: pa.Table, keys: Sequence[str]) -> np.ndarray:
     change = np.zeros(n, dtype=bool)
     change[:1] = True
     for key in keys:
-        column = _combined(table.column(key))
+        column = combined(table.column(key))
         if n > 1:
             change[1:] |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy(
                 zero_copy_only=False)
@@ -135,16 +136,16 @@ def reduce_articles(rows: pa.Table, keys: Sequence[str] = ("article_id", F.PART)
     group = np.zeros(rows.num_rows, dtype=np.int64)
     group[starts[1:]] = 1
     group = np.cumsum(group)
-    out = {k: _combined(rows.column(k)).take(pa.array(starts)) for k in keys}
+    out = {k: combined(rows.column(k)).take(pa.array(starts)) for k in keys}
     for name in F.ARTICLE_COUNTS:
         out[name] = pa.array(np.add.reduceat(_micros(rows.column(name)), starts), pa.int64())
     out[F.SOLD] = pa.array(np.maximum.reduceat(_micros(rows.column(F.SOLD)), starts), pa.int64())
-    created = _combined(pc.fill_null(rows.column(F.CREATED_US), _MAX_I64)).to_numpy()
+    created = combined(pc.fill_null(rows.column(F.CREATED_US), _MAX_I64)).to_numpy()
     earliest = np.minimum.reduceat(np.asarray(created, np.int64), starts)
     out[F.CREATED_US] = pa.array(earliest, pa.int64(), mask=earliest == _MAX_I64)
     for name in F.ATTRIBUTES:
         columns = F.attribute_columns(name)
-        has = np.flatnonzero(_combined(rows.column(columns[0])).is_valid().to_numpy(zero_copy_only=False))
+        has = np.flatnonzero(combined(rows.column(columns[0])).is_valid().to_numpy(zero_copy_only=False))
         n_groups = len(starts)
         picked = np.full(n_groups, -1, dtype=np.int64)
         if len(has):
@@ -158,40 +159,30 @@ def reduce_articles(rows: pa.Table, keys: Sequence[str] = ("article_id", F.PART)
             picked[ordered_groups[last]] = has[order[last]]
         take = pa.array(np.where(picked >= 0, picked, 0), mask=picked < 0)
         for column in columns:
-            out[column] = _combined(rows.column(column)).take(take)
+            out[column] = combined(rows.column(column)).take(take)
     table = pa.table(out)
     return table.select(_empty_articles(keys).schema.names).cast(_empty_articles(keys).schema)
-
-
-def lookup_index(article_ids: pa.Array, index_ids: pa.Array, index_values: np.ndarray) -> np.ndarray:
-    """The article index of each id; 0 (reserved, unknown) for ids not in the index."""
-    if len(index_ids) == 0 or len(article_ids) == 0:
-        return np.zeros(len(article_ids), dtype=np.int64)
-    where = pc.index_in(article_ids.cast(pa.string()), value_set=index_ids.cast(pa.string()))
-    found = where.is_valid().to_numpy(zero_copy_only=False)
-    positions = np.asarray(pc.fill_null(where, 0).to_numpy(zero_copy_only=False), np.int64)
-    return np.where(found, np.asarray(index_values, np.int64)[positions], 0)
 
 
 def article_rows(merged: pa.Table, window_end_us: int, index_ids: pa.Array,
                  index_values: np.ndarray) -> pa.Table:
     """Articles merged over a window (reduce_articles by article_id) -> raw feature rows
     (schemas.features.ARTICLE_RAW), in article_id order."""
-    ids = _combined(merged.column("article_id")).cast(pa.string())
+    ids = combined(merged.column("article_id")).cast(pa.string())
     created = merged.column(F.CREATED_US)
-    created = _combined(created)
+    created = combined(created)
     age = (window_end_us - np.asarray(pc.fill_null(created, 0).to_numpy(), np.int64)) / 3.6e9
     columns = {
         F.ARTICLE_ID: ids,
-        F.ARTICLE_INDEX: pa.array(lookup_index(ids, index_ids, index_values), pa.int64()),
-        F.CATEGORY_ID: _combined(merged.column(F.CATEGORY_ID)).cast(pa.string()),
-        F.REGION_ID: _combined(merged.column(F.REGION_ID)).cast(pa.string()),
-        F.PRICE: _combined(merged.column(F.PRICE)).cast(pa.int64()),
+        F.ARTICLE_INDEX: pa.array(lookup_indexes(ids, index_ids, index_values), pa.int64()),
+        F.CATEGORY_ID: combined(merged.column(F.CATEGORY_ID)).cast(pa.string()),
+        F.REGION_ID: combined(merged.column(F.REGION_ID)).cast(pa.string()),
+        F.PRICE: combined(merged.column(F.PRICE)).cast(pa.int64()),
         F.AGE_HOURS: pa.array(age.astype(np.float32), pa.float32(),
                               mask=~created.is_valid().to_numpy(zero_copy_only=False)),
     }
     for name in F.ARTICLE_PARTIAL_COUNTS:
-        columns[name] = _combined(merged.column(name)).cast(pa.int64())
+        columns[name] = combined(merged.column(name)).cast(pa.int64())
     return pa.table({name: columns[name] for name, _, _ in F.ARTICLE_RAW})
 
 
@@ -224,8 +215,8 @@ def reduce_users(rows: pa.Table, with_part: bool = True) -> pa.Table:
 def user_event_rows(events: pa.Table, pseudonyms: pa.Array, boundary_us: int) -> pa.Table:
     """Client events with a user (pseudonyms: the user_id column's pseudonyms, row for
     row) -> long partial rows (user_id, part, kind, key, n) reduced by reduce_users."""
-    names = _combined(events.column("event_name"))
-    pseudonyms = _combined(pseudonyms)
+    names = combined(events.column("event_name"))
+    pseudonyms = combined(pseudonyms)
     client = pc.fill_null(pc.is_in(names, value_set=pa.array(contract.CLIENT_EVENTS)),
                           False).to_numpy(zero_copy_only=False).copy()
     client &= pseudonyms.is_valid().to_numpy(zero_copy_only=False)
@@ -235,7 +226,7 @@ def user_event_rows(events: pa.Table, pseudonyms: pa.Array, boundary_us: int) ->
     pieces = []
     for kind, column in ((F.KIND_EVENT, "event_name"), (F.KIND_REGION, "region_id"),
                          (F.KIND_PLATFORM, "platform"), (F.KIND_CATEGORY, "category_id")):
-        keys = _combined(events.column(column)).cast(pa.string())
+        keys = combined(events.column(column)).cast(pa.string())
         has = keys.is_valid()
         n = int(pc.sum(pc.cast(has, pa.int64())).as_py() or 0)
         pieces.append(pa.table({
@@ -250,28 +241,28 @@ def _first_per_user(subset: pa.Table, limit: int) -> Tuple[pa.Array, pa.Array, n
     ordered = subset.take(pc.sort_indices(subset, [(F.USER_ID, "ascending"),
                                                    (F.COUNT, "descending"),
                                                    (F.KEY, "ascending")]))
-    users = _combined(ordered.column(F.USER_ID))
+    users = combined(ordered.column(F.USER_ID))
     starts = _group_starts(ordered, [F.USER_ID])
     rank = np.arange(ordered.num_rows) - np.repeat(starts, np.diff(np.r_[starts,
                                                                          ordered.num_rows]))
     keep = pa.array(np.flatnonzero(rank < limit))
-    return users.take(keep), _combined(ordered.column(F.KEY)).take(keep), rank[rank < limit]
+    return users.take(keep), combined(ordered.column(F.KEY)).take(keep), rank[rank < limit]
 
 
 def user_rows(merged: pa.Table) -> pa.Table:
     """Users merged over a window (reduce_users without part) -> raw feature rows
     (schemas.features.USER_RAW), in user_id order. A user is a row when it has a client
     event in the window."""
-    kinds = _combined(merged.column(F.KIND))
+    kinds = combined(merged.column(F.KIND))
     events = merged.filter(pc.equal(kinds, F.KIND_EVENT))
-    users = pc.unique(_combined(events.column(F.USER_ID)))
+    users = pc.unique(combined(events.column(F.USER_ID)))
     users = users.take(pc.sort_indices(users))
     columns = {F.USER_ID: users}
     for name, event in F.USER_COUNTS.items():
         subset = events.filter(pc.equal(events.column(F.KEY), event))
-        where = pc.index_in(users, value_set=_combined(subset.column(F.USER_ID)))
+        where = pc.index_in(users, value_set=combined(subset.column(F.USER_ID)))
         found = where.is_valid().to_numpy(zero_copy_only=False)
-        counts = np.asarray(_combined(subset.column(F.COUNT)).to_numpy(), np.int64)
+        counts = np.asarray(combined(subset.column(F.COUNT)).to_numpy(), np.int64)
         positions = np.asarray(pc.fill_null(where, 0).to_numpy(zero_copy_only=False), np.int64)
         columns[name] = pa.array(np.where(found, counts[positions] if len(counts) else 0, 0),
                                  pa.int64())
@@ -297,71 +288,6 @@ def user_rows(merged: pa.Table) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------------
-# Raw rows as the record batches tf.Transform's TFXIO adapter reads
-
-
-def raw_schema(entity: str):
-    """The schema_pb2.Schema of an entity's raw rows."""
-    from tensorflow_transform.tf_metadata import schema_utils
-    return schema_utils.schema_from_feature_spec(F.raw_feature_spec(entity))
-
-
-def raw_tfxio(entity: str):
-    """The TFXIO of an entity's raw rows (tf.Example record batches, in memory): its
-    ArrowSchema() is what tfxio_batch makes, its TensorAdapterConfig() what
-    tf.Transform reads them with."""
-    from tfx_bsl.public import tfxio
-    return tfxio.TFExampleBeamRecord(physical_format="inmem",
-                                     telemetry_descriptors=["features", entity],
-                                     schema=raw_schema(entity))
-
-
-_TFXIO_VALUE_TYPES = {"int": pa.int64(), "float": pa.float32(), "string": pa.large_binary()}
-
-
-def tfxio_batch(table: pa.Table, entity: str) -> pa.RecordBatch:
-    """Raw rows -> a record batch in the TFXIO's Arrow form: every feature a
-    large_list of int64, float32 or large_binary; a null scalar an empty list."""
-    arrays, names = [], []
-    schema = tfxio_arrow_schema(entity)
-    for name, kind, _ in F.RAW_FEATURES[entity]:
-        column = _combined(table.column(name))
-        value_type = _TFXIO_VALUE_TYPES[kind]
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            arrays.append(column.cast(pa.large_list(value_type)))
-        else:
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            offsets = np.zeros(len(column) + 1, dtype=np.int64)
-            np.cumsum(valid, out=offsets[1:])
-            values = column.drop_null().cast(value_type)
-            arrays.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
-        names.append(name)
-    by_name = dict(zip(names, arrays))
-    return pa.RecordBatch.from_arrays([by_name[f.name].cast(f.type) for f in schema],
-                                      schema=schema)
-
-
-_ARROW_SCHEMAS: Dict[str, pa.Schema] = {}
-
-
-def tfxio_arrow_schema(entity: str) -> pa.Schema:
-    """raw_tfxio(entity).ArrowSchema(), made once a process."""
-    if entity not in _ARROW_SCHEMAS:
-        _ARROW_SCHEMAS[entity] = raw_tfxio(entity).ArrowSchema()
-    return _ARROW_SCHEMAS[entity]
-
-
-def batch_key(batch: pa.RecordBatch, id_feature: str) -> str:
-    """A name for a transformed batch, from the ids it holds (each id appears once in a
-    split): 16 hex digits of the xor of their hashes, and the row count."""
-    ids = batch.column(batch.schema.get_field_index(id_feature))
-    if pa.types.is_list(ids.type) or pa.types.is_large_list(ids.type):
-        ids = ids.flatten()
-    hashes = mix64(stable_hash(ids.cast(pa.large_string())))
-    return f"{int(np.bitwise_xor.reduce(hashes)) if len(hashes) else 0:016x}-{batch.num_rows}"
-
-
-# ---------------------------------------------------------------------------------------------
 # One shard: today's partials and the lookback's, merged into train and eval rows
 
 
@@ -372,7 +298,7 @@ class ShardRows(typing.NamedTuple):
 
 def _with_membership(table: pa.Table, days_back: int, lookback: int) -> Tuple[np.ndarray,
                                                                                 np.ndarray]:
-    parts = np.asarray(_combined(table.column(F.PART)).to_numpy(zero_copy_only=False), np.int64)
+    parts = np.asarray(combined(table.column(F.PART)).to_numpy(zero_copy_only=False), np.int64)
     member = {p: window_membership(days_back, p, lookback) for p in (F.PART_BEFORE, F.PART_FROM)}
     train = np.array([member[F.PART_BEFORE][0], member[F.PART_FROM][0]])[parts]
     evaluate = np.array([member[F.PART_BEFORE][1], member[F.PART_FROM][1]])[parts]
@@ -443,14 +369,12 @@ class ComputeDailyPartials(beam.DoFn):
         self._salt = None
 
     def setup(self):
-        from transforms.common.privacy import read_salt
         self._salt = read_salt(self._salt_file, self._salt_secret)
 
     def process(self, element, num_shards: int):
-        from transforms.common.privacy import pseudonymize
         table = element[1] if isinstance(element, tuple) else element
         table = table.select([c for c in FEATURE_COLUMNS])
-        pseudonyms = pseudonymize(_combined(table.column("user_id")), self._salt)
+        pseudonyms = pseudonymize(combined(table.column("user_id")), self._salt)
         beam.metrics.Metrics.counter("features", "events_read").inc(table.num_rows)
         for entity, partial in _partials_of(table, pseudonyms, self._boundary_us).items():
             id_column = "article_id" if entity == F.ARTICLES else F.USER_ID
@@ -474,19 +398,15 @@ def shard_partial_file(element, num_shards: int):
 
 def read_partial_file(path: str) -> pa.Table:
     """One Parquet file of published partials."""
-    import pyarrow.parquet as pq
-    from apache_beam.io.filesystems import FileSystems
     with FileSystems.open(path, compression_type="uncompressed") as handle:
         return pq.read_table(handle).combine_chunks()
 
 
 def shard_index_chunk(chunk: Tuple[pa.Array, np.ndarray], num_shards: int):
     """(article ids, indexes) -> (shard, (INDEX, "", 0, IPC)) per shard of the articles."""
-    ids, index = chunk
-    table = pa.table({"article_id": ids.cast(pa.string()), "index": pa.array(index, pa.int64())})
-    for shard, piece in split_by_shard(table, shard_ids(table.column("article_id"), num_shards),
-                                       num_shards):
-        yield shard, (INDEX, "", 0, to_ipc(piece))
+    for shard, ids, index in split_index_chunk(chunk, num_shards):
+        yield shard, (INDEX, "", 0, to_ipc(pa.table({"article_id": ids,
+                                                     "index": pa.array(index, pa.int64())})))
 
 
 @beam.typehints.with_output_types(typing.Any)
@@ -515,7 +435,6 @@ class MergeShard(beam.DoFn):
                               table.column("index").to_numpy()))
         user_in_eval = None
         if self._eval_split == "user_hash":
-            from transforms.common.privacy import in_eval_by_user
             fraction = self._fraction
             user_in_eval = lambda pseudonyms: in_eval_by_user(pseudonyms, fraction)  # noqa: E731
         merged = merge_shard(today, lookback, index, self._lookback, self._boundary, self._end,

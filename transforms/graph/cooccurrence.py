@@ -28,10 +28,11 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas import contract
+from transforms.common.columns import sorted_dictionary
 from transforms.common.sharding import from_ipc, resolve_shard_count, shard_ids, \
     split_by_shard, to_ipc, user_shards
-from transforms.graph import article_index, pairs as pairs_lib, sessions as sessions_lib, \
-    weights as graph
+from transforms.graph import article_index, index_store, pairs as pairs_lib, \
+    sessions as sessions_lib, weights as graph
 
 INTERACTION_COLUMNS = ("user_id", "event_id", "event_timestamp", "article_id", "event_name",
                        "region_id")
@@ -86,30 +87,6 @@ class GraphParams(NamedTuple):
     @property
     def weighted(self) -> bool:
         return bool(self.event_weights)
-
-
-def parse_event_weights(text: str) -> Optional[Dict[str, float]]:
-    """'article_view:1,article_like:3,chat_start:5' -> weights; '' -> None (off)."""
-    if not text:
-        return None
-    weights = {}
-    for item in text.split(","):
-        name, sep, value = item.strip().partition(":")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = float("nan")
-        if not sep or name not in contract.INTERACTION_EVENTS or \
-                not (math.isfinite(weight) and weight > 0) or name in weights:
-            raise ValueError(
-                f"--event_weights={text!r}: each item must be <event>:<positive number> with "
-                f"<event> one of {', '.join(contract.INTERACTION_EVENTS)}, each once, and a finite "
-                f"positive weight; got {item!r}")
-        weights[name] = weight
-    missing = [n for n in contract.INTERACTION_EVENTS if n not in weights]
-    if missing:
-        raise ValueError(f"--event_weights={text!r} gives no weight for {', '.join(missing)}")
-    return weights
 
 
 def select_interactions(table) -> pa.Table:
@@ -181,10 +158,10 @@ class CountShardPairs(beam.DoFn):
         self._shard_rows.update(table.num_rows)
         # Users only need grouping (any integer code), articles any dictionary of the
         # shard's own ids: no string sort here.
-        users, _ = pairs_lib.sorted_dictionary(table.column("user_id"), sort=False)
+        users, _ = sorted_dictionary(table.column("user_id"), sort=False)
         ts = table.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
         order = sessions_lib.order_by_user_time_id(users, ts, table.column("event_id"))
-        row_codes, ids = pairs_lib.sorted_dictionary(table.column("article_id"), sort=False)
+        row_codes, ids = sorted_dictionary(table.column("article_id"), sort=False)
         users, ts, codes = users[order], ts[order], row_codes[order]
         if p.weighted:
             class_of = np.array([classes.of_event[n] for n in contract.INTERACTION_EVENTS])
@@ -272,25 +249,10 @@ def other_articles(element, num_partitions: int):
         yield target, (NODES, part)
 
 
-def read_index_file(path: str) -> Tuple[pa.Array, np.ndarray]:
-    """One file of a published article index -> (article ids, indexes)."""
-    from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
-    batch = decode_examples(read_tfrecord_file(path))
-    if not batch.num_rows:
-        return pa.array([], pa.string()), np.zeros(0, np.int64)
-    ids = batch.column(batch.schema.get_field_index("article_id")).flatten().cast(pa.string())
-    index = batch.column(batch.schema.get_field_index("index")).flatten().to_numpy()
-    return ids, index.astype(np.int64)
-
-
 def partition_known(chunk: Tuple[pa.Array, np.ndarray], num_partitions: int):
     """A chunk of the known index -> (partition, (KNOWN, (ids, indexes))) per partition."""
-    ids, index = chunk
-    table = pa.table({"article_id": ids.cast(pa.string()), "index": pa.array(index, pa.int64())})
-    for target, part in split_by_shard(table, shard_ids(table.column("article_id"),
-                                                        num_partitions), num_partitions):
-        yield target, (KNOWN, (part.column("article_id").combine_chunks(),
-                               part.column("index").to_numpy()))
+    for target, ids, index in index_store.split_index_chunk(chunk, num_partitions):
+        yield target, (KNOWN, (ids, index))
 
 
 def _nodes_batch(ids: pa.Array, frequency: np.ndarray, region: pa.Array,

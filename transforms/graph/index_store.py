@@ -18,15 +18,59 @@ the launch jobName (one run at a time per job) is what rules that out in product
 """
 
 import re
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+
+from transforms.common.errors import Refusal
+from transforms.common.sharding import shard_ids, split_by_shard
+from transforms.publishing.files import SUCCESS, write_atomic
+from transforms.publishing.protocol import PublishFileSets
+from transforms.publishing.readers import published_files
+from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 
 INDEX_KIND = "article_index"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v=(\d{6})$")
+
+
+def lookup_indexes(ids, index_ids: pa.Array, index_values: np.ndarray) -> np.ndarray:
+    """The article index of each id from (index_ids, index_values) rows of the index;
+    0 (reserved: unknown) for ids not among them and for nulls."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if len(index_ids) == 0 or len(ids) == 0:
+        return np.zeros(len(ids), dtype=np.int64)
+    where = pc.index_in(ids.cast(pa.string()), value_set=index_ids.cast(pa.string()))
+    found = where.is_valid().to_numpy(zero_copy_only=False)
+    positions = np.asarray(pc.fill_null(where, 0).to_numpy(zero_copy_only=False), np.int64)
+    return np.where(found, np.asarray(index_values, np.int64)[positions], 0)
+
+
+def split_index_chunk(chunk: Tuple[pa.Array, np.ndarray], num_parts: int
+                      ) -> Iterator[Tuple[int, pa.Array, np.ndarray]]:
+    """(article ids, indexes) -> (part, ids, indexes) per part the articles hash to
+    (sharding.shard_ids of the id: the same part every stage gives the article)."""
+    ids, index = chunk
+    table = pa.table({"article_id": ids.cast(pa.string()), "index": pa.array(index, pa.int64())})
+    for part, rows in split_by_shard(table, shard_ids(table.column("article_id"), num_parts),
+                                     num_parts):
+        yield part, rows.column("article_id").combine_chunks(), rows.column("index").to_numpy()
+
+
+def read_index_file(path: str) -> Tuple[pa.Array, np.ndarray]:
+    """One file of a published article index -> (article ids, indexes)."""
+    batch = decode_examples(read_tfrecord_file(path))
+    if not batch.num_rows:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    ids = batch.column(batch.schema.get_field_index("article_id")).flatten().cast(pa.string())
+    index = batch.column(batch.schema.get_field_index("index")).flatten().to_numpy()
+    return ids, index.astype(np.int64)
 
 
 def index_root(output_dir: str) -> str:
@@ -59,7 +103,6 @@ def current_index(output_dir: str, index_from: str = "") -> Dict:
     index files of that version}. `index_from` (a published folder holding an "index"
     file set, e.g. a version or a graph day) replaces CURRENT's files for a run that
     starts an output_dir from elsewhere; the new version is still CURRENT + 1."""
-    from transforms.publishing.readers import published_files
     version = read_current(output_dir)
     if index_from:
         files = published_files(index_from, "index")
@@ -74,24 +117,26 @@ def next_version(base: Dict) -> int:
     return (base["version"] or 0) + 1
 
 
+class IndexMovedError(Refusal):
+    """CURRENT names another version than the one this run started from."""
+
+
 def check_unmoved(output_dir: str, base_version: Optional[int]) -> None:
     """Refuse to publish when CURRENT moved since the run read it."""
     now = read_current(output_dir)
     if now != base_version:
-        raise RuntimeError(
+        raise IndexMovedError(
             f"the article index moved while this run ran: it started from version "
             f"{base_version} but {index_root(output_dir)}/{CURRENT} now names {now}; another "
             f"run published meanwhile. Nothing of this run was published; run it again.")
 
 
 def write_current(output_dir: str, version: int, run_id: str) -> None:
-    from transforms.publishing.files import write_atomic
     write_atomic(f"{index_root(output_dir)}/{CURRENT}", f"{version:06d}\n".encode(), run_id)
 
 
 def published_versions(output_dir: str) -> List[int]:
     """Versions with _SUCCESS, ascending."""
-    from transforms.publishing.files import SUCCESS
     root = index_root(output_dir)
     found = FileSystems.match([f"{root}/v=*/{SUCCESS}"])[0].metadata_list
     versions = []
@@ -110,7 +155,6 @@ def base_version_of(final_dir: str) -> Optional[int]:
 
 
 def _largest_index(piece) -> int:
-    import pyarrow.compute as pc
     _, _, batch = piece
     column = batch.column(batch.schema.get_field_index("index"))
     return int(pc.max(column).as_py() or 0) if len(column) else 0
@@ -126,7 +170,6 @@ class ReadArticleIndex(beam.PTransform):
         self._out, self._from = output_dir.rstrip("/"), index_from or ""
 
     def expand(self, pbegin):
-        from transforms.graph.cooccurrence import read_index_file
         out, index_from = self._out, self._from
         base = (pbegin | "Start" >> beam.Create([None])
                 | "ReadCurrent" >> beam.Map(lambda _: current_index(out, index_from)))
@@ -150,7 +193,6 @@ class PublishArticleIndex(beam.PTransform):
         self._described = described
 
     def expand(self, inputs):
-        from transforms.publishing.protocol import PublishFileSets
         pieces, base = inputs
         out = self._out
         version = base | "NextVersion" >> beam.Map(next_version)

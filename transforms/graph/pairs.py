@@ -16,9 +16,10 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from transforms.common.columns import sorted_dictionary
 from transforms.common.sharding import shard_ids
+from transforms.graph import weights as graph
 
 
 class Part(NamedTuple):
@@ -37,22 +38,6 @@ class Part(NamedTuple):
     @property
     def nbytes(self) -> int:
         return int(self.ids.nbytes) + sum(int(c.nbytes) for c in self.cols.values())
-
-
-def sorted_dictionary(strings, sort: bool = True) -> Tuple[np.ndarray, pa.Array]:
-    """(code of each value, the distinct values): one hash pass over the values; with
-    `sort`, a sort of the distinct ones, so that code order is byte order."""
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    encoded = pc.dictionary_encode(strings)
-    if not sort:
-        return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), \
-            encoded.dictionary
-    order = pc.sort_indices(encoded.dictionary).to_numpy()
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
-    return codes, encoded.dictionary.take(pa.array(order, pa.int64()))
 
 
 def narrow(codes: np.ndarray, size: int) -> np.ndarray:
@@ -308,7 +293,6 @@ def rank_edges(totals: Sequence[Part], edges: Sequence[Part], total: float, weig
     """A partition's source marginals and its incoming kept edges (with the destination
     marginals) -> weights by `weighting` (float64, stored float32), then each source's
     `top_k` by `rank_by`, ties by destination id."""
-    from transforms.graph import weights as graph
     merged_edges = merge_parts(edges, ("src", "dst"), sort=False)
     if not merged_edges.cols or not len(merged_edges.cols["src"]):
         empty = pa.array([], pa.binary())

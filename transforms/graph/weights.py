@@ -1,12 +1,18 @@
-"""Edge weights, top-K neighbours and the articles' regions: plain numpy/Arrow functions.
+"""Event weights (--event_weights), edge weights, top-K neighbours and the articles'
+regions: plain numpy/Arrow functions.
 
 Article codes here are positions in a dictionary sorted in byte order, so ordering
 codes orders ids (top-K ties go to the smaller neighbour id).
 """
 
+import math
+from typing import Dict, Optional
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from schemas import contract
 
 WEIGHTINGS = ("ppmi", "count", "jaccard", "cosine")
 RANK_BY = ("weight", "count")
@@ -88,3 +94,27 @@ def region_mode_from_counts(counts: pa.Table) -> pa.Table:
     keep = pa.array(np.flatnonzero(first))
     return pa.table({"article_id": ids.take(keep),
                      "region_id": ranked.column("region_id").take(keep)})
+
+
+def parse_event_weights(text: str) -> Optional[Dict[str, float]]:
+    """'article_view:1,article_like:3,chat_start:5' -> weights; '' -> None (off)."""
+    if not text:
+        return None
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition(":")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or name not in contract.INTERACTION_EVENTS or \
+                not (math.isfinite(weight) and weight > 0) or name in weights:
+            raise ValueError(
+                f"--event_weights={text!r}: each item must be <event>:<positive number> with "
+                f"<event> one of {', '.join(contract.INTERACTION_EVENTS)}, each once, and a finite "
+                f"positive weight; got {item!r}")
+        weights[name] = weight
+    missing = [n for n in contract.INTERACTION_EVENTS if n not in weights]
+    if missing:
+        raise ValueError(f"--event_weights={text!r} gives no weight for {', '.join(missing)}")
+    return weights

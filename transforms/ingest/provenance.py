@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.common.span import DaySpan
 from transforms.ingest import read
+from transforms.publishing.readers import published_manifest
 
 
 def describe_files(events_dir: str, span: DaySpan) -> Dict:
@@ -38,7 +39,6 @@ def describe_bigquery(events: str, span: DaySpan, read_time: dt.datetime) -> Dic
 def describe_validated(validated_root: str, run_date: str) -> Dict:
     """The blessed validated day a run read: its run id and every file with its size,
     from its manifest."""
-    from transforms.publishing.readers import published_manifest
     day_dir = f"{validated_root.rstrip('/')}/dt={run_date}"
     manifest = published_manifest(day_dir)
     files = sorted(({"path": f"{day_dir}/{f['name']}", "bytes": f["size_bytes"]}

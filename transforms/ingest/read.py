@@ -11,14 +11,18 @@ import re
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
+import pyarrow.parquet as pq
 
 from schemas import contract
+from transforms.common.errors import Refusal
 from transforms.common.span import DaySpan
+from transforms.ingest.day_files import blessed_summary
+from transforms.publishing.readers import published_files
 
 READ_BATCH_ROWS = 131072
 MISSING_COLUMNS = "missing_columns"   # tag of the side output naming absent columns
@@ -28,7 +32,7 @@ _INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
 _MICROS_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
-class MissingPartitionsError(ValueError):
+class MissingPartitionsError(Refusal):
     """UTC partitions the run's span needs hold no data."""
 
 # bq://project.dataset.table; project ids may be domain-scoped (example.com:project).
@@ -221,7 +225,6 @@ class ReadParquetFile(beam.DoFn):
         self.rows_read = Metrics.counter("events", "rows_read")
 
     def process(self, path: str):
-        import pyarrow.parquet as pq
         try:
             handle = FileSystems.open(path, compression_type="uncompressed")
             parquet = pq.ParquetFile(handle)
@@ -426,34 +429,10 @@ def _count_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch
 
 
-def read_summary(validation_day_dir: str) -> Dict:
-    """The summary.json of one validated day."""
-    import json
-    path = f"{validation_day_dir.rstrip('/')}/summary.json"
-    if not FileSystems.exists(path):
-        raise FileNotFoundError(f"{path} does not exist: the day was never validated")
-    with FileSystems.open(path, compression_type="uncompressed") as handle:
-        return json.loads(handle.read().decode("utf-8"))
-
-
-def blessed_summary(validated_root: str, run_date: str) -> Dict:
-    """Pipeline step: the validation summary of <root>/../validation/dt=<run_date>,
-    which must say the day is blessed."""
-    root = validated_root.rstrip("/").rpartition("/")[0]
-    summary = read_summary(f"{root}/validation/dt={run_date}")
-    if not summary.get("blessed"):
-        raise ValueError(
-            f"day {run_date} under {root} is not blessed (summary.json: blessed="
-            f"{summary.get('blessed')}, reasons={summary.get('gate_reasons')}); refusing to "
-            "build from it")
-    return summary
-
-
 def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None,
                        event_names: Optional[Sequence[str]] = None) -> pa.Table:
     """One validated Parquet file (all contract columns, or just `columns`; all rows,
     or just those whose event_name is one of `event_names`, filtered while reading)."""
-    import pyarrow.parquet as pq
     wanted = list(columns or contract.COLUMN_NAMES)
     filters = [("event_name", "in", list(event_names))] if event_names else None
     try:
@@ -481,7 +460,6 @@ def read_parquet_table(path: str, columns: Optional[Sequence[str]] = None,
 def validated_files(day_dir: str) -> List[str]:
     """The Parquet files of a published validated/dt=D folder: the `part` file set of the
     manifest its _SUCCESS names (never a glob, so no other run's files)."""
-    from transforms.publishing.readers import published_files
     return published_files(day_dir, "part")
 
 

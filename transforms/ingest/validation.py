@@ -30,24 +30,21 @@ takes an outsized share. It is deterministic, so it needs no key to manage.
 """
 
 import datetime as dt
-import json
-import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
-from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from schemas import contract
+from transforms.common.anomalies import anomaly_dicts, drift_dicts
 from transforms.common.sharding import mix64, stable_hash
 from transforms.common.stats_html import render_stats_html
-from transforms.publishing.files import write_bytes
+from transforms.ingest.day_files import DayNotBlessedError, day_dir, find_previous_blessed, \
+    load_day_stats, load_schema, remove_summary, write_day_outputs
 from transforms.publishing.latest import withdraw_day
-from transforms.publishing.tfrecord import tfrecord_frame
 
 # Features derived by stats_batch (the rest keep their contract names).
 HOUR_OF_DAY = "hour_of_day"
@@ -56,16 +53,6 @@ USER_BUCKETS = 1024
 
 # Contract columns left out of the statistics (user_id only as USER_BUCKET).
 DROPPED_COLUMNS = ("event_id", "event_timestamp", "user_id")
-
-VALIDATION_DIR = "validation"
-STATS_FILES = {contract.CLIENT: "stats_client.tfrecord", contract.SERVER: "stats_server.tfrecord"}
-ANOMALIES_FILES = {contract.CLIENT: "anomalies_client.pbtxt",
-                   contract.SERVER: "anomalies_server.pbtxt"}
-# The single file of earlier versions (two messages back to back, which
-# tfdv.load_anomalies_text rejects); a rerun of such a day removes it.
-LEGACY_ANOMALIES_FILE = "anomalies.pbtxt"
-HTML_FILE = "stats.html"
-SUMMARY_FILE = "summary.json"
 
 # Gate reasons.
 EMPTY_DAY = "empty_day"
@@ -79,12 +66,7 @@ COUNT_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_re
               "duplicates_dropped", "rows_valid", "input_anomalies", "missing_partitions",
               "new_columns")
 
-_DAY_DIR_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/" + re.escape(SUMMARY_FILE) + r"$")
 _MASK64 = (1 << 64) - 1
-
-
-class DayNotBlessedError(RuntimeError):
-    """The gate refused the day; its summary.json says why."""
 
 
 # --------------------------------------------------------------------------
@@ -259,40 +241,6 @@ def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: fl
     return found
 
 
-def anomaly_dicts(anomalies: anomalies_pb2.Anomalies, environment: str) -> List[dict]:
-    """One {feature, severity, description, environment} per anomaly of the proto,
-    sorted by feature. A dataset-level anomaly has feature ""; an environment
-    without rows (data_missing) is an ERROR."""
-    out = []
-    if anomalies.data_missing:
-        out.append({"feature": "", "severity": "ERROR", "environment": environment,
-                    "description": f"no {environment} rows: the statistics are empty"})
-    if anomalies.HasField("dataset_anomaly_info"):
-        info = anomalies.dataset_anomaly_info
-        out.append({"feature": "", "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                     "environment": environment, "description": info.description})
-    for feature in sorted(anomalies.anomaly_info):
-        info = anomalies.anomaly_info[feature]
-        out.append({"feature": feature,
-                    "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                    "environment": environment, "description": info.description})
-    return out
-
-
-def drift_dicts(anomalies: anomalies_pb2.Anomalies, environment: str) -> List[dict]:
-    """Every drift measurement (also those under their threshold) as
-    {environment, feature, type, value, threshold}, sorted by feature: the
-    distance from the threshold on normal days is how thresholds get tuned."""
-    out = []
-    for info in anomalies.drift_skew_info:
-        for measurement in info.drift_measurements:
-            out.append({
-                "environment": environment, "feature": ".".join(info.path.step),
-                "type": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(measurement.type),
-                "value": measurement.value, "threshold": measurement.threshold})
-    return sorted(out, key=lambda d: (d["feature"], d["type"]))
-
-
 def validate_environments(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
                           schema: schema_pb2.Schema,
                           previous: Optional[Dict[str, statistics_pb2.DatasetFeatureStatisticsList]],
@@ -319,93 +267,6 @@ def not_blessed_message(summary: dict, summary_path: str) -> str:
                      f"{a['description']}")
     lines.append(f"see {summary_path}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------
-# Files under <output_dir>/validation/dt=YYYY-MM-DD/.
-
-
-def day_dir(output_dir: str, day: str) -> str:
-    """`day` as YYYY-MM-DD."""
-    return FileSystems.join(output_dir, VALIDATION_DIR, f"dt={day}")
-
-
-def _read_text(path: str) -> str:
-    with FileSystems.open(path) as handle:
-        return handle.read().decode("utf-8")
-
-
-def load_schema(path: str) -> schema_pb2.Schema:
-    return text_format.Parse(_read_text(path), schema_pb2.Schema())
-
-
-def find_previous_blessed(output_dir: str, run_date: dt.date) -> Optional[str]:
-    """The latest day (YYYY-MM-DD) before `run_date` whose summary.json says blessed
-    without an override: a day blessed only through --allow_anomalies is published but
-    never a drift baseline (its anomalies would become the next day's normal)."""
-    pattern = FileSystems.join(output_dir, VALIDATION_DIR, "dt=*", SUMMARY_FILE)
-    days = {}
-    for metadata in FileSystems.match([pattern])[0].metadata_list:
-        found = _DAY_DIR_RE.search(metadata.path)
-        if found and dt.date.fromisoformat(found.group(1)) < run_date:
-            days[found.group(1)] = metadata.path
-    for day in sorted(days, reverse=True):
-        summary = json.loads(_read_text(days[day]))
-        if summary["blessed"] is True and summary.get("overridden") is not True:
-            return day
-    return None
-
-
-def load_day_stats(output_dir: str, day: str) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
-    import tensorflow_data_validation as tfdv  # heavy; imported where it is used
-
-    return {source: tfdv.load_statistics(FileSystems.join(day_dir(output_dir, day), name))
-            for source, name in STATS_FILES.items()}
-
-
-def tfrecord_bytes(record: bytes) -> bytes:
-    """`record` framed as one TFRecord (length, masked CRC32C of it, data, masked CRC32C)."""
-    return tfrecord_frame([record])
-
-
-def anomalies_text(anomalies: anomalies_pb2.Anomalies) -> str:
-    """One environment's Anomalies in text form: exactly one message, so that
-    tfdv.load_anomalies_text (text_format.Parse) reads the file back."""
-    return text_format.MessageToString(anomalies)
-
-
-def read_anomalies(directory: str) -> Dict[str, anomalies_pb2.Anomalies]:
-    """The day folder's anomalies_<source>.pbtxt files back as {environment: Anomalies}."""
-    return {contract.ENVIRONMENTS[source]: text_format.Parse(
-                _read_text(FileSystems.join(directory, name)), anomalies_pb2.Anomalies())
-            for source, name in ANOMALIES_FILES.items()}
-
-
-def remove_summary(directory: str) -> str:
-    """Deletes <directory>/summary.json if there is one; returns its path."""
-    summary_path = FileSystems.join(directory, SUMMARY_FILE)
-    if FileSystems.exists(summary_path):
-        FileSystems.delete([summary_path])
-    return summary_path
-
-
-def write_day_outputs(directory: str, stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
-                      anomalies: Dict[str, anomalies_pb2.Anomalies], html: str,
-                      summary: dict) -> str:
-    """Writes the day's files, summary.json last (after removing an older one, so a
-    rerun that dies half-way leaves no stale verdict). Returns summary.json's path."""
-    summary_path = remove_summary(directory)
-    for source, name in STATS_FILES.items():
-        write_bytes(FileSystems.join(directory, name),
-                    tfrecord_bytes(stats[source].SerializeToString()))
-    for source, name in ANOMALIES_FILES.items():
-        write_bytes(FileSystems.join(directory, name), anomalies_text(anomalies[source]).encode())
-    legacy = FileSystems.join(directory, LEGACY_ANOMALIES_FILE)
-    if FileSystems.exists(legacy):
-        FileSystems.delete([legacy])
-    write_bytes(FileSystems.join(directory, HTML_FILE), html.encode("utf-8"))
-    write_bytes(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
-    return summary_path
 
 
 def _num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:

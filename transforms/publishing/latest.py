@@ -90,11 +90,22 @@ def withdraw_day(output_dir: str, run_date: str) -> List[str]:
     withdrawn = []
     run_id = f"withdraw-{run_date}-{uuid.uuid4().hex[:8]}"
     for marker in sorted(set(markers)):
-        kind_dir = marker[:-len(f"/dt={run_date}/{SUCCESS}")]
-        # LATEST first: a crash in between leaves it older, never naming a withdrawn day,
-        # and the marker still there for a rerun of the gate to withdraw.
-        if read_latest(kind_dir) == run_date:
-            reset_latest(kind_dir, run_id, excluding=run_date)
-        delete_tolerant([marker])
-        withdrawn.append(kind_dir[len(out) + 1:])
+        day_dir = marker[:-len(f"/{SUCCESS}")]
+        withdraw_folder(day_dir, run_id)
+        withdrawn.append(split_day_folder(day_dir)[0][len(out) + 1:])
     return withdrawn
+
+
+def withdraw_folder(day_dir: str, run_id: str) -> bool:
+    """Unpublish one <kind>/dt=D folder: LATEST first (moved back when it names D), then
+    _SUCCESS. False when the folder was not published."""
+    marker = f"{day_dir.rstrip('/')}/{SUCCESS}"
+    if not FileSystems.exists(marker):
+        return False
+    kind_dir, day = split_day_folder(day_dir)
+    # LATEST first: a crash in between leaves it older, never naming a withdrawn day,
+    # and the marker still there for a rerun of the gate to withdraw.
+    if read_latest(kind_dir) == day:
+        reset_latest(kind_dir, run_id, excluding=day)
+    delete_tolerant([marker])
+    return True

@@ -3,7 +3,6 @@ records) into files under names unique to the run, chunk by chunk, cut by bytes;
 file comes back as a FileRecord for the run's manifest (docs/publishing.md).
 """
 
-import os
 import zlib
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
@@ -11,8 +10,10 @@ import apache_beam as beam
 import google_crc32c
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.common.errors import Refusal
 from transforms.publishing.tfrecord import GZIP_LEVEL, encode_examples, feature_spec, \
     tfrecord_frame
 
@@ -135,7 +136,6 @@ class _ParquetFile:
     """A Parquet file written one row group per chunk (snappy)."""
 
     def __init__(self, path: str, schema: pa.Schema):
-        import pyarrow.parquet as pq
         self.sink = _open_sink(path)
         self._writer = pq.ParquetWriter(self.sink, schema, compression="snappy")
 
@@ -204,7 +204,7 @@ def require_blessed(gate, final_dir: str) -> Dict:
     """The gate's validation summary; refuses (raises) unless it is one (an empty gate
     PCollection reaches a step as a non-dict)."""
     if not isinstance(gate, dict):
-        raise ValueError(f"no blessed validation summary for {final_dir}; nothing published")
+        raise Refusal(f"no blessed validation summary for {final_dir}; nothing published")
     return gate
 
 
@@ -228,26 +228,25 @@ class WritePieces(beam.DoFn):
                                data, self._target_bytes, self._chunk_rows)
 
 
-def publish_tree(local_dir: str, final_dir: str, name: str, run_id: str,
+def publish_tree(source_dir: str, final_dir: str, name: str, run_id: str,
                  file_set: Optional[str] = None) -> List[FileRecord]:
-    """Copy a local directory tree (e.g. a TensorFlow SavedModel) to
-    <final_dir>/<name>-<run_id>/..., one file at a time; returns a FileRecord per file
-    (file set `file_set`, default `name`; rows 0) for publish_day to list."""
-    final_dir, root = final_dir.rstrip("/"), os.path.abspath(local_dir)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"{local_dir} is not a directory")
+    """Copy a directory tree (a TensorFlow SavedModel, tf.Transform's output; local or on
+    any Beam filesystem) to <final_dir>/<name>-<run_id>/..., one file at a time in name
+    order; returns a FileRecord per file (file set `file_set`, default `name`; rows 0)
+    for publish_day to list."""
+    final_dir, root = final_dir.rstrip("/"), source_dir.rstrip("/")
+    found = FileSystems.match([f"{root}/**"])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(f"{source_dir} holds no files")
     records = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            source = os.path.join(dirpath, filename)
-            relative = os.path.relpath(source, root).replace(os.sep, "/")
-            target = f"{name}-{run_id}/{relative}"
-            sink = _open_sink(f"{final_dir}/{target}")
-            with open(source, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    sink.write(block)
-            sink.close()
-            records.append(FileRecord(file_set or name, target, 0, sink.bytes_written, {},
-                                      sink.crc32c))
+    for path in sorted(m.path for m in found):
+        relative = path[len(root) + 1:]
+        target = f"{name}-{run_id}/{relative}"
+        sink = _open_sink(f"{final_dir}/{target}")
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sink.write(block)
+        sink.close()
+        records.append(FileRecord(file_set or name, target, 0, sink.bytes_written, {},
+                                  sink.crc32c))
     return records
