@@ -11,7 +11,7 @@ DEMO_ROWS ?= 200000
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 RUNNER ?= FnApiRunner
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-fast demo bench clean
 
 # requirements.lock: what the jobs run with (the image installs only it);
 # requirements-dev.lock: tests and operations tools, installed on top.
@@ -27,6 +27,10 @@ venv: $(VENV)/.installed
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# Tiers 1 and 2 (tests/README.md): every test but whole jobs.
+test-fast: venv
+	$(PY) -m pytest -q tests -m "not jobs"
 
 demo: venv
 	$(PY) -m datagen.events --rows $(DEMO_ROWS) --run_date $(DEMO_DATE) --timezone Asia/Seoul \

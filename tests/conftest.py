@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.helpers import features_runs
+from tests.helpers.tiers import tier_problems
 
 _STATUS = {"code": None}
 
@@ -34,6 +35,20 @@ def pytest_unconfigure(config):
         except Exception:  # a closed stream has nothing left to flush
             pass
     os._exit(code)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Collection fails when a test's tier is not exactly one of the three
+    (tests/README.md): `make test-fast` (-m "not jobs") relies on every whole-job test
+    saying so."""
+    problems = tier_problems(items)
+    if problems:
+        message = ("every test needs exactly one tier marker (functions, composites or "
+                   "jobs; tests/README.md):\n  " + "\n  ".join(problems))
+        # pytest prints a UsageError after pytest_unconfigure, whose os._exit comes first.
+        print(f"ERROR: {message}", file=sys.stderr, flush=True)
+        raise pytest.UsageError(message)
 
 
 def pytest_collection_finish(session):

@@ -8,7 +8,7 @@ import sys
 import pytest
 from tests.helpers.paths import ROOT
 
-pytestmark = pytest.mark.functions
+pytestmark = pytest.mark.jobs
 
 
 

@@ -19,8 +19,6 @@ from beam_jobs import options as opts
 from flex_templates import generate
 from tests.helpers.paths import ROOT
 
-pytestmark = pytest.mark.functions
-
 # Every job module, found the way the generator finds them (the test below checks the
 # finding against the sources), so a new job is tested without being named here.
 JOBS = tuple(generate.job_modules())
@@ -77,6 +75,7 @@ def class_options(cls):
     return parser._actions
 
 
+@pytest.mark.functions
 def test_the_jobs_are_the_modules_with_option_classes_and_run():
     """Independently of generate's AST walk: a module is a job when a line of it starts
     with `OPTION_CLASSES = ` and one with `def run(`."""
@@ -95,6 +94,7 @@ def test_the_jobs_are_the_modules_with_option_classes_and_run():
     assert "report" not in JOBS and "options" not in JOBS
 
 
+@pytest.mark.functions
 def test_top_level_names():
     source = ("import os\nOPTION_CLASSES = (A, B)\nX: int = 1\n"
               "def run(argv=None):\n    inner = 2\nclass C:\n    run = 3\n"
@@ -102,6 +102,7 @@ def test_top_level_names():
     assert generate.top_level_names(source) == {"OPTION_CLASSES", "X", "run", "C"}
 
 
+@pytest.mark.functions
 def test_a_job_without_description_is_described_by_its_docstring():
     import types
     module = types.ModuleType("beam_jobs.example",
@@ -111,6 +112,7 @@ def test_a_job_without_description_is_described_by_its_docstring():
     assert generate.job_description(module) == "Declared."
 
 
+@pytest.mark.functions
 def test_every_job_has_its_metadata_folder():
     folders = sorted(e for e in os.listdir(os.path.join(ROOT, "flex_templates"))
                      if os.path.isfile(os.path.join(ROOT, "flex_templates", e,
@@ -118,12 +120,14 @@ def test_every_job_has_its_metadata_folder():
     assert folders == list(JOBS)
 
 
+@pytest.mark.jobs
 def test_committed_metadata_is_current():
     proc = subprocess.run([sys.executable, "-m", "flex_templates.generate", "--check"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+@pytest.mark.functions
 def test_check_reports_a_stale_file(tmp_path, monkeypatch):
     stale = tmp_path / "daily"
     stale.mkdir()
@@ -139,6 +143,7 @@ def test_check_reports_a_stale_file(tmp_path, monkeypatch):
     assert [p.splitlines()[0] for p in problems] == expected
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_metadata_has_every_option_with_its_help(job):
     import importlib
@@ -157,6 +162,7 @@ def test_metadata_has_every_option_with_its_help(job):
         assert isinstance(entry["isOptional"], bool)
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_regexes_accept_every_default_and_choice(job):
     for name, action in declared(job).items():
@@ -175,6 +181,7 @@ def shown(default):
     return ("true" if default else "false") if isinstance(default, bool) else str(default)
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_default_value_is_the_declared_default(job):
     parameters = {p["name"]: p for p in committed(job)["parameters"]}
@@ -189,6 +196,7 @@ def test_default_value_is_the_declared_default(job):
             assert getattr(known, action.dest) == action.default, name
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_options_with_choices_are_enums(job):
     parameters = {p["name"]: p for p in committed(job)["parameters"]}
@@ -205,6 +213,7 @@ def test_options_with_choices_are_enums(job):
             "ppmi", "count", "jaccard", "cosine"]
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_every_parameter_has_a_regex_that_refuses_injection(job):
     """Every parameter, the free-text ones too, has a regex; each accepts its default
@@ -223,12 +232,14 @@ def test_every_parameter_has_a_regex_that_refuses_injection(job):
             assert not whole_match(patterns, bad), (name, bad)
 
 
+@pytest.mark.functions
 def test_every_option_without_a_default_has_a_sample():
     for job in JOBS:
         for entry in committed(job)["parameters"]:
             assert "defaultValue" in entry or entry["name"] in SAMPLES, (job, entry["name"])
 
 
+@pytest.mark.functions
 def test_plain_text_regex():
     pattern = [generate._PLAIN_TEXT]
     for value in ("", "skipgram,ranking", "a b c", "Asia/Seoul", "x=1"):
@@ -237,6 +248,7 @@ def test_plain_text_regex():
         assert not whole_match(pattern, value), value
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_metadata_parses_as_dataflow_template_metadata(job):
     """The file through Google's own message, protobuf's JSON parser refusing unknown
@@ -267,6 +279,7 @@ def test_metadata_parses_as_dataflow_template_metadata(job):
         for p in content["parameters"]]}
 
 
+@pytest.mark.functions
 def test_template_metadata_parse_refuses_unknown_fields():
     content = committed("daily")
     content["parameters"][0]["regex"] = ["^x$"]
@@ -278,6 +291,7 @@ def test_template_metadata_parse_refuses_unknown_fields():
         dataflow_v1beta3.TemplateMetadata.from_json(json.dumps(content))
 
 
+@pytest.mark.functions
 def test_regexes_of_known_formats():
     params = {p["name"]: p for p in committed("daily")["parameters"]}
 
@@ -328,6 +342,7 @@ SHARD_COUNTS = [(job, name) for job in JOBS for name in ("graph_shards", "dedup_
                 if name in declared(job)]
 
 
+@pytest.mark.functions
 def test_every_job_has_a_shard_count():
     assert ("cooccurrence_graph", "graph_shards") in SHARD_COUNTS
     assert ("daily", "graph_shards") in SHARD_COUNTS
@@ -335,6 +350,7 @@ def test_every_job_has_a_shard_count():
     assert ("validate_events", "dedup_shards") in SHARD_COUNTS
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job,name", SHARD_COUNTS)
 def test_shard_count_regex_takes_auto_or_a_whole_number(job, name):
     entry = next(p for p in committed(job)["parameters"] if p["name"] == name)
@@ -349,11 +365,13 @@ def test_shard_count_regex_takes_auto_or_a_whole_number(job, name):
         assert not whole_match(patterns, value), value
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("value", ["auto", "7", "1", "64"])
 def test_what_the_shard_count_regex_accepts_the_option_accepts(value):
     assert opts.shard_count(value) == value
 
 
+@pytest.mark.functions
 def test_scale_option_regexes():
     params = {p["name"]: p for p in committed("daily")["parameters"]}
     rows, megabytes = params["max_rows_per_shard"], params["target_shard_mb"]
@@ -370,6 +388,7 @@ def test_scale_option_regexes():
         assert not whole_match(megabytes["regexes"], value), value
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job", JOBS)
 def test_every_typed_option_has_a_regex(job):
     """An option parsed by a type other than text (int, float, positive_int,
@@ -381,6 +400,7 @@ def test_every_typed_option_has_a_regex(job):
             assert parameters[name]["regexes"] != [generate._PLAIN_TEXT], name
 
 
+@pytest.mark.functions
 def test_formats_name_only_declared_options():
     """Every key of formats() is an option of a class in beam_jobs/options.py (a class
     no job uses yet, too)."""
@@ -389,6 +409,7 @@ def test_formats_name_only_declared_options():
     assert set(generate.formats()) <= names
 
 
+@pytest.mark.functions
 def test_new_option_types_have_formats():
     cases = {
         opts.non_negative_int: (["0", "4", "200000000"], ["-1", "1.5", "", "4\n"]),
@@ -406,6 +427,7 @@ def test_new_option_types_have_formats():
             assert not whole_match(patterns, value), (kind.__name__, value)
 
 
+@pytest.mark.functions
 def test_option_names_are_unique_across_our_classes():
     classes = our_option_classes()
     assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
@@ -420,6 +442,7 @@ def test_option_names_are_unique_across_our_classes():
                 seen[key] = cls.__name__
 
 
+@pytest.mark.functions
 def test_every_job_option_class_is_ours():
     import importlib
     for job in JOBS:
@@ -427,6 +450,7 @@ def test_every_job_option_class_is_ours():
         assert set(module.OPTION_CLASSES) <= set(our_option_classes())
 
 
+@pytest.mark.functions
 def test_option_names_do_not_collide_with_beams():
     import apache_beam.runners.dataflow.dataflow_runner  # noqa: F401  more of Beam's options
 
@@ -464,6 +488,7 @@ def help_outputs():
     return outputs
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("job", JOBS)
 def test_help_lists_every_option_with_its_help(help_outputs, job):
     returncode, out, err = help_outputs[job]
@@ -476,6 +501,7 @@ def test_help_lists_every_option_with_its_help(help_outputs, job):
 
 BOOLEANS = [(job, name) for job in JOBS for name, a in declared(job).items()
             if generate.is_boolean(a)]
+@pytest.mark.functions
 def test_no_option_is_a_store_true_flag():
     """A store_true/store_false flag rejects the launcher's --flag=true/false (the test
     below then fails on it too; this one names every such flag): declare booleans
@@ -485,6 +511,7 @@ def test_no_option_is_a_store_true_flag():
     assert flags == []
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("job,name", BOOLEANS)
 def test_boolean_options_take_flex_template_values(job, name):
     """The Flex Template launcher passes every parameter as --name=value."""
@@ -503,6 +530,7 @@ def test_boolean_options_take_flex_template_values(job, name):
     assert getattr(parser.parse_known_args([])[0], action.dest) is action.default
 
 
+@pytest.mark.jobs
 def test_cloudbuild_builds_a_template_for_every_job():
     """The build's job list is the folders of flex_templates/ with a metadata.json: the
     same shell line, run here, lists exactly the jobs."""
@@ -526,6 +554,7 @@ def test_cloudbuild_builds_a_template_for_every_job():
         assert piece in steps["build-templates"], piece
 
 
+@pytest.mark.functions
 def test_image_versions_come_from_the_lock_and_setup():
     with open(os.path.join(ROOT, "requirements.lock"), encoding="utf-8") as f:
         beam_pins = [line.split("==")[1].strip() for line in f

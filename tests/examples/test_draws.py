@@ -9,6 +9,8 @@ import pytest
 from transforms.common.sharding import stable_hash
 from transforms.examples import draws
 
+pytestmark = pytest.mark.functions
+
 M64 = (1 << 64) - 1
 MULT = 0x9E3779B97F4A7C15
 

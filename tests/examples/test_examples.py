@@ -45,6 +45,8 @@ from transforms.graph import index_store
 from transforms.publishing.readers import published_files, published_manifest, read_file_set
 from transforms.publishing.tfrecord import read_tfrecord_file
 
+pytestmark = pytest.mark.jobs
+
 RUN_DATE = "2026-11-26"
 DAY = dt.date(2026, 11, 26)
 TIMEZONE = "Asia/Seoul"

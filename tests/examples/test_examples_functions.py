@@ -1,12 +1,15 @@
 """Tier 1: the examples composite's plain functions (the pair cap, files for readers,
 display properties, index lookups)."""
 
+import pytest
 import numpy as np
 import pyarrow as pa
 
 from transforms.examples import composite as ex, draws, params, shard, skipgram
 from transforms.graph import index_store
 from transforms.examples.example_proto import decode_example
+
+pytestmark = pytest.mark.functions
 
 PARAMS = params.ExampleParams(run_date="2026-11-26", day_start_us=0, day_end_us=86_400_000_000,
                           negatives=2, same_region_share=0.5, pairs_per_record=3)

@@ -13,6 +13,8 @@ import pytest
 from transforms.examples import ranking
 from transforms.examples.example_proto import decode_sequence_example
 
+pytestmark = pytest.mark.functions
+
 STRENGTH = {"article_view": 1, "article_like": 2, "chat_start": 3}
 SESSION_EVENTS = {"impression", *STRENGTH}
 

@@ -13,6 +13,8 @@ import pytest
 from transforms.examples import sequences
 from transforms.examples.example_proto import decode_sequence_example
 
+pytestmark = pytest.mark.functions
+
 SEC = 1_000_000
 
 

@@ -12,6 +12,8 @@ import pytest
 from transforms.examples import draws, skipgram
 from transforms.examples.skipgram import NegativeSampler
 
+pytestmark = pytest.mark.functions
+
 BASE = draws.base_key(42, "2026-03-01", "negatives")
 
 

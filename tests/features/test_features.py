@@ -9,6 +9,8 @@ from schemas import contract, features as F
 from transforms.common.span import split_boundary_us
 from transforms.features import partials as T, tfxio_rows
 
+pytestmark = pytest.mark.functions
+
 US = 1_000_000
 
 

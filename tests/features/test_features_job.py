@@ -14,6 +14,8 @@ import pytest
 from schemas import contract, features as F
 from tests.helpers.features_runs import FEATURES_DAY, FEATURES_LOOKBACK, FEATURES_SALT, FEATURES_TZ
 
+pytestmark = pytest.mark.jobs
+
 
 def _day_dir(out, entity):
     return f"{out}/features/{entity}/dt={FEATURES_DAY}"

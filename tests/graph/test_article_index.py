@@ -26,6 +26,8 @@ from transforms.common.sharding import stable_hash
 from transforms.graph import article_index as ai
 from transforms.graph.pairs import Part
 
+pytestmark = pytest.mark.functions
+
 ODD_IDS = ["B", "a", "é", "Z9", "", "ab", "a\x00", "\x7f", "\uff61", "\U0001F600", "中"]
 ALPHABET = ["a", "b", "B", "Z", "9", "é", "ü", "中", "\U0001F600", "\x7f", "-"]
 

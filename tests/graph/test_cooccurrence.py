@@ -141,6 +141,7 @@ COUNT_PARAMS = dict(weighting="count", rank_by="count", min_pair_count=1)
 
 # ---------------------------------------------------------------------- (a) against the reference
 
+@pytest.mark.composites
 def test_graph_matches_the_reference_for_defaults_and_counts_keyed_or_not():
     rng = random.Random(20261126)
     rows = random_rows(rng, 40, ["A", "B", "a", "b", "Z", "a1", "A0", "k", "m", "n", "q"])
@@ -163,6 +164,7 @@ def test_graph_matches_the_reference_for_defaults_and_counts_keyed_or_not():
                     GraphParams(num_shards=3), default)
 
 
+@pytest.mark.composites
 def test_top_k_and_window_options_match_the_reference():
     rng = random.Random(7)
     rows = random_rows(rng, 25, [f"x{i}" for i in range(12)])
@@ -175,6 +177,7 @@ def test_top_k_and_window_options_match_the_reference():
         check_graph(p, "Cosine", split(rows, 2), params, expected)
 
 
+@pytest.mark.composites
 def test_a_day_without_interactions_gives_an_empty_graph():
     rows = [make_row("u1", T0, "e1", "A", "impression"),
             make_row("u1", T0 + 1, "e2", None, "search")]
@@ -208,6 +211,7 @@ def hot_rows(n_users=300, share=0.9, seed=11):
     return rows, with_hot
 
 
+@pytest.mark.composites
 def test_hot_article_graph_matches_the_reference():
     rows, with_hot = hot_rows()
     assert with_hot >= 0.85 * 300
@@ -219,6 +223,7 @@ def test_hot_article_graph_matches_the_reference():
         check_graph(p, "HotCount", split(rows, 4), GraphParams(**COUNT_PARAMS), counted)
 
 
+@pytest.mark.functions
 def test_hot_article_sends_one_preaggregated_part_per_user_shard():
     rows, _ = hot_rows()
     num_shards = 4
@@ -262,6 +267,7 @@ def test_hot_article_sends_one_preaggregated_part_per_user_shard():
 
 # ---------------------------------------------------------------------- (c) the previous index
 
+@pytest.mark.composites
 def test_previous_index_is_continued():
     rows = []
     for user, arts in (("u1", "ABC"), ("u2", "BDE"), ("u3", "EDFZ"), ("u4", "D")):
@@ -289,6 +295,7 @@ def test_previous_index_is_continued():
 WEIGHTS = {"article_view": 1.0, "article_like": 3.0, "chat_start": 5.0}
 
 
+@pytest.mark.composites
 def test_weighted_mode_ranks_by_the_weighted_counts():
     rng = random.Random(5)
     rows = random_rows(rng, 30, [f"w{i}" for i in range(8)])
@@ -340,6 +347,7 @@ def graph_params(weighting, weights, options, shards):
                        max_rows_per_shard=120, session_gap_minutes=gap, **options)
 
 
+@pytest.mark.composites
 def test_every_rule_through_the_stage_matches_the_reference():
     """Each weighting with and without event weights, with the per-user cap, session cuts,
     min_pair_count 1 and 3, rank_by count and small top_k, at 1, 7 and auto user shards
@@ -372,12 +380,14 @@ def test_every_rule_through_the_stage_matches_the_reference():
 
 # ---------------------------------------------------------------------- (d) option errors
 
+@pytest.mark.functions
 def test_parse_event_weights():
     assert parse_event_weights("") is None
     assert parse_event_weights(" chat_start:5, article_view:1,article_like:2.5") == {
         "chat_start": 5.0, "article_view": 1.0, "article_like": 2.5}
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("text, item", [
     ("article_view,article_like:3,chat_start:5", "'article_view'"),
     ("impression:1,article_view:1,article_like:3,chat_start:5", "'impression:1'"),
@@ -397,6 +407,7 @@ def test_parse_event_weights_names_the_flag_and_the_item(text, item):
     assert message.endswith(f"got {item}")
 
 
+@pytest.mark.functions
 def test_parse_event_weights_wants_every_interaction():
     with pytest.raises(ValueError) as err:
         parse_event_weights("article_view:1")
@@ -404,6 +415,7 @@ def test_parse_event_weights_wants_every_interaction():
                               "article_like, chat_start")
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("field, value, message", [
     ("session_gap_minutes", -1.0, "--session_gap_minutes=-1.0 must be >= 0"),
     ("session_gap_minutes", math.nan, "--session_gap_minutes=nan must be >= 0"),
@@ -428,6 +440,7 @@ def test_graph_params_check_names_the_flag(field, value, message):
     assert str(err.value) == message
 
 
+@pytest.mark.functions
 def test_graph_params_check_reports_every_problem_and_passes_good_ones():
     with pytest.raises(ValueError) as err:
         GraphParams(window=0, top_k=0).check()

@@ -33,6 +33,8 @@ import pytest
 from tests.helpers import graph_reference as shared
 from transforms.graph import weights as graph
 
+pytestmark = pytest.mark.functions
+
 MIN = 60_000_000
 GAP = 30 * MIN
 INTERACTIONS = ("article_view", "article_like", "chat_start")

@@ -34,6 +34,7 @@ def index_rows(folder):
                   for r in read_file_set(folder, "index"))
 
 
+@pytest.mark.composites
 def test_current_is_none_then_names_the_published_version(tmp_path):
     out = str(tmp_path)
     assert index_store.read_current(out) is None
@@ -58,6 +59,7 @@ def test_current_is_none_then_names_the_published_version(tmp_path):
     assert index_rows(v1) == [("a", 1), ("b", 2)]
 
 
+@pytest.mark.composites
 def test_a_run_whose_start_version_moved_publishes_nothing(tmp_path):
     out = str(tmp_path)
     publish(out, [b"a"], [1], {"version": None, "files": []})
@@ -70,6 +72,7 @@ def test_a_run_whose_start_version_moved_publishes_nothing(tmp_path):
     assert not os.path.exists(os.path.join(index_store.version_dir(out, 2 + 1), "_SUCCESS"))
 
 
+@pytest.mark.functions
 def test_check_unmoved_and_malformed_current(tmp_path):
     out = str(tmp_path)
     index_store.check_unmoved(out, None)
@@ -86,6 +89,7 @@ def test_check_unmoved_and_malformed_current(tmp_path):
     assert index_store.base_version_of(f"{out}/article_index/v=000042") == 41
 
 
+@pytest.mark.jobs
 def test_a_backfilled_day_never_reuses_an_index(tmp_path):
     """Day two runs first, then day one (a backfill): day one extends the newest version,
     so its new articles come after every index day two gave, and day two's keep theirs."""

@@ -31,6 +31,8 @@ from tests.helpers import graph_reference
 from transforms.common.sharding import shard_ids
 from transforms.graph import pairs
 
+pytestmark = pytest.mark.functions
+
 INTERACTIONS = ("article_view", "article_like", "chat_start")
 # Weights whose products and sums are not exact in float64: a sum in another order
 # or grouping would differ in the last bits.

@@ -3,11 +3,14 @@
 import datetime as dt
 from typing import NamedTuple
 
+import pytest
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.graph import sessions
+
+pytestmark = pytest.mark.functions
 
 MIN = 60_000_000          # one minute in microseconds
 GAP = 30 * MIN

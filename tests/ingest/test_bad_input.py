@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 
+import pytest
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -67,6 +68,7 @@ def extreme_stamps_us():
             0, -1]
 
 
+@pytest.mark.functions
 def test_conform_saturates_and_floors_other_units_without_raising():
     seconds = pa.array([INT64_MAX, INT64_MIN, 1_795_000_000, None], pa.timestamp("s", "UTC"))
     got = read.utc_microseconds(seconds).cast(pa.int64()).to_pylist()
@@ -79,6 +81,7 @@ def test_conform_saturates_and_floors_other_units_without_raising():
         1_795_662_245_123_456, -1, INT64_MIN // 1000, INT64_MAX // 1000]
 
 
+@pytest.mark.composites
 def test_extreme_timestamps_are_out_of_span_and_never_lost(tmp_path):
     """Export files in us, s and ns with far-future, pre-2015 and int64-extreme stamps."""
     folder = tmp_path / "dt=2026-11-26"
@@ -104,6 +107,7 @@ def test_extreme_timestamps_are_out_of_span_and_never_lost(tmp_path):
     assert_accounted(counts)
 
 
+@pytest.mark.functions
 def test_rows_to_batch_handles_every_timestamp_form():
     values = [dt.datetime.max.replace(tzinfo=UTC), dt.datetime.min,
               dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14))),
@@ -125,6 +129,7 @@ def test_rows_to_batch_handles_every_timestamp_form():
 
 # ---------------------------------------------------------------------------- a heavy user
 
+@pytest.mark.functions
 def test_a_user_with_100k_events_goes_through_the_checks():
     """CheckEvents's DoFns called directly on 100k rows of one user (with 100 retries)."""
     n = 100_000
@@ -180,6 +185,7 @@ STRANGE = {
 }
 
 
+@pytest.mark.functions
 def test_unicode_and_long_strings_in_every_string_column(tmp_path):
     """Each strange value in each string column, through Parquet, the reader, the checks and
     the quarantine's JSON lines: every row accounted for, values kept byte for byte."""
@@ -274,6 +280,7 @@ def assert_every_row_has_an_outcome(batch, result):
     assert all(DAY.start_us <= s < DAY.end_us for s in valid_stamps)
 
 
+@pytest.mark.functions
 @settings(max_examples=50, deadline=None)
 @given(contract_rows())
 def test_check_rows_never_raises_and_gives_every_row_an_outcome(rows):
@@ -289,6 +296,7 @@ DATETIMES = st.one_of(
     st.text(max_size=30), st.integers(), st.floats())
 
 
+@pytest.mark.functions
 @settings(max_examples=50, deadline=None)
 @given(contract_rows(), st.lists(DATETIMES, min_size=12, max_size=12),
        st.lists(st.sampled_from(contract.COLUMN_NAMES), max_size=3))
@@ -308,6 +316,7 @@ TIMESTAMP_TYPES = st.sampled_from([pa.timestamp(u, tz) for u in ("s", "ms", "us"
                                    for tz in (None, "UTC", "Asia/Seoul")])
 
 
+@pytest.mark.functions
 @settings(max_examples=50, deadline=None)
 @given(contract_rows(), TIMESTAMP_TYPES,
        st.lists(st.sampled_from(contract.COLUMN_NAMES), max_size=3, unique=True),

@@ -14,6 +14,8 @@ from schemas import contract
 from transforms.common.span import day_span
 from transforms.ingest import checks
 
+pytestmark = pytest.mark.functions
+
 SPAN = day_span(dt.date(2026, 11, 26), "Asia/Seoul")  # [2026-11-25T15:00Z, 2026-11-26T15:00Z)
 US = dt.timedelta(microseconds=1)
 T = dt.datetime(2026, 11, 26, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)

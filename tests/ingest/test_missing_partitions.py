@@ -43,6 +43,7 @@ def write_partition(root, date, table_rows, extra=None, name="part-0.parquet"):
 
 # ---------------------------------------------------------------------------- tier 1
 
+@pytest.mark.functions
 def test_missing_partitions_are_the_needed_dates_without_data():
     needed = ["2026-11-25", "2026-11-26"]
     assert read.missing_partitions(needed, {"2026-11-26": 3}) == ["2026-11-25"]
@@ -52,6 +53,7 @@ def test_missing_partitions_are_the_needed_dates_without_data():
                                             "2026-11-27": 0}) == []
 
 
+@pytest.mark.functions
 def test_require_partitions_fails_naming_every_missing_partition():
     with pytest.raises(read.MissingPartitionsError) as err:
         read.require_partitions({}, ["2026-11-25", "2026-11-26"], "/data/events", False,
@@ -62,6 +64,7 @@ def test_require_partitions_fails_naming_every_missing_partition():
     assert "--allow_missing_partitions" in message
 
 
+@pytest.mark.functions
 def test_require_partitions_when_allowed_records_them():
     assert read.require_partitions({"2026-11-26": 4}, ["2026-11-25", "2026-11-26"], "x", True,
                                    "") == {"missing_partitions": ["2026-11-25"],
@@ -71,6 +74,7 @@ def test_require_partitions_when_allowed_records_them():
         "missing_partitions": [], "new_columns": []}
 
 
+@pytest.mark.functions
 def test_rows_by_utc_date_counts_non_null_timestamps_per_date():
     stamps = pa.array([dt.datetime(2026, 11, 25, 23, 59, 59, 999999, UTC),
                        dt.datetime(2026, 11, 26, 0, 0, tzinfo=UTC), None,
@@ -82,6 +86,7 @@ def test_rows_by_utc_date_counts_non_null_timestamps_per_date():
     assert read.rows_by_utc_date(batch) == {"2026-11-25": 1, "2026-11-26": 1, "1969-12-31": 1}
 
 
+@pytest.mark.functions
 def test_new_columns_of_export_and_bigquery_schemas():
     schema = contract.arrow_schema().append(pa.field("experiment", pa.string())).append(
         pa.field("score", pa.float64()))
@@ -95,6 +100,7 @@ def test_new_columns_of_export_and_bigquery_schemas():
         "new_columns": [{"column": "a", "type": "string"}, {"column": "b", "type": "int64"}]}
 
 
+@pytest.mark.functions
 def test_read_events_checks_the_flag_early():
     read.ReadEvents("/data/events", SEOUL_DAY)   # the default: missing partitions fail
     with pytest.raises(ValueError, match="--allow_missing_partitions='yes' must be true or false"):
@@ -117,12 +123,14 @@ def counts_of(events, allow):
         return json.loads(handle.read())
 
 
+@pytest.mark.composites
 def test_an_absent_partition_fails_the_job_naming_it(tmp_path):
     write_partition(tmp_path, "2026-11-26", rows(3, dt.datetime(2026, 11, 26, 1, tzinfo=UTC)))
     with pytest.raises(Exception, match=r"1 of the 2 UTC partition\(s\).*: dt=2026-11-25\. "):
         counts_of(str(tmp_path), False)
 
 
+@pytest.mark.composites
 def test_a_folder_without_parquet_files_is_missing(tmp_path):
     write_partition(tmp_path, "2026-11-26", rows(3, dt.datetime(2026, 11, 26, 1, tzinfo=UTC)))
     (tmp_path / "dt=2026-11-25").mkdir()
@@ -131,6 +139,7 @@ def test_a_folder_without_parquet_files_is_missing(tmp_path):
         counts_of(str(tmp_path), False)
 
 
+@pytest.mark.composites
 def test_allowed_missing_partitions_and_new_columns_reach_the_counts(tmp_path):
     stamp = dt.datetime(2026, 11, 26, 1, tzinfo=UTC)   # 10:00 in Seoul
     write_partition(tmp_path, "2026-11-26", rows(3, stamp),
@@ -145,6 +154,7 @@ def test_allowed_missing_partitions_and_new_columns_reach_the_counts(tmp_path):
     assert (counts["rows_read"], counts["rows_valid"]) == (5, 5)
 
 
+@pytest.mark.composites
 def test_all_partitions_present_records_nothing(tmp_path):
     write_partition(tmp_path, "2026-11-25", rows(2, dt.datetime(2026, 11, 25, 16, tzinfo=UTC)))
     write_partition(tmp_path, "2026-11-26", rows(3, dt.datetime(2026, 11, 26, 1, tzinfo=UTC),
@@ -154,6 +164,7 @@ def test_all_partitions_present_records_nothing(tmp_path):
     assert (counts["rows_read"], counts["rows_valid"]) == (5, 5)
 
 
+@pytest.mark.composites
 def test_a_day_with_nothing_is_read_when_allowed_and_refused_by_the_gate(tmp_path):
     counts = counts_of(str(tmp_path / "nothing"), True)
     assert counts["missing_partitions"] == ["2026-11-25", "2026-11-26"]
@@ -168,6 +179,7 @@ def batch_of(table_rows):
     return pa.Table.from_pylist(table_rows, schema=contract.arrow_schema()).to_batches()[0]
 
 
+@pytest.mark.composites
 def test_bigquery_missing_date_fails_the_job_naming_it():
     batches = [batch_of(rows(3, dt.datetime(2026, 11, 26, 1, tzinfo=UTC)))]
     with pytest.raises(Exception, match=r"have no rows in bq://p:d\.t: dt=2026-11-25\. "):
@@ -177,6 +189,7 @@ def test_bigquery_missing_date_fails_the_job_naming_it():
                                      ["2026-11-25", "2026-11-26"], False)
 
 
+@pytest.mark.composites
 def test_bigquery_allowed_missing_dates_and_new_columns_are_tallied():
     batches = [batch_of(rows(3, dt.datetime(2026, 11, 26, 1, tzinfo=UTC))),
                batch_of(rows(1, None))]
@@ -191,6 +204,7 @@ def test_bigquery_allowed_missing_dates_and_new_columns_are_tallied():
                                                         "type": "STRING"}]}]))
 
 
+@pytest.mark.composites
 def test_bigquery_empty_read_misses_every_date_when_allowed():
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
         tally = read.tally_bigquery_read(
@@ -203,6 +217,7 @@ def test_bigquery_empty_read_misses_every_date_when_allowed():
 
 # ---------------------------------------------------------------------------- tier 3: the job
 
+@pytest.mark.jobs
 def test_the_job_records_allowed_missing_partitions_in_summary_json(tmp_path):
     """validate_events passes --allow_missing_partitions to the reader, and summary.json
     says which partitions were missing (here the Seoul day's first UTC date)."""

@@ -23,11 +23,13 @@ def fixed_clock():
     return READ_TIME
 
 
+@pytest.mark.functions
 def test_suite_revision_from_the_environment(monkeypatch):
     monkeypatch.setenv("SUITE_REVISION", "0123456789abcdef0123456789abcdef01234567")
     assert version.suite_revision() == "0123456789abcdef0123456789abcdef01234567"
 
 
+@pytest.mark.functions
 def test_suite_revision_from_git(monkeypatch):
     monkeypatch.delenv("SUITE_REVISION", raising=False)
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
@@ -35,12 +37,14 @@ def test_suite_revision_from_git(monkeypatch):
     assert version.suite_revision() == head
 
 
+@pytest.mark.functions
 def test_suite_revision_outside_git(monkeypatch, tmp_path):
     monkeypatch.delenv("SUITE_REVISION", raising=False)
     monkeypatch.setattr(version, "_ROOT", str(tmp_path))
     assert version.suite_revision() == "unknown"
 
 
+@pytest.mark.functions
 def test_suite_version(monkeypatch, tmp_path):
     with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
         assert 'version="0.1.0"' in f.read()
@@ -54,11 +58,13 @@ def test_suite_version(monkeypatch, tmp_path):
     assert version.suite_version() == "unknown"
 
 
+@pytest.mark.functions
 def test_suite_fields(monkeypatch):
     monkeypatch.setenv("SUITE_REVISION", "abc1234")
     assert version.suite_fields() == {"suite_version": "0.1.0", "suite_revision": "abc1234"}
 
 
+@pytest.mark.composites
 def test_describe_files_of_the_day(tmp_path):
     events = tmp_path / "events"
     for rel, size in (("dt=2026-11-25/b.parquet", 30), ("dt=2026-11-25/a.parquet", 7),
@@ -81,6 +87,7 @@ def test_describe_files_of_the_day(tmp_path):
         assert_that(described, equal_to([expected]))
 
 
+@pytest.mark.functions
 def test_describe_a_missing_partition(tmp_path):
     events = tmp_path / "events"
     (events / "dt=2026-11-26").mkdir(parents=True)
@@ -92,6 +99,7 @@ def test_describe_a_missing_partition(tmp_path):
         "total_bytes": 2}
 
 
+@pytest.mark.composites
 def test_describe_bigquery():
     expected = {
         "kind": "bigquery", "events": "bq://demo-project.events.events",
@@ -106,6 +114,7 @@ def test_describe_bigquery():
         assert_that(described, equal_to([expected]))
 
 
+@pytest.mark.functions
 def test_the_clock_is_read_while_the_pipeline_runs(tmp_path):
     """Building the transform reads no clock and lists no file."""
     calls = []
@@ -120,6 +129,7 @@ def test_the_clock_is_read_while_the_pipeline_runs(tmp_path):
     _ = pipeline | "Files" >> provenance.DescribeInput(str(tmp_path / "absent"), SEOUL_DAY)
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("events,message", [
     ("", "events is required"),
     ("bq://demo-project.events", "is not a BigQuery table"),

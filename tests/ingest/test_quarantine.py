@@ -155,6 +155,7 @@ def expected_shard_of(event_id, num_shards):
     return int(shard_ids(pa.array([event_id]), num_shards)[0])
 
 
+@pytest.mark.composites
 @pytest.mark.parametrize("num_shards", [1, 3])
 def test_check_events_accounts_for_every_row(num_shards):
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
@@ -181,6 +182,7 @@ def test_check_events_accounts_for_every_row(num_shards):
         assert len(by_shard) > 1
 
 
+@pytest.mark.composites
 def test_duplicates_split_across_batches_meet_in_one_shard():
     """The same id in five batches (each copy alone in its batch): one row survives,
     the one with the smallest timestamp, whatever the batch order."""
@@ -196,6 +198,7 @@ def test_duplicates_split_across_batches_meet_in_one_shard():
         assert_that(out["quarantine"], equal_to([]), label="Quarantine")
 
 
+@pytest.mark.composites
 def test_empty_day_gives_one_all_zero_tally():
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
         out = {"batches": p | "Batches" >> beam.Create([]),
@@ -209,6 +212,7 @@ def test_empty_day_gives_one_all_zero_tally():
         assert_that(out["quarantine"], equal_to([]), label="Quarantine")
 
 
+@pytest.mark.functions
 def test_num_shards_is_checked_at_construction():
     with pytest.raises(ValueError, match="^--dedup_shards=-1 must be 'auto' or a whole number "
                                          ">= 1$"):
@@ -219,6 +223,7 @@ def test_num_shards_is_checked_at_construction():
 
 # The literal day has 10 checked valid rows (7 kept + 3 duplicates) before de-duplication:
 # auto with 2 rows a shard gives 5 shards, with the default a single one.
+@pytest.mark.composites
 @pytest.mark.parametrize("requested,max_rows,resolved", [
     (1, 1_000_000, 1), (7, 2, 7), (0, 2, 5), (0, 1_000_000, 1), (0, 3, 4)])
 def test_shard_counts_fixed_or_auto_give_the_same_rows(requested, max_rows, resolved):
@@ -239,6 +244,7 @@ def test_shard_counts_fixed_or_auto_give_the_same_rows(requested, max_rows, reso
         assert len({expected_shard_of(v[0], resolved) for v in VALID}) > 2
 
 
+@pytest.mark.composites
 def test_an_empty_day_resolves_auto_to_one_shard():
     with test_pipeline.TestPipeline(runner=RUNNER) as p:
         out = {"batches": p | "Batches" >> beam.Create([]),
@@ -248,6 +254,7 @@ def test_an_empty_day_resolves_auto_to_one_shard():
 
 # ---------------------------------------------------------------------------- quarantine pieces
 
+@pytest.mark.functions
 def test_quarantine_bucket_is_stable_and_in_range():
     assert quarantine_bucket("a line", 1) == 0
     buckets = [quarantine_bucket(f"line {i}", 5) for i in range(200)]
@@ -256,6 +263,7 @@ def test_quarantine_bucket_is_stable_and_in_range():
     assert quarantine_bucket("line 0", 5) == int(hashlib.sha1(b"line 0").hexdigest()[:16], 16) % 5
 
 
+@pytest.mark.composites
 def test_group_quarantine_keeps_every_line_in_stable_pieces():
     lines = [f'{{"i": {i % 13}}}' for i in range(40)]   # with repeats: every copy stays
     counts = dict(empty_tally(), rows_quarantined=len(lines))
@@ -271,6 +279,7 @@ def test_group_quarantine_keeps_every_line_in_stable_pieces():
 
 # ---------------------------------------------------------------------------- tier 1: tallies
 
+@pytest.mark.functions
 def test_empty_tally():
     assert empty_tally() == {"rows_read": 0, "out_of_span": 0, "rows_quarantined": 0,
                              "duplicates_dropped": 0, "rows_valid": 0,
@@ -284,6 +293,7 @@ def test_empty_tally():
     assert empty_tally()["quarantined_by_reason"] == {}
 
 
+@pytest.mark.functions
 def test_merge_tallies_sums_counts_and_reasons():
     a = dict(empty_tally(), rows_read=10, out_of_span=1, rows_quarantined=3,
              quarantined_by_reason={"negative_price": 1, "bad_properties": 2})
@@ -301,6 +311,7 @@ def test_merge_tallies_sums_counts_and_reasons():
     assert a["quarantined_by_reason"] == {"negative_price": 1, "bad_properties": 2}
 
 
+@pytest.mark.functions
 def test_merge_tallies_keeps_one_anomaly_per_feature():
     x = {"feature": "platform", "severity": "ERROR", "description": "first"}
     y = {"feature": "platform", "severity": "ERROR", "description": "second"}
@@ -311,11 +322,13 @@ def test_merge_tallies_keeps_one_anomaly_per_feature():
     assert merged["input_anomalies"] == [z, x]
 
 
+@pytest.mark.functions
 def test_merge_of_nothing_is_the_empty_tally():
     assert merge_tallies([]) == empty_tally()
     assert merge_tallies([empty_tally(), empty_tally()]) == empty_tally()
 
 
+@pytest.mark.functions
 def test_missing_column_anomalies():
     assert missing_column_anomalies(MISSING) == ANOMALIES
     assert missing_column_anomalies([]) == []

@@ -22,6 +22,8 @@ from schemas import contract
 from transforms.common.span import day_span
 from transforms.ingest import read
 
+pytestmark = pytest.mark.functions
+
 UTC = dt.timezone.utc
 SEOUL_DAY = day_span(dt.date(2026, 11, 26), "Asia/Seoul")
 

@@ -37,6 +37,7 @@ def _batch(columns: dict) -> pa.RecordBatch:
 # ---------------------------------------------------------------- stats_batch
 
 
+@pytest.mark.functions
 def test_stats_batch_types_and_values():
     valid = _batch({
         "event_id": ["e1", "e2", "e3"],
@@ -77,6 +78,7 @@ def test_stats_batch_types_and_values():
     assert "alice" not in repr(got)
 
 
+@pytest.mark.functions
 def test_stats_batch_columns_are_exactly_the_schema_features():
     schema = day_files.load_schema(SCHEMA_PATH)
     out = stats_batch(pa.RecordBatch.from_pylist([], schema=contract.arrow_schema()))
@@ -84,11 +86,13 @@ def test_stats_batch_columns_are_exactly_the_schema_features():
     assert out.schema.names == [f.name for f in schema.feature]
 
 
+@pytest.mark.functions
 def test_user_buckets_all_null_and_empty():
     assert validation.user_buckets(pa.array([None, None], pa.string())).to_pylist() == [None, None]
     assert validation.user_buckets(pa.array([], pa.string())).to_pylist() == []
 
 
+@pytest.mark.functions
 def test_user_buckets_same_id_same_bucket_across_calls():
     first = validation.user_buckets(pa.array(["u1", "u2", None, "u1"])).to_pylist()
     second = validation.user_buckets(pa.array(["u2", "u1"])).to_pylist()
@@ -97,6 +101,7 @@ def test_user_buckets_same_id_same_bucket_across_calls():
     assert first[2] is None
 
 
+@pytest.mark.functions
 def test_stats_batches_by_source_cuts_to_environment_features():
     schema = day_files.load_schema(SCHEMA_PATH)
     features = {source: validation.environment_features(schema, env)
@@ -126,6 +131,7 @@ def _ids(n):
     return pa.array([f"evt-{i:08d}" for i in range(n)])
 
 
+@pytest.mark.functions
 def test_sample_mask_deterministic_and_batch_independent():
     ids = _ids(10_000)
     whole = sample_mask(ids, 0.5, seed=7)
@@ -137,6 +143,7 @@ def test_sample_mask_deterministic_and_batch_independent():
     assert (whole != sample_mask(ids, 0.5, seed=8)).sum() > 4000
 
 
+@pytest.mark.functions
 def test_sample_mask_fractions():
     ids = _ids(10_000)
     assert abs(sample_mask(ids, 0.5, seed=0).sum() - 5000) < 250
@@ -167,11 +174,13 @@ ERROR = {"feature": "price", "severity": "ERROR", "description": "drift", "envir
 WARNING = {"feature": "price", "severity": "WARNING", "description": "meh", "environment": "CLIENT"}
 
 
+@pytest.mark.functions
 def test_gate_clean_day():
     assert gate_decision(_counts(), [WARNING], 0.05, False) == {
         "blessed": True, "overridden": False, "reasons": []}
 
 
+@pytest.mark.functions
 def test_gate_each_reason():
     assert gate_decision(_counts(rows_valid=0), [], 0.05, False) == {
         "blessed": False, "overridden": False, "reasons": [EMPTY_DAY]}
@@ -189,6 +198,7 @@ def test_gate_each_reason():
         ANOMALIES, QUARANTINE_FRACTION]
 
 
+@pytest.mark.functions
 def test_gate_threshold_is_strictly_under():
     # 50 of 1000 in span (100 out of span not counted) is exactly 0.05: not under.
     at = _counts(rows_read=1100, out_of_span=100, rows_quarantined=50)
@@ -200,6 +210,7 @@ def test_gate_threshold_is_strictly_under():
     assert gate_decision(_counts(rows_quarantined=0), [], 0.0, False)["blessed"] is False
 
 
+@pytest.mark.functions
 def test_gate_override():
     assert gate_decision(_counts(rows_quarantined=100), [ERROR], 0.05, True) == {
         "blessed": True, "overridden": True, "reasons": [ANOMALIES, QUARANTINE_FRACTION]}
@@ -211,6 +222,7 @@ def test_gate_override():
         "blessed": False, "overridden": False, "reasons": [EMPTY_DAY]}
 
 
+@pytest.mark.functions
 def test_gate_rejects_incomplete_counts():
     with pytest.raises(ValueError, match="input_anomalies"):
         gate_decision({"rows_read": 1, "out_of_span": 0, "rows_quarantined": 0,
@@ -221,6 +233,7 @@ def test_gate_rejects_incomplete_counts():
 # ---------------------------------------------------------------- schema
 
 
+@pytest.mark.functions
 def test_schema_environments_and_domains():
     schema = day_files.load_schema(SCHEMA_PATH)
     assert list(schema.default_environment) == ["CLIENT", "SERVER"]
@@ -243,6 +256,7 @@ def test_schema_environments_and_domains():
         assert features[name].presence.min_fraction == 1.0
 
 
+@pytest.mark.functions
 def test_schema_environment_features_and_drift():
     schema = day_files.load_schema(SCHEMA_PATH)
     everything = [f.name for f in schema.feature]
@@ -269,6 +283,7 @@ def _write_summary(output_dir, day, blessed, overridden=None):
         json.dump(summary, handle)
 
 
+@pytest.mark.functions
 def test_find_previous_blessed(tmp_path):
     assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 10)) is None
     _write_summary(tmp_path, "2024-05-07", True)
@@ -282,6 +297,7 @@ def test_find_previous_blessed(tmp_path):
     assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 7)) is None
 
 
+@pytest.mark.functions
 def test_find_previous_blessed_skips_overridden_days(tmp_path):
     """A day blessed only through --allow_anomalies is never a drift baseline."""
     _write_summary(tmp_path, "2024-05-06", True, overridden=False)
@@ -293,6 +309,7 @@ def test_find_previous_blessed_skips_overridden_days(tmp_path):
     assert day_files.find_previous_blessed(str(tmp_path), dt.date(2024, 5, 9)) is None
 
 
+@pytest.mark.functions
 def test_tfrecord_round_trips_through_tfdv(tmp_path):
     import tensorflow_data_validation as tfdv
 
@@ -304,6 +321,7 @@ def test_tfrecord_round_trips_through_tfdv(tmp_path):
     assert tfdv.load_statistics(str(path)) == stats
 
 
+@pytest.mark.functions
 def test_anomalies_text_round_trips(tmp_path):
     import tensorflow_data_validation as tfdv
 
@@ -320,6 +338,7 @@ def test_anomalies_text_round_trips(tmp_path):
                                           "server": "anomalies_server.pbtxt"}
 
 
+@pytest.mark.functions
 def test_anomaly_dicts():
     anomalies = anomalies_pb2.Anomalies()
     info = anomalies.anomaly_info["price"]
@@ -335,6 +354,7 @@ def test_anomaly_dicts():
 # ---------------------------------------------------------------- ValidateDay options
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("kwargs, message", [
     ({"max_quarantine_fraction": 1.5}, "--max_quarantine_fraction"),
     ({"max_quarantine_fraction": -0.1}, "--max_quarantine_fraction"),
@@ -424,6 +444,7 @@ def _summary(output_dir, day):
 DAY = dt.date(2024, 5, 2)
 
 
+@pytest.mark.composites
 def test_validate_day_blesses_a_clean_day(tmp_path):
     import tensorflow_data_validation as tfdv
 
@@ -467,6 +488,7 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     assert "BLESSED" in page and "hour_of_day" in page
 
 
+@pytest.mark.composites
 def test_validate_day_refuses_an_empty_day(tmp_path):
     valid = pa.RecordBatch.from_pylist([], schema=contract.arrow_schema())
     counts = {"rows_read": 5, "out_of_span": 5, "rows_quarantined": 0, "quarantined_by_reason": {},
@@ -487,6 +509,7 @@ def test_validate_day_refuses_an_empty_day(tmp_path):
         "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
 
 
+@pytest.mark.composites
 def test_validate_day_refuses_unknown_names_and_high_quarantine(tmp_path):
     valid = _make_day(DAY, 2000, seed=2, unknown_name_share=0.05)
     counts = _day_counts(valid, rows_quarantined=400)
@@ -507,6 +530,7 @@ def test_validate_day_refuses_unknown_names_and_high_quarantine(tmp_path):
     assert "new_fancy_event" in summary["anomalies"][1]["description"]
 
 
+@pytest.mark.composites
 def test_validate_day_refuses_an_input_anomaly(tmp_path):
     valid = _make_day(DAY, 2000, seed=3)
     counts = {**_day_counts(valid), "input_anomalies": [
@@ -519,6 +543,7 @@ def test_validate_day_refuses_an_input_anomaly(tmp_path):
                                      "description": "column missing from the files"}]
 
 
+@pytest.mark.composites
 def test_validate_day_drift_against_last_blessed_day(tmp_path):
     # The previous day, blessed, its statistics from a seeded half sample.
     before = DAY - dt.timedelta(days=1)
@@ -572,6 +597,7 @@ def test_validate_day_drift_against_last_blessed_day(tmp_path):
     assert len(summary["anomalies"]) == 2
 
 
+@pytest.mark.functions
 def test_gate_anomalies_name_the_gate_reasons_in_words():
     counts = {"rows_read": 1000, "out_of_span": 0, "rows_quarantined": 300,
               "quarantined_by_reason": {"negative_price": 20, "unknown_event_name": 280},
@@ -588,6 +614,7 @@ def test_gate_anomalies_name_the_gate_reasons_in_words():
          "description": "empty day: 0 rows read, 0 valid; usually an upstream outage"}]
 
 
+@pytest.mark.composites
 def test_an_overridden_day_is_not_the_next_days_baseline(tmp_path):
     """A blessed normally, B (prices x1000) blessed only through allow_anomalies, C (normal
     prices) validated against A: blessed, previous_blessed_date A. Against B it would
@@ -609,6 +636,7 @@ def test_an_overridden_day_is_not_the_next_days_baseline(tmp_path):
             summary["previous_blessed_date"]) == (True, False, [], "2024-05-02")
 
 
+@pytest.mark.functions
 def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monkeypatch):
     """validate_day, refusing an empty day that was published and blessed before: the old
     summary.json is gone when the withdrawal runs, every kind but the quarantine loses

@@ -107,8 +107,6 @@ def published_names(day, run_id):
 
 
 # Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
-pytestmark = pytest.mark.functions
-
 @pytest.fixture(params=["local", "fakeobj"])
 def day(request, tmp_path, monkeypatch):
     """A day folder on the local disk or on the fake object store, faults injectable."""
@@ -123,6 +121,7 @@ def day(request, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------- names and run ids
 
+@pytest.mark.functions
 def test_piece_file_names_and_run_ids():
     assert piece_file_name("edges", "R", 3, 0, ".tfrecord.gz") == "edges-R-00003-000.tfrecord.gz"
     assert piece_file_name("quarantine", "R", "0a1b", 12, ".jsonl.gz") == \
@@ -133,6 +132,7 @@ def test_piece_file_names_and_run_ids():
     assert a != b and len(a) == len("20261126T010203Z-0123abcd") and "/" not in a
 
 
+@pytest.mark.functions
 def test_unknown_format_and_bad_target_are_refused():
     with pytest.raises(ValueError, match="^unknown file format 'csv'"):
         PublishFileSets("/tmp/x", {}, fmt="csv")
@@ -142,6 +142,7 @@ def test_unknown_format_and_bad_target_are_refused():
 
 # ---------------------------------------------------------------------- writing in pieces
 
+@pytest.mark.functions
 @pytest.mark.parametrize("fmt", ["tfrecord", "parquet", "jsonl"])
 def test_one_file_per_chunk_with_a_tiny_target(tmp_path, fmt):
     data = lines("v", 100) if fmt == "jsonl" else edges("v", 100)
@@ -168,6 +169,7 @@ def read_back(folder, records, fmt):
     return out
 
 
+@pytest.mark.functions
 @pytest.mark.parametrize("fmt", ["tfrecord", "parquet", "jsonl"])
 def test_files_are_cut_when_they_reach_the_target_size(tmp_path, fmt):
     data = lines("v", 3000) if fmt == "jsonl" else edges("v", 3000)
@@ -184,6 +186,7 @@ def test_files_are_cut_when_they_reach_the_target_size(tmp_path, fmt):
     assert read_back(tmp_path, records, fmt) == (data if fmt == "jsonl" else data.to_pylist())
 
 
+@pytest.mark.functions
 def test_no_whole_file_is_encoded_at_once(tmp_path, monkeypatch):
     """A piece of 1,000 rows written with chunks of 64 is encoded 64 rows at a time, into
     one file, and Parquet row groups hold 64 rows."""
@@ -204,6 +207,7 @@ def test_no_whole_file_is_encoded_at_once(tmp_path, monkeypatch):
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [64] * 15 + [40]
 
 
+@pytest.mark.functions
 def test_a_piece_without_rows_writes_no_file(tmp_path):
     assert list(write_piece(str(tmp_path), "R", "parquet", "p", 0, edges("v", 0), 1)) == []
     assert list(write_piece(str(tmp_path), "R", "jsonl", "q", "k", [], 1)) == []
@@ -212,6 +216,7 @@ def test_a_piece_without_rows_writes_no_file(tmp_path):
 
 # ---------------------------------------------------------------------- the publish step
 
+@pytest.mark.functions
 def test_manifest_lists_every_file_with_rows_and_bytes(day):
     manifest = publish_run(day, NEW, "new")
     assert raw(f"{day}/{SUCCESS}") == f"{NEW}\n".encode()
@@ -237,6 +242,7 @@ def test_manifest_lists_every_file_with_rows_and_bytes(day):
     assert listing(day) == published_names(day, NEW)
 
 
+@pytest.mark.functions
 def test_readers_need_success(day):
     with pytest.raises(FileNotFoundError, match=f"^{day} has no _SUCCESS: no day is published"):
         published_files(day, "edges")
@@ -248,6 +254,7 @@ def test_readers_need_success(day):
         published_files(day, "nodes")
 
 
+@pytest.mark.functions
 def test_a_new_run_replaces_the_old_day_whole(day):
     publish_run(day, OLD, "old")
     assert reader_view(day) == expected_view("old")
@@ -257,6 +264,7 @@ def test_a_new_run_replaces_the_old_day_whole(day):
     assert not any(OLD in name for name in listing(day))
 
 
+@pytest.mark.functions
 def test_the_same_step_twice_gives_the_same_folder(day):
     publish_run(day, OLD, "old")
     records = write_run(day, NEW, "new")
@@ -279,6 +287,7 @@ def content(day, name):
     return raw(f"{day}/{name}")
 
 
+@pytest.mark.functions
 def test_two_concurrent_runs_of_the_same_step_and_a_reader(day):
     publish_run(day, OLD, "old")
     records = write_run(day, NEW, "new")
@@ -326,6 +335,7 @@ def clear(day):
         FileSystems.delete([day])
 
 
+@pytest.mark.functions
 def test_a_crash_anywhere_leaves_one_whole_day_and_a_rerun_finishes_it(day):
     total = count_operations(day)
     kinds = {kind for kind, _ in FakeObjectStore.log}
@@ -350,6 +360,7 @@ def test_a_crash_anywhere_leaves_one_whole_day_and_a_rerun_finishes_it(day):
         assert not any(OLD in name for name in listing(day)), k
 
 
+@pytest.mark.functions
 def test_after_a_crash_a_fresh_run_also_ends_with_one_whole_day(day):
     publish_run(day, OLD, "old")
     FakeObjectStore.inject(5)
@@ -362,6 +373,7 @@ def test_after_a_crash_a_fresh_run_also_ends_with_one_whole_day(day):
     assert listing(day) == published_names(day, third)
 
 
+@pytest.mark.functions
 def test_a_reader_whose_files_vanish_starts_again_from_success(day):
     publish_run(day, OLD, "old")
     calls = []
@@ -380,6 +392,7 @@ def test_a_reader_whose_files_vanish_starts_again_from_success(day):
 
 # ---------------------------------------------------------------------- directory trees
 
+@pytest.mark.functions
 def test_publish_tree_copies_a_saved_model_under_a_run_prefix(day, tmp_path):
     model = tmp_path / "saved_model"
     (model / "variables").mkdir(parents=True)
@@ -412,8 +425,8 @@ GATE = {"rows_read": 10, "rows_valid": 7, "rows_quarantined": 1, "duplicates_dro
         "out_of_span": 1, "blessed": True, "overridden": False, "anomalies": []}
 
 
-@pytest.mark.parametrize("where", ["local", "fakeobj"])
 @pytest.mark.composites
+@pytest.mark.parametrize("where", ["local", "fakeobj"])
 def test_publish_file_sets_under_a_pipeline(tmp_path, where):
     FakeObjectStore.reset()
     final = str(tmp_path / "validated" / "dt=2026-11-26") if where == "local" else \

@@ -20,8 +20,6 @@ KINDS = ("validated", "cooccurrence", "examples/skipgram", "features/user", "qua
 
 
 # Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
-pytestmark = pytest.mark.functions
-
 @pytest.fixture(params=["local", "fakeobj"])
 def out(request, tmp_path):
     if request.param == "local":
@@ -56,6 +54,7 @@ def success(out, kind, day):
 # ---------------------------------------------------------------------- LATEST
 
 
+@pytest.mark.functions
 def test_latest_follows_the_newest_published_day_and_a_backfill_leaves_it(out):
     assert read_latest(f"{out}/cooccurrence") == ""
     publish(out, "cooccurrence", "2026-11-25")
@@ -81,6 +80,7 @@ def test_latest_follows_the_newest_published_day_and_a_backfill_leaves_it(out):
     assert not FileSystems.exists(f"{final}/{LATEST}")
 
 
+@pytest.mark.functions
 def test_latest_is_written_after_success(out):
     """A reader following LATEST never finds a day without _SUCCESS: LATEST is written
     after the day's _SUCCESS."""
@@ -96,6 +96,7 @@ def test_latest_is_written_after_success(out):
 # ---------------------------------------------------------------------- withdraw_day
 
 
+@pytest.mark.functions
 def test_withdraw_day_unpublishes_every_kind_but_the_quarantine(out):
     for kind in KINDS:
         publish(out, kind, "2026-11-25")
@@ -117,6 +118,7 @@ def test_withdraw_day_unpublishes_every_kind_but_the_quarantine(out):
     assert withdraw_day(out, "2026-11-26") == []
 
 
+@pytest.mark.functions
 def test_withdraw_day_moves_latest_back_only_when_it_names_the_day(out):
     publish(out, "validated", "2026-11-24")
     publish(out, "validated", "2026-11-26")
@@ -136,6 +138,7 @@ def test_withdraw_day_moves_latest_back_only_when_it_names_the_day(out):
     assert latest_raw(out, "validated") == "2026-11-23\n"
 
 
+@pytest.mark.functions
 def test_a_crash_inside_withdraw_day_then_a_rerun_ends_withdrawn(out):
     """A crash at any write, rename or delete of withdraw_day never leaves LATEST naming a
     day without _SUCCESS, and running it again (the gate's rerun) ends with the day
@@ -170,6 +173,7 @@ def test_a_crash_inside_withdraw_day_then_a_rerun_ends_withdrawn(out):
     assert not crashed and k > 2
 
 
+@pytest.mark.functions
 def test_withdraw_day_on_an_empty_output_dir(out):
     assert withdraw_day(out, "2026-11-26") == []
 

@@ -13,6 +13,7 @@ import zipfile
 import pytest
 
 from tests.helpers.paths import ROOT
+from tests.helpers.tiers import tier_problems
 
 pytestmark = pytest.mark.functions
 
@@ -288,3 +289,18 @@ def test_the_wheel_ships_every_package_folder(tmp_path):
     folders = {os.path.dirname(os.path.relpath(path, ROOT)).replace(os.sep, "/")
                for module, path in SHIPPED_MODULES.items() if path.endswith("__init__.py")}
     assert folders and folders <= shipped, sorted(folders - shipped)
+
+
+class _Item:
+    def __init__(self, nodeid, *marks):
+        self.nodeid, self._marks = nodeid, [pytest.Mark(m, (), {}) for m in marks]
+
+    def iter_markers(self):
+        return iter(self._marks)
+
+
+def test_the_tier_check_refuses_a_test_with_no_tier_or_two():
+    assert tier_problems([_Item("a::one", "functions"), _Item("a::none", "parametrize"),
+                          _Item("a::two", "functions", "jobs"),
+                          _Item("a::again", "jobs", "jobs")]) == [
+        "a::none: tier markers none", "a::two: tier markers ['functions', 'jobs']"]
