@@ -7,17 +7,10 @@ python -m beam_jobs.features (--events=... | --validated_events=DIR/validated) \
     --run_date=YYYY-MM-DD --output_dir=DIR (--user_id_salt_file=F | --user_id_salt_secret=S) \
     [split, features and Beam options]
 
-Outputs (each folder published by its own _SUCCESS):
-  <output_dir>/features/_daily/dt=<run_date>/   partials, Parquet file sets articles, users
-  <output_dir>/features/<entity>/dt=<run_date>/ (entity: articles, users)
-      transform-<run_id>/{transform_fn, transformed_metadata, metadata}   (file set transform;
-          tft.TFTransformOutput of that folder; transforms.features.stage.transform_output_dir
-          finds it)
-      train-*.tfrecord.gz, eval-*.tfrecord.gz   transformed tf.train.Example (GZIP)
-      stats_{train,eval}.tfrecord, anomalies_{train,eval}.pbtxt, stats.html, summary.json
-          (file set stats)
-      manifest.json, _SUCCESS
-The stage is transforms/features/ (docs/features.md); this module holds the job.
+Publishes <output_dir>/features/_daily/dt=<run_date>/ (the partials) and
+<output_dir>/features/<entity>/dt=<run_date>/ (entity: articles, users); what each
+holds: docs/features.md#outputs. The stage is transforms/features/; this module holds
+the job.
 """
 
 from typing import List, Optional

@@ -2,7 +2,7 @@
 
 Raw feature rows (what tf.Transform analyses, and what serving parses with
 TFTransformOutput.raw_feature_spec()) and the transformed features the
-preprocessing_fns (transforms/preprocessing.py) output. The reviewed schema of the
+preprocessing_fns (transforms/features/preprocessing.py) output. The reviewed schema of the
 transformed features is schemas/features_schema.pbtxt (environments ARTICLES and
 USERS); tests keep the two in step.
 """

@@ -1,52 +1,15 @@
 """A tf.data reader of published training examples: <output_dir>/examples/<kind>/dt=D/.
 
-Days are found the way every reader of this suite finds them: a day is published when
-its folder holds _SUCCESS; _SUCCESS names the run, the run's manifest lists the files
-(transforms/publish.py). Nothing here globs data files.
-
-Two steps, so that the days can be checked (and the vocabulary sized) before TensorFlow
-builds anything:
+Days are found through _SUCCESS and the run's manifest, never a glob
+(transforms/publishing/readers.py). Two steps, so that the days are checked (and the
+vocabulary sized) before TensorFlow builds anything:
 
     days = open_days("gs://bucket/out", "skipgram")            # checks, no TensorFlow
-    model = build_model(vocab_size=days.vocab_size)
     train = days.dataset(batch_size=4096, seed=7)              # tf.data.Dataset
 
-or in one call, `make_dataset(output_dir, kind, ...)`.
-
-Which days (`days=None`):
-  * split="train": the last `last_n_days` published days (up to `until`, default the
-    newest published day);
-  * split="eval": the newest published day's eval only. With the time split
-    (--eval_split=time, the default) a day's eval file set holds the day's LAST hours:
-    the eval hours of an older day come before the training hours of every newer day,
-    so evaluating on them after training on newer days would score the model on the
-    past it was trained after. Pass `days=` explicitly to evaluate on other days.
-
-What is refused (ValueError naming the day and the reason):
-  * a requested day without _SUCCESS (never finished, or withdrawn);
-  * a day whose manifest's validation is not blessed, or blessed by an operator's
-    override (--allow_anomalies), unless `allow_unblessed=True`;
-  * days whose article indexes disagree: days written with different index versions
-    are read together only when the newest version's parent chain (the `parent` links
-    of <output_dir>/article_index/v=NNNNNN/manifest.json, followed through _SUCCESS)
-    reaches every other day's version, with the same vocab_size the store records. The
-    index is append-only, so along one chain an article keeps its index;
-  * days whose feature specs, or skip-gram negatives per pair, differ;
-  * a listed file whose size differs from the manifest's (always checked: one listing
-    per day) or, with verify_crc32c=True, whose CRC32C differs (reads every byte).
-
-What a batch holds:
-  * skipgram: records are flattened into pairs, so a batch is `batch_size` pairs:
-    {"target": int64 [B], "context": int64 [B], "negatives": int64 [B, n]}, n the
-    manifests' skipgram_negatives;
-  * sequences, ranking: tf.io.parse_sequence_example of `batch_size` records:
-    {"context": {name: [B] (or [B, k])}, "sequence": {name: [B, T] padded with 0 or b""},
-     "lengths": {name: int64 [B]}}.
-
-The vocabulary: `days.vocabulary()` is (article ids, indexes) of the article index
-version the days were written with, <output_dir>/article_index/v=NNNNNN
-(`index_store.version_dir`), read by `transforms.publishing.readers.load_index`; where
-the days name several versions of one chain, the newest, which holds every older one.
+or in one call, `make_dataset(output_dir, kind, ...)`. Which days are read, what is
+refused (a ValueError naming the day and why), what a batch holds and how shuffling
+works: docs/reader.md.
 
 The tf.data building and the feature specs are training/dataset.py; their public names
 (AUTOTUNE, SKIPGRAM_CHUNK_PAIRS, MAX_FILES_AT_ONCE, SEQUENCE_CHUNK_RECORDS,
@@ -136,7 +99,7 @@ class ExampleDays:
     def dataset(self, batch_size: int = 256, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                 seed: Optional[int] = None, num_parallel_reads: int = AUTOTUNE,
                 drop_remainder: bool = False, deterministic: bool = True):
-        """The days' examples, parsed and batched (see the module docstring for shapes).
+        """The days' examples, parsed and batched (shapes: docs/reader.md#batches).
 
         shuffle_buffer: about how many examples a shuffle mixes (0: no shuffling; the
         files are then read in day order, each file's records in order, interleaved
@@ -159,7 +122,7 @@ class ExampleDays:
         """(article ids, indexes) of the article index version the days were written
         with (`index_version`, the newest of theirs): a pyarrow string array and an
         int64 numpy array, position by position, read from
-        <output_dir>/article_index/v=NNNNNN (see the module docstring)."""
+        <output_dir>/article_index/v=NNNNNN (docs/reader.md#the-vocabulary)."""
         return load_index(index_store.version_dir(self.output_dir, self.index_version))
 
 
@@ -176,7 +139,7 @@ def kind_dir(output_dir: str, kind: str) -> str:
 def default_days(output_dir: str, kind: str, split: str = "train", last_n_days: int = 7,
                  until: Optional[str] = None) -> List[str]:
     """train: the last `last_n_days` published days up to `until` (default: all);
-    eval: the newest published day up to `until` only (see the module docstring)."""
+    eval: the newest published day up to `until` only (why: docs/reader.md#which-days)."""
     _check_split(split)
     if last_n_days < 1:
         raise ValueError(f"last_n_days={last_n_days} must be >= 1")
@@ -194,7 +157,7 @@ def open_days(output_dir: str, kind: str, split: str = "train",
               days: Optional[Iterable] = None, last_n_days: int = 7,
               until: Optional[str] = None, allow_unblessed: bool = False,
               verify_crc32c: bool = False) -> ExampleDays:
-    """Find and check the days to read (no TensorFlow). See the module docstring."""
+    """Find and check the days to read (no TensorFlow; refusals: docs/reader.md#refusals)."""
     _check_split(split)
     root = kind_dir(output_dir, kind)
     names = default_days(output_dir, kind, split, last_n_days, until) if days is None \
@@ -315,7 +278,7 @@ def index_chain(output_dir: str, version: int) -> Dict[int, Dict]:
 
 
 def check_index_versions(output_dir: str, kind: str, days: Sequence[PublishedDay]) -> None:
-    """Refuse days whose article indexes disagree (see the module docstring)."""
+    """Refuse days whose article indexes disagree (docs/reader.md#refusals)."""
     by_version: Dict[int, PublishedDay] = {}
     for day in days:
         seen = by_version.setdefault(day.index_version, day)

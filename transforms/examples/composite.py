@@ -2,25 +2,14 @@
 next-article sequences and ranking lists, split into train and eval, with pseudonymous
 user ids and the article index's integer ids.
 
-How it runs, every shuffle keyed by the data:
-  1. the valid impression and interaction rows are sharded by a stable hash of the user
-     (shard count ceil(rows / --max_rows_per_shard), counted while the pipeline runs),
-     so a user shard holds whole users;
-  2. each user shard asks the article partitions (a hash of the article id) for the
-     indexes of its own distinct articles only, and gets them back keyed by the shard:
-     no element or side input holds the catalogue;
-  3. a user shard then builds its sessions with the graph's rules (transforms/sessions.py;
-     --session_gap_minutes, the caps when set), cut at the split boundary, and encodes
-     its sequences and ranking lists; its skip-gram positions go on to
-  4. the skip-gram step, which takes two side inputs: the articles whose subsampling
-     probability is below 1 (at most 1 / (t * 2.618) of them: 382 at t = 1e-3) and the
-     negative sampler (every interacted article of the day with its count^0.75 and region:
-     16 bytes per article per table, about 320 MB at 10^7 interacted articles);
-  5. every record gets a seeded hash key; files per (kind, split) follow the bytes
-     (ceil(bytes / --target_shard_mb)), each record goes to file key % N and a file's
-     records are written in key order, so a reader never sees one user at a time.
-Every draw is a function of (--examples_seed, run_date, a stable key of what is drawn):
-reruns, any shard count and any number of workers write the same records.
+Every shuffle is keyed by the data: whole users go to user shards, each shard asks the
+article partitions for its own articles' indexes only, builds its sessions with the
+graph's rules (transforms/graph/sessions.py) and encodes its records; files per kind and
+split follow the bytes. No element or side input holds the catalogue
+(docs/examples.md#how-the-stage-scales; the skip-gram step's two side inputs and their
+bounds: docs/scale.md#side-inputs-of-the-examples). Every draw is a function of
+(--examples_seed, run_date, a stable key of what is drawn): reruns, any shard count and
+any number of workers write the same records.
 """
 
 

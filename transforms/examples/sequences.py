@@ -1,6 +1,6 @@
 """Next-article sequences: one tf.train.SequenceExample per browsing session.
 
-Input is one user shard's sessionised positions (transforms/sessions.py
+Input is one user shard's sessionised positions (transforms/graph/sessions.py
 session_runs); the last position of a session is the label, the earlier ones
 the sequence. Plain functions on numpy / Arrow arrays; the Beam stage calls them.
 """

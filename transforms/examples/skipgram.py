@@ -1,6 +1,6 @@
 """item2vec skip-gram examples, as plain functions on numpy arrays.
 
-The day's collapsed sessions (transforms/sessions.py) give positions: one
+The day's collapsed sessions (transforms/graph/sessions.py) give positions: one
 article per position, sessions contiguous and in order. Then, for a shard of
 positions:
 
@@ -20,9 +20,9 @@ positions:
    context.
 5. Records (`pack_records`): pairs in a seeded order, cut into tf.train.Example
    records of parallel int64 lists target, context, negatives (row-major), encoded
-   by transforms/example_proto.py (no TensorFlow here).
+   by transforms/examples/example_proto.py (no TensorFlow here).
 
-Every draw goes through transforms/draws.py: a pure function of the seed, the run
+Every draw goes through transforms/examples/draws.py: a pure function of the seed, the run
 date, a purpose and stable keys of what is drawn.
 """
 

@@ -2,24 +2,10 @@
 window, and the raw feature rows tf.Transform analyses (plain functions, then the
 composites that shard them by entity).
 
-Windows (point in time). The split boundary B of a day is its end minus --eval_hours
-(elapsed time) with --eval_split=time, and its end with user_hash. Each day stores its
-partials in two parts: PART_BEFORE [start, B) and PART_FROM [B, end). With L =
---features_lookback_days and day k the k-th day before today (today k = 0):
-  train rows: the L days ending at today's boundary = day L's PART_FROM + days L-1..1
-              whole + today's PART_BEFORE; an article's age is taken at today's B;
-  eval rows:  the L days ending at today's end = days L-1..1 whole + today whole; age
-              at today's end.
-(L = 0: train = today's PART_BEFORE, eval = today whole.) A lookback day counts when
-its partials are published (features/_daily/dt=D/_SUCCESS) and its validation
-summary.json says blessed; any other is skipped and listed in the manifest.
-With user_hash, user rows follow the user's split (train: users outside eval, from the
-train window; eval: eval users, from the eval window); article rows are the windows.
-
-Partials merge by summing counts, OR of sold, the earliest article_created, the last
-value of each attribute by (event_timestamp, event_id), and per-user counts of event
-names, regions, platforms and categories (server events count for article attributes,
-never for users). Users are keyed by their pseudonym only.
+Each day stores its partials in two parts, PART_BEFORE [start, B) and PART_FROM
+[B, end), B the day's split boundary; train and eval rows merge the parts their window
+covers (window_membership), and partials merge by the rules of docs/features.md#windows
+and docs/features.md#daily-partials. Users are keyed by their pseudonym only.
 """
 
 import typing
@@ -54,7 +40,7 @@ _MAX_I64 = np.iinfo(np.int64).max
 
 def window_membership(days_back: int, part: int, lookback: int) -> Tuple[bool, bool]:
     """(in the train window, in the eval window) of part `part` of the day `days_back`
-    days before today (see the module docstring)."""
+    days before today (docs/features.md#windows)."""
     if days_back == 0:
         return part == F.PART_BEFORE, True
     if days_back < lookback:

@@ -1,20 +1,12 @@
 """The article co-occurrence graph as one composite: sessions, pair counts,
 weights, top-K neighbours, node attributes and the stable article index.
 
-Every shuffle is keyed by a shard of the data, and the number of shards is derived
-from the day's interaction rows while the pipeline runs (or given):
-  1. users are sharded by a stable hash, so a user shard holds whole users; each is
-     sessionised and its pairs counted over its own article dictionary, then sent on
-     as partial counts keyed by the article partition of the pair's source (hash of
-     the article id), with the shard's node partials (frequency, region counts);
-  2. an article partition merges its partial counts, gets every pair of its sources and
-     their marginals c(a) (before any filter), joins its articles with the known
-     article index, and sends each kept pair (a, b) to b's partition with c(a);
-  3. that partition then holds each kept edge of its sources with both marginals, and
-     weighs and ranks them. The only global values are the pair total per weight class
-     and the index's largest id (O(1) each), the new articles' splitters and cell counts.
-No element, accumulator or side input holds the catalogue: every array is sized by the
-rows of its element.
+Every shuffle is keyed by a shard of the data, and the number of shards is derived from
+the day's interaction rows while the pipeline runs (or given): user shards count their
+own pairs, article partitions merge them and get each source's marginals, and each
+kept pair is mirrored to its destination's partition, which weighs and ranks it. No
+element, accumulator or side input holds the catalogue: every array is sized by the
+rows of its element (docs/scale.md#how-the-graph-avoids-every-catalogue-sized-array).
 """
 
 import math

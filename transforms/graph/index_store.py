@@ -1,20 +1,14 @@
 """The versioned article index: <output_dir>/article_index/v=NNNNNN/ and CURRENT.
 
 An article's integer index is the same in every output of every day: the index is
-append-only (known articles keep theirs, new ones are appended after the largest index
-ever given, 0 stays reserved) and never forks:
-  * every version is published with the publishing protocol (file set "index" of
-    tf.train.Example (article_id, index), manifest.json with version, parent,
-    vocab_size, run_date; _SUCCESS) and is never withdrawn;
-  * CURRENT (6 digits and a newline) names the newest version;
-  * a run reads CURRENT while it runs (never at construction), extends that version,
-    and publishes version CURRENT + 1; right before publishing it checks that CURRENT
-    still names the version it started from, else it fails with a clear message (two
-    runs that overlap cannot both extend one version). A backfill of an old day after
-    newer days therefore extends the newest version and never reuses an index.
+append-only and never forks. Every version is published with the publishing protocol
+and never withdrawn; CURRENT (6 digits and a newline) names the newest. A run reads
+CURRENT while it runs (never at construction), extends that version, and right before
+publishing version CURRENT + 1 checks that CURRENT has not moved, else it fails
+(docs/graph.md#the-article-index-append-only-and-versioned).
 The check and the CURRENT write are two object operations, not one transaction: two
-runs that reach the publish step within the same instant could both pass the check;
-the launch jobName (one run at a time per job) is what rules that out in production.
+runs that reach the publish step within the same instant could both pass the check
+(docs/guarantees.md#not-guaranteed-yet).
 """
 
 import re

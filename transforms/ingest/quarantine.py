@@ -1,7 +1,7 @@
 """The row-check stage: out-of-span rows counted, bad rows quarantined with a
 reason, duplicates dropped, and a tally that reconciles every row read.
 
-The rules are plain functions in transforms/checks.py; this module wraps them in
+The rules are plain functions in transforms/ingest/checks.py; this module wraps them in
 Beam. Valid rows are sharded by a hash of event_id so that one shard holds every
 copy of an event id, and de-duplication needs no per-row keys. The shard count is
 --dedup_shards, or with 'auto' ceil(checked valid rows / --max_rows_per_shard),

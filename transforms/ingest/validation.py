@@ -5,23 +5,10 @@ the one dict of row counts from the row checks. The day's rows are split by
 ``source`` into the CLIENT and SERVER environments of ``schemas/events_schema.pbtxt``;
 each gets its own statistics, validated against the schema and against the
 statistics of the last blessed day before the run date (drift). The gate blesses
-the day or fails the pipeline, after writing under
-``<output_dir>/validation/dt=<run_date>/``:
-
-  stats_client.tfrecord, stats_server.tfrecord   DatasetFeatureStatisticsList, one
-                                                 record each (tfdv.load_statistics)
-  anomalies_client.pbtxt, anomalies_server.pbtxt one Anomalies message each, text
-                                                 form (tfdv.load_anomalies_text)
-  stats.html                                     offline page (transforms/stats_html.py)
-  summary.json                                   counts, anomalies, the verdict;
-                                                 written last
-
-A later run trusts a day only through its summary.json with ``"blessed": true``; a
-day blessed only through ``allow_anomalies`` (``"overridden": true``) is published but
-never a drift baseline. A refused day is withdrawn (transforms.publishing.latest.withdraw_day:
-validated, cooccurrence, examples/*, features/* of the day lose ``_SUCCESS``, the
-quarantine stays) after the old summary.json is removed and before the new one,
-which lists them under ``"withdrawn"``.
+the day or fails the pipeline, after writing ``<output_dir>/validation/dt=<run_date>/``
+(statistics, anomalies, stats.html, and summary.json last; withdrawing a refused day
+first). What the files hold and what a verdict means:
+docs/validation.md#the-day-tfdv-statistics-drift-and-the-gate.
 
 Statistics never see a raw user id: ``user_id`` becomes ``user_bucket``, a
 1024-way hash bucket. With ~N/1024 users in each bucket it identifies nobody,
