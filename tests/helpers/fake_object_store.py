@@ -7,8 +7,13 @@ rename is a copy then a delete. Its fault injector crashes the k-th write, renam
 or delete (counted together, from 1) with `Crash`, which no publishing code catches:
 the process dies there.
 
+Like GCS, every write gives the object a new generation (one counter for the whole
+store) and FakeConditionalStore moves an object only if it is still at the generation
+read (transforms/publishing/store.py).
+
 Beam finds a FileSystem by its scheme() among FileSystem's subclasses, so importing
-this module registers it. State lives in the class: Beam makes a new instance per call.
+this module registers it, and its conditional store with the publishing protocol.
+State lives in the class: Beam makes a new instance per call.
 """
 
 import io
@@ -17,6 +22,8 @@ import threading
 from typing import Dict, Optional
 
 from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
+
+from transforms.publishing.store import ConditionalStore, Versioned, register_store
 
 SCHEME = "fakeobj"
 
@@ -37,12 +44,13 @@ class _Upload(io.BytesIO):
             data = self.getvalue()
             super().close()
             FakeObjectStore.operation("write", self._path)
-            with FakeObjectStore.lock:
-                FakeObjectStore.objects[self._path] = data
+            FakeObjectStore.put(self._path, data)
 
 
 class FakeObjectStore(FileSystem):
     objects: Dict[str, bytes] = {}
+    generations: Dict[str, int] = {}
+    last_generation = 0
     lock = threading.RLock()
     operations = 0                 # writes + renames + deletes since reset()
     crash_at: Optional[int] = None  # the operation number that crashes
@@ -57,8 +65,24 @@ class FakeObjectStore(FileSystem):
     @classmethod
     def reset(cls, objects=None):
         with cls.lock:
-            cls.objects = dict(objects or {})
+            cls.objects, cls.generations = {}, {}
+            for name, data in (objects or {}).items():
+                cls.put(name, data)
             cls.operations, cls.crash_at, cls.log = 0, None, []
+
+    @classmethod
+    def put(cls, path: str, data: bytes) -> int:
+        """Store an object whole under a new generation."""
+        with cls.lock:
+            cls.last_generation += 1
+            cls.objects[path], cls.generations[path] = data, cls.last_generation
+            return cls.last_generation
+
+    @classmethod
+    def drop(cls, path: str) -> bool:
+        with cls.lock:
+            cls.generations.pop(path, None)
+            return cls.objects.pop(path, None) is not None
 
     @classmethod
     def inject(cls, crash_at: Optional[int]):
@@ -114,7 +138,7 @@ class FakeObjectStore(FileSystem):
         for source, destination in zip(source_file_names, destination_file_names):
             self.operation("write", destination)
             with self.lock:
-                self.objects[destination] = self.objects[source]
+                self.put(destination, self.objects[source])
 
     def rename(self, source_file_names, destination_file_names):
         for source, destination in zip(source_file_names, destination_file_names):
@@ -123,8 +147,8 @@ class FakeObjectStore(FileSystem):
                 if source not in self.objects:
                     raise BeamIOError("Rename operation failed",
                                       {(source, destination): FileNotFoundError(source)})
-                self.objects[destination] = self.objects[source]   # copy ...
-                del self.objects[source]                           # ... then delete
+                self.put(destination, self.objects[source])   # copy ...
+                self.drop(source)                             # ... then delete
 
     def exists(self, path):
         with self.lock:
@@ -150,13 +174,39 @@ class FakeObjectStore(FileSystem):
         missing = {}
         for path in paths:
             self.operation("delete", path)
-            with self.lock:
-                if path in self.objects:
-                    del self.objects[path]
-                else:
-                    missing[path] = FileNotFoundError(path)
+            if not self.drop(path):
+                missing[path] = FileNotFoundError(path)
         if missing:
             raise BeamIOError("Delete operation failed", missing)
+
+
+class FakeConditionalStore(ConditionalStore):
+    """Compare-and-swap on the fake store's generations; its writes and deletes count as
+    operations of the fault injector, like FileSystems' own."""
+
+    def read(self, path):
+        with FakeObjectStore.lock:
+            return Versioned(FakeObjectStore.objects.get(path),
+                             FakeObjectStore.generations.get(path, 0))
+
+    def write_if(self, path, data, generation):
+        FakeObjectStore.operation("write", path)
+        with FakeObjectStore.lock:
+            if FakeObjectStore.generations.get(path, 0) != generation:
+                return None
+            return FakeObjectStore.put(path, data)
+
+    def delete_if(self, path, generation):
+        FakeObjectStore.operation("delete", path)
+        with FakeObjectStore.lock:
+            now = FakeObjectStore.generations.get(path, 0)
+            if now and now != generation:
+                return False
+            FakeObjectStore.drop(path)
+            return True
+
+
+register_store(SCHEME, FakeConditionalStore)
 
 
 def patch_local_faults(monkeypatch) -> None:
