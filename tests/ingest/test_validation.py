@@ -651,9 +651,9 @@ def test_a_refused_day_is_withdrawn_before_its_summary_is_written(tmp_path, monk
     summary_path = os.path.join(_files(tmp_path, DAY), day_files.SUMMARY_FILE)
     seen = []
 
-    def withdraw(output_dir, run_date):
+    def withdraw(output_dir, run_date, bases=None):
         seen.append(os.path.exists(summary_path))
-        return latest.withdraw_day(output_dir, run_date)
+        return latest.withdraw_day(output_dir, run_date, bases)
 
     monkeypatch.setattr(validation, "withdraw_day", withdraw)
     empty = statistics_pb2.DatasetFeatureStatisticsList()

@@ -1,11 +1,13 @@
-"""The publishing protocol (transforms/publish.py): pieces streamed into the day folder
-under run-unique names and cut by bytes, then one publish step (manifests, _SUCCESS,
-removal of what the run does not list), on a local folder and on a fake object store
+"""The publishing protocol (transforms/publishing/protocol.py): pieces streamed into the
+day folder under run-unique names and cut by bytes, then one commit (the run manifest,
+_SUCCESS moved by compare-and-swap from what the run read at its start, the replaced
+run's files deleted, manifest.json), on a local folder and on a fake object store
 (tests/helpers/fake_object_store.py: flat names, no directories, rename = copy + delete).
 
 Crash tests: for every k up to the number of writes, renames and deletes a publish
 makes, a crash at the k-th leaves a reader seeing the old day or the new day complete,
-and a rerun of the step ends with exactly the new day."""
+and a retry of the step (same run, same base) ends with exactly the new day published
+and nothing of the old run left."""
 
 import google_crc32c
 import json
@@ -13,7 +15,6 @@ import os
 import threading
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
@@ -21,11 +22,14 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.helpers.fake_object_store import Crash, FakeObjectStore, patch_local_faults
+from tests.helpers.publishing_days import clear, edges, expected_view, lines, listing, \
+    published_names, raw, reader_view, write_run
 from transforms.publishing import writers
 from transforms.publishing.files import MANIFEST, SUCCESS
-from transforms.publishing.protocol import PublishFileSets, new_run_id, publish_day
-from transforms.publishing.readers import manifest_files, published_files, \
-    published_manifest, read_file_set, read_jsonl_file, read_published
+from transforms.publishing.protocol import PublishFileSets, new_run_id, publish_day, read_base
+from transforms.publishing.store import CAS_PREFIX
+from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
+    read_jsonl_file, read_published
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 from transforms.publishing.writers import FileRecord, piece_file_name, publish_tree, \
     write_piece
@@ -36,74 +40,9 @@ OLD, NEW = "20261126T010000Z-0ld0ld00", "20261127T010000Z-4e3e3e30"
 
 # ---------------------------------------------------------------------- helpers
 
-def edges(version: str, n: int) -> pa.Table:
-    return pa.table({"src_article_id": pa.array([f"{version}-s{i}".encode() for i in range(n)]),
-                     "dst_article_id": pa.array([f"d{i % 7}".encode() for i in range(n)]),
-                     "count": pa.array(list(range(n)), pa.int64())})
-
-
-def lines(version: str, n: int):
-    return [json.dumps({"version": version, "i": i}) for i in range(n)]
-
-
-def write_run(day, run_id, version):
-    """A run's data files: two edge pieces cut into several files, one JSON-lines piece."""
-    records = []
-    for key, (lo, n) in enumerate(((0, 40), (40, 25))):
-        table = edges(version, 65).slice(lo, n)
-        records += write_piece(day, run_id, "tfrecord", "edges", key, table, 300, chunk_rows=8)
-    records += write_piece(day, run_id, "jsonl", "quarantine", "a1b2c3d4e5f60718",
-                           lines(version, 30), 1 << 20, chunk_rows=7)
-    return records
-
-
-def publish_run(day, run_id, version):
+def publish_run(day, run_id, version, base=None):
     return publish_day(day, run_id, write_run(day, run_id, version), {"version": version},
-                       file_sets=("edges", "quarantine", "empty"))
-
-
-def expected_view(version):
-    rows = edges(version, 65).to_pylist()
-    return version, sorted((r["src_article_id"], r["dst_article_id"], r["count"]) for r in rows), \
-        lines(version, 30)
-
-
-def raw(path):
-    """A file's bytes as stored (FileSystems.open would decompress a .gz)."""
-    with FileSystems.open(path, compression_type="uncompressed") as handle:
-        return handle.read()
-
-
-def reader_view(day):
-    """What a reader trusting _SUCCESS sees, every file set from one manifest:
-    (version, edges, quarantine lines); starts again once if a listed file vanished."""
-    for attempt in (0, 1):
-        manifest = published_manifest(day)
-        try:
-            got = [(r["src_article_id"][0], r["dst_article_id"][0], r["count"][0])
-                   for path in manifest_files(day, manifest, "edges")
-                   for r in decode_examples(read_tfrecord_file(path)).to_pylist()]
-            quarantine = [line for path in manifest_files(day, manifest, "quarantine")
-                          for line in read_jsonl_file(path)]
-        except OSError:
-            if attempt:
-                raise
-            continue
-        assert manifest["file_sets"]["empty"] == {"files": [], "rows": 0, "feature_spec": {}}
-        return manifest["version"], sorted(got), quarantine
-
-
-def listing(day):
-    if day.startswith("fakeobj://"):
-        return FakeObjectStore.names_under(day + "/")
-    return sorted(os.path.relpath(os.path.join(d, f), day).replace(os.sep, "/")
-                  for d, _, files in os.walk(day) for f in files)
-
-
-def published_names(day, run_id):
-    manifest = json.loads(raw(f"{day}/manifest-{run_id}.json"))
-    return sorted([f["name"] for s in manifest["file_sets"].values() for f in s["files"]]
-                  + [f"manifest-{run_id}.json", MANIFEST, SUCCESS])
+                       file_sets=("edges", "quarantine", "empty"), base=base)
 
 
 # Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
@@ -265,6 +204,23 @@ def test_a_new_run_replaces_the_old_day_whole(day):
 
 
 @pytest.mark.functions
+def test_a_run_whose_listed_file_is_gone_or_changed_commits_nothing(day):
+    publish_run(day, OLD, "old")
+    records = write_run(day, NEW, "new")
+    gone, changed = records[0].name, records[-1].name
+    FileSystems.delete([f"{day}/{gone}"])
+    with FileSystems.create(f"{day}/{changed}", compression_type="uncompressed") as handle:
+        handle.write(b"other bytes")
+    with pytest.raises(FileNotFoundError, match=(
+            f"^{day}: run {NEW} lists files that are not there as written: {gone} "
+            rf"\(missing\), {changed} \(11 bytes, listed {records[-1].size_bytes}\)$")):
+        publish_day(day, NEW, records, {"version": "new"},
+                    file_sets=("edges", "quarantine", "empty"))
+    assert reader_view(day) == expected_view("old")
+    assert not FileSystems.exists(f"{day}/manifest-{NEW}.json")
+
+
+@pytest.mark.functions
 def test_the_same_step_twice_gives_the_same_folder(day):
     publish_run(day, OLD, "old")
     records = write_run(day, NEW, "new")
@@ -277,13 +233,24 @@ def test_the_same_step_twice_gives_the_same_folder(day):
     publish_day(day, NEW, records + again, {"version": "new"},
                 file_sets=("edges", "quarantine", "empty"))
     assert {name: content(day, name) for name in listing(day)} == first
+    # The manifest lists each file as stored: the rewrite's sizes, not the first write's.
+    listed = {f["name"]: f["size_bytes"]
+              for s in published_manifest(day)["file_sets"].values() for f in s["files"]}
+    assert listed == {name: len(raw(f"{day}/{name}")) for name in listed}
 
 
 def content(day, name):
     """A file's records (TFRecords: the decoded examples, as tfx-bsl serialises an
-    Example's features in no fixed order) or bytes."""
+    Example's features in no fixed order), a manifest without the sizes and checksums of
+    its files (which follow those bytes), or bytes."""
     if name.endswith(".tfrecord.gz"):
         return decode_examples(read_tfrecord_file(f"{day}/{name}")).to_pylist()
+    if name.startswith("manifest"):
+        manifest = json.loads(raw(f"{day}/{name}"))
+        for entry in manifest["file_sets"].values():
+            for f in entry["files"]:
+                f.pop("size_bytes"), f.pop("crc32c", None)
+        return manifest
     return raw(f"{day}/{name}")
 
 
@@ -328,13 +295,6 @@ def count_operations(day):
     return FakeObjectStore.operations
 
 
-def clear(day):
-    if day.startswith("fakeobj://"):
-        FakeObjectStore.reset()
-    elif os.path.exists(day):
-        FileSystems.delete([day])
-
-
 @pytest.mark.functions
 def test_a_crash_anywhere_leaves_one_whole_day_and_a_rerun_finishes_it(day):
     total = count_operations(day)
@@ -345,17 +305,19 @@ def test_a_crash_anywhere_leaves_one_whole_day_and_a_rerun_finishes_it(day):
         clear(day)
         FakeObjectStore.inject(None)
         publish_run(day, OLD, "old")
+        base = read_base(day)      # what the run read at its start
         FakeObjectStore.inject(k)
         with pytest.raises(Crash):
-            publish_run(day, NEW, "new")
+            publish_run(day, NEW, "new", base=base)
         FakeObjectStore.inject(None)
         view = reader_view(day)
         assert view in (expected_view("old"), expected_view("new")), k
-        publish_run(day, NEW, "new")   # the retried step: same run id
+        publish_run(day, NEW, "new", base=base)   # the retried step: same run, same base
         assert reader_view(day) == expected_view("new"), k
         leftovers = set(listing(day)) - set(published_names(day, NEW))
         # Only a temporary file of this very run, when the crash came between its write
-        # and its rename (the next run removes it); nothing of the old run.
+        # and its rename (retention removes it, docs/publishing.md); nothing of the old
+        # run.
         assert all(n.startswith(f"_tmp-{NEW}-") for n in leftovers), (k, leftovers)
         assert not any(OLD in name for name in listing(day)), k
 
@@ -370,7 +332,11 @@ def test_after_a_crash_a_fresh_run_also_ends_with_one_whole_day(day):
     third = "20261127T020000Z-7h1rd000"
     publish_run(day, third, "third")
     assert reader_view(day) == expected_view("third")
-    assert listing(day) == published_names(day, third)
+    # The old run, which the third replaced, is gone; the crashed run's pieces stay
+    # until retention sweeps them (a run deletes only what the run it replaced lists).
+    leftovers = set(listing(day)) - set(published_names(day, third))
+    assert leftovers and all(NEW in name for name in leftovers)
+    assert not any(OLD in name for name in listing(day))
 
 
 @pytest.mark.functions
@@ -415,8 +381,8 @@ def test_publish_tree_copies_a_saved_model_under_a_run_prefix(day, tmp_path):
     assert raw(f"{day}/model-{NEW}/variables/variables.index") == b"index"
     assert listing(day) == published_names(day, NEW)
     if not day.startswith("fakeobj"):
-        assert sorted(os.listdir(day)) == sorted([f"model-{NEW}", f"manifest-{NEW}.json",
-                                                   MANIFEST, SUCCESS])
+        assert sorted(n for n in os.listdir(day) if not n.startswith(CAS_PREFIX)) == \
+            sorted([f"model-{NEW}", f"manifest-{NEW}.json", MANIFEST, SUCCESS])
 
 
 # ---------------------------------------------------------------------- under a pipeline

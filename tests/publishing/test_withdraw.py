@@ -1,5 +1,5 @@
-"""LATEST and the withdrawal of a refused day (transforms/publish.py: publish_day,
-update_latest, withdraw_day), on a local folder and on the fake object store
+"""LATEST and the withdrawal of a refused day (transforms/publishing/latest.py:
+update_latest, day_bases, withdraw_day), on a local folder and on the fake object store
 (tests/helpers/fake_object_store.py), and through the daily job (tier 3)."""
 
 import datetime as dt
@@ -10,7 +10,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from tests.helpers.fake_object_store import FakeObjectStore
 from transforms.publishing.files import SUCCESS
-from transforms.publishing.latest import LATEST, published_days, read_latest, withdraw_day
+from transforms.publishing.latest import LATEST, day_bases, published_days, read_latest, \
+    withdraw_day
 from transforms.publishing.protocol import publish_day
 from transforms.publishing.readers import published_files, read_jsonl_file
 from transforms.publishing.writers import write_piece
@@ -94,6 +95,29 @@ def test_latest_is_written_after_success(out):
 
 
 # ---------------------------------------------------------------------- withdraw_day
+
+
+@pytest.mark.functions
+def test_a_refusal_never_withdraws_what_another_run_published_after_it_started(out):
+    """A refused run read the day at its start (day_bases); meanwhile another run
+    republished validated/ and published cooccurrence/ for the first time. The refusal
+    withdraws only what is still as it read it."""
+    for kind in ("validated", "examples/skipgram", "features/user"):
+        publish(out, kind, "2026-11-26", run_id="20261126T010000Z-first000")
+    bases = day_bases(out, "2026-11-26")
+    assert sorted(bases) == [f"{out}/{kind}/dt=2026-11-26/{SUCCESS}"
+                             for kind in ("examples/skipgram", "features/user", "validated")]
+    other = "20261126T020000Z-other000"
+    publish(out, "validated", "2026-11-26", run_id=other)
+    publish(out, "cooccurrence", "2026-11-26", run_id=other)
+    assert withdraw_day(out, "2026-11-26", bases) == ["examples/skipgram", "features/user"]
+    assert not success(out, "examples/skipgram", "2026-11-26")
+    assert not success(out, "features/user", "2026-11-26")
+    for kind in ("validated", "cooccurrence"):
+        with FileSystems.open(f"{out}/{kind}/dt=2026-11-26/{SUCCESS}",
+                              compression_type="uncompressed") as handle:
+            assert handle.read() == f"{other}\n".encode(), kind
+        assert latest_raw(out, kind) == "2026-11-26\n", kind
 
 
 @pytest.mark.functions

@@ -31,7 +31,7 @@ from transforms.common.sharding import mix64, stable_hash
 from transforms.common.stats_html import render_stats_html
 from transforms.ingest.day_files import DayNotBlessedError, day_dir, find_previous_blessed, \
     load_day_stats, load_schema, remove_summary, write_day_outputs
-from transforms.publishing.latest import withdraw_day
+from transforms.publishing.latest import day_bases, withdraw_day
 
 # Features derived by stats_batch (the rest keep their contract names).
 HOUR_OF_DAY = "hour_of_day"
@@ -263,13 +263,15 @@ def _num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
 def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], counts: dict,
                  schema: schema_pb2.Schema, output_dir: str, run_date: dt.date,
                  max_quarantine_fraction: float, allow_anomalies: bool,
-                 stats_sample_fraction: float, stats_seed: int) -> Tuple[dict, str]:
+                 stats_sample_fraction: float, stats_seed: int,
+                 bases: Optional[Dict[str, int]] = None) -> Tuple[dict, str]:
     """Validates the day, writes its files, returns (summary, summary.json path).
 
     A refused day is withdrawn first (transforms.publishing.latest.withdraw_day: every published
-    kind of the day but the quarantine loses its _SUCCESS), after the old summary.json
-    is removed and before the new one is written, so a blessed summary.json and the
-    published outputs never disagree; summary["withdrawn"] lists the kind folders."""
+    kind of the day but the quarantine loses its _SUCCESS, if still at the generation in
+    `bases`, read when the run started), after the old summary.json is removed and
+    before the new one is written, so a blessed summary.json and the published outputs
+    never disagree; summary["withdrawn"] lists the kind folders."""
     check_counts(counts)
     previous_day = find_previous_blessed(output_dir, run_date)
     previous = None if previous_day is None else load_day_stats(output_dir, previous_day)
@@ -307,8 +309,8 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
     }
     directory = day_dir(output_dir, run_date.isoformat())
     remove_summary(directory)
-    summary["withdrawn"] = [] if gate["blessed"] else withdraw_day(output_dir,
-                                                                   run_date.isoformat())
+    summary["withdrawn"] = [] if gate["blessed"] else withdraw_day(
+        output_dir, run_date.isoformat(), bases)
     html = render_stats_html(stats, summary)
     return summary, write_day_outputs(directory, stats, anomalies, html, summary)
 
@@ -347,11 +349,12 @@ class _GateDayFn(beam.DoFn):
         self._stats_sample_fraction = stats_sample_fraction
         self._stats_seed = stats_seed
 
-    def process(self, unused_start, client_stats, server_stats, counts) -> Iterable[dict]:
+    def process(self, unused_start, client_stats, server_stats, counts,
+                bases=None) -> Iterable[dict]:
         summary, summary_path = validate_day(
             {contract.CLIENT: client_stats, contract.SERVER: server_stats}, counts, self._schema,
             self._output_dir, self._run_date, self._max_quarantine_fraction,
-            self._allow_anomalies, self._stats_sample_fraction, self._stats_seed)
+            self._allow_anomalies, self._stats_sample_fraction, self._stats_seed, bases)
         if not summary["blessed"]:
             raise DayNotBlessedError(not_blessed_message(summary, summary_path))
         yield summary
@@ -415,6 +418,12 @@ class ValidateDay(beam.PTransform):
                 tfdv.StatsOptions(schema=self._schema))
             for source in contract.SOURCES
         }
+        output_dir, day = self._output_dir, self._run_date.isoformat()
+        # The day's published kinds as the run finds them at its start: a refusal
+        # withdraws only those, never a kind another run publishes after that.
+        bases = (valid.pipeline
+                 | "StartReadPublishedDay" >> beam.Create([None])
+                 | "ReadPublishedDay" >> beam.Map(lambda _: day_bases(output_dir, day)))
         return (
             valid.pipeline
             | "StartGate" >> beam.Create([None])
@@ -424,5 +433,6 @@ class ValidateDay(beam.PTransform):
                            self._stats_sample_fraction, self._stats_seed),
                 client_stats=beam.pvalue.AsSingleton(stats[contract.CLIENT]),
                 server_stats=beam.pvalue.AsSingleton(stats[contract.SERVER]),
-                counts=beam.pvalue.AsSingleton(counts))
+                counts=beam.pvalue.AsSingleton(counts),
+                bases=beam.pvalue.AsSingleton(bases))
             .with_output_types(dict))

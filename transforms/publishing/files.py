@@ -55,6 +55,11 @@ def delete_tolerant(paths: Sequence[str]) -> None:
             FileSystems.delete(left)
 
 
-def read_json(path: str) -> Dict:
+def read_bytes(path: str) -> bytes:
+    """A file's bytes as stored (no decompression by suffix)."""
     with FileSystems.open(path, compression_type="uncompressed") as handle:
-        return json.loads(handle.read().decode("utf-8"))
+        return handle.read()
+
+
+def read_json(path: str) -> Dict:
+    return json.loads(read_bytes(path).decode("utf-8"))

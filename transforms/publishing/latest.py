@@ -4,12 +4,13 @@ day (docs/publishing.md).
 
 import re
 import uuid
-from typing import List
+from typing import Dict, List, Optional
 
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.publishing.files import SUCCESS, delete_tolerant, write_atomic
+from transforms.publishing.store import store_for
 
 LATEST = "LATEST"
 _DAY_FOLDER_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
@@ -74,38 +75,57 @@ def reset_latest(kind_dir: str, run_id: str, excluding: str = "") -> str:
     return ""
 
 
-def withdraw_day(output_dir: str, run_date: str) -> List[str]:
-    """Unpublish day `run_date` (YYYY-MM-DD) of every kind under output_dir except the
-    quarantine: `validated`, `cooccurrence`, `examples/<kind>`, `features/<kind>` lose
-    <kind>/dt=<run_date>/_SUCCESS (readers follow it, so the day is gone for them; its
-    files are removed by the day's next publish). When LATEST of a kind names that day it
-    moves back to the newest day left (or is deleted). Returns the withdrawn kind folders
-    relative to output_dir, sorted."""
+def day_markers(output_dir: str, run_date: str) -> List[str]:
+    """The _SUCCESS of every withdrawable kind of day `run_date` published now."""
     out = output_dir.rstrip("/")
     markers = [f"{out}/{kind}/dt={run_date}/{SUCCESS}" for kind in WITHDRAWN_KINDS]
     markers = [m for m in markers if FileSystems.exists(m)]
     for family in WITHDRAWN_FAMILIES:
         found = FileSystems.match([f"{out}/{family}/*/dt={run_date}/{SUCCESS}"])[0]
         markers += [m.path for m in found.metadata_list]
+    return sorted(set(markers))
+
+
+def day_bases(output_dir: str, run_date: str) -> Dict[str, int]:
+    """_SUCCESS path -> generation, of every kind of day `run_date` published when a run
+    starts: what that run may withdraw (and nothing published after it started)."""
+    return {marker: store_for(marker).read(marker).generation
+            for marker in day_markers(output_dir, run_date)}
+
+
+def withdraw_day(output_dir: str, run_date: str,
+                 bases: Optional[Dict[str, int]] = None) -> List[str]:
+    """Unpublish day `run_date` (YYYY-MM-DD) of every kind under output_dir except the
+    quarantine: `validated`, `cooccurrence`, `examples/<kind>`, `features/<kind>` lose
+    <kind>/dt=<run_date>/_SUCCESS (readers follow it, so the day is gone for them; its
+    files are removed by the day's next publish), each only if it is still at the
+    generation in `bases` (day_bases, read at the run's start; read now when None): a
+    kind another run published after this run started stays published. When LATEST of
+    a kind names that day it moves back to the newest day left (or is deleted). Returns
+    the withdrawn kind folders relative to output_dir, sorted."""
+    out = output_dir.rstrip("/")
+    bases = day_bases(out, run_date) if bases is None else bases
     withdrawn = []
     run_id = f"withdraw-{run_date}-{uuid.uuid4().hex[:8]}"
-    for marker in sorted(set(markers)):
+    for marker, generation in sorted(bases.items()):
         day_dir = marker[:-len(f"/{SUCCESS}")]
-        withdraw_folder(day_dir, run_id)
-        withdrawn.append(split_day_folder(day_dir)[0][len(out) + 1:])
+        if generation and withdraw_folder(day_dir, run_id, generation):
+            withdrawn.append(split_day_folder(day_dir)[0][len(out) + 1:])
     return withdrawn
 
 
-def withdraw_folder(day_dir: str, run_id: str) -> bool:
+def withdraw_folder(day_dir: str, run_id: str, generation: Optional[int] = None) -> bool:
     """Unpublish one <kind>/dt=D folder: LATEST first (moved back when it names D), then
-    _SUCCESS. False when the folder was not published."""
+    _SUCCESS, deleted only at `generation` (the one read now when None). False when the
+    folder was not published, or was published again since that generation."""
     marker = f"{day_dir.rstrip('/')}/{SUCCESS}"
-    if not FileSystems.exists(marker):
+    store = store_for(marker)
+    now = store.read(marker)
+    if now.data is None or (generation is not None and now.generation != generation):
         return False
     kind_dir, day = split_day_folder(day_dir)
     # LATEST first: a crash in between leaves it older, never naming a withdrawn day,
     # and the marker still there for a rerun of the gate to withdraw.
     if read_latest(kind_dir) == day:
         reset_latest(kind_dir, run_id, excluding=day)
-    delete_tolerant([marker])
-    return True
+    return store.delete_if(marker, now.generation)

@@ -1,7 +1,8 @@
 """The publishing protocol (docs/publishing.md): a run's pieces are streamed into the
-day's folder under names holding its run id, then one step writes the run manifest,
-manifest.json, _SUCCESS (the run id, last: readers follow it), moves LATEST and deletes
-what the run does not list. PublishFileSets is the composite; publish_day its last step.
+day's folder under names holding its run id, then one step commits them: the run
+manifest, then _SUCCESS moved to the run id by compare-and-swap from what the run read
+at its start, then the replaced run's files deleted, manifest.json and LATEST.
+PublishFileSets is the composite; publish_day its commit.
 """
 
 import datetime as dt
@@ -13,11 +14,14 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from apache_beam.io.filesystem import BeamIOError
+
+from transforms.common.errors import Refusal
 from transforms.common.version import suite_fields
-from transforms.publishing.files import MANIFEST, RUN_MANIFEST, SUCCESS, TMP_PREFIX, \
-    delete_tolerant, is_local, read_json, write_atomic
+from transforms.publishing.files import MANIFEST, RUN_MANIFEST, SUCCESS, delete_tolerant, \
+    is_local, read_bytes, read_json, write_atomic
 from transforms.publishing.latest import split_day_folder, update_latest
-from transforms.publishing.readers import read_run_id
+from transforms.publishing.store import Versioned, store_for
 from transforms.publishing.writers import CHUNK_ROWS, FORMATS, FileRecord, WritePieces, \
     bytes_of_mb, require_blessed
 
@@ -58,49 +62,131 @@ def _listed_names(manifest: Dict) -> List[str]:
             for entry in manifest["file_sets"].values() for f in entry["files"]]
 
 
-def remove_unlisted(final_dir: str, run_id: str, keep: Iterable[str]) -> List[str]:
-    """Delete every file under final_dir that is not in `keep` (names relative to it),
-    except this run's own in-flight temporary files and the files of the run _SUCCESS
-    names now, if another run has taken over meanwhile. Returns what was deleted."""
-    final_dir = final_dir.rstrip("/")
-    keep = set(keep)
-    current = read_run_id(final_dir, missing_ok=True)
-    if current and current != run_id:
-        keep |= set(_listed_names(read_json(f"{final_dir}/{RUN_MANIFEST.format(run_id=current)}")))
-        keep |= {RUN_MANIFEST.format(run_id=current)}
+class CommitLost(Refusal):
+    """Another run moved the day's _SUCCESS after this run read it: this run published
+    nothing there."""
+
+
+def read_base(final_dir: str) -> Versioned:
+    """What a run replaces: _SUCCESS of final_dir (the run id it names, and its
+    generation), read once at the start of the run; absent is generation 0."""
+    return store_for(f"{final_dir.rstrip('/')}/{SUCCESS}").read(f"{final_dir.rstrip('/')}/{SUCCESS}")
+
+
+def stored_sizes(final_dir: str) -> Dict[str, int]:
+    """Name (relative to final_dir) -> size of every file under it, in one listing."""
     prefix = f"{final_dir}/"
-    found = [m.path for m in FileSystems.match([f"{final_dir}/**"])[0].metadata_list]
-    stale = sorted(p for p in found if p.startswith(prefix) and p[len(prefix):] not in keep
-                   and not p[len(prefix):].startswith(f"{TMP_PREFIX}{run_id}-"))
-    delete_tolerant(stale)
-    if is_local(final_dir):
-        for dirpath, _, _ in sorted(os.walk(final_dir), reverse=True):
-            if dirpath != final_dir and not os.listdir(dirpath):
+    return {m.path[len(prefix):]: m.size_in_bytes
+            for m in FileSystems.match([f"{final_dir}/**"])[0].metadata_list
+            if m.path.startswith(prefix)}
+
+
+def as_written(records: Iterable[FileRecord], sizes: Dict[str, int]) -> List[FileRecord]:
+    """One record per file name: where a file was written twice (a retried bundle; the
+    bytes of a rewrite can differ, tfx-bsl serialising an Example's features in no fixed
+    order), the record of the write that is stored."""
+    by_name: Dict[str, List[FileRecord]] = {}
+    for record in records:
+        by_name.setdefault(record[1], []).append(FileRecord(*record))
+    return [next((r for r in seen if r.size_bytes == sizes.get(name)), seen[0])
+            for name, seen in by_name.items()]
+
+
+def check_listed_files(final_dir: str, manifest: Dict, sizes: Dict[str, int]) -> None:
+    """Every file the manifest lists is in final_dir with its size, else raise naming
+    the first ones missing or changed."""
+    wrong = [f"{f['name']} (" + ("missing" if f["name"] not in sizes else
+                                 f"{sizes[f['name']]} bytes, listed {f['size_bytes']}") + ")"
+             for entry in manifest["file_sets"].values() for f in entry["files"]
+             if isinstance(f, dict) and sizes.get(f["name"]) != f["size_bytes"]]
+    if wrong:
+        raise FileNotFoundError(f"{final_dir}: run {manifest['run_id']} lists files that are "
+                                f"not there as written: {', '.join(wrong[:5])}"
+                                + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""))
+
+
+def _run_files(final_dir: str, run_id: str) -> List[str]:
+    """The files of a run (from its manifest) and the manifest itself; [] when it has none."""
+    path = f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}"
+    try:
+        manifest = read_json(path)
+    except (OSError, BeamIOError):
+        if FileSystems.exists(path):
+            raise
+        return []
+    return [f"{final_dir}/{name}" for name in _listed_names(manifest)] + [path]
+
+
+def _remove_empty_folders(final_dir: str, run_id: str) -> None:
+    """Locally, the folders a deleted run's trees leave empty (an object store has none);
+    only folders named for that run, so another run's fresh folder is never touched."""
+    if not is_local(final_dir) or not os.path.isdir(final_dir):
+        return
+    for name in os.listdir(final_dir):
+        top = os.path.join(final_dir, name)
+        if run_id in name and os.path.isdir(top):
+            for dirpath, _, _ in sorted(os.walk(top), reverse=True):
                 try:
                     os.rmdir(dirpath)
-                except OSError:   # refilled or removed by a concurrent run
+                except OSError:   # not empty
                     pass
-    return stale
+
+
+def _write_copy_for_people(final_dir: str) -> None:
+    """manifest.json := the manifest of the run _SUCCESS names (again while it moves)."""
+    success = f"{final_dir}/{SUCCESS}"
+    store = store_for(success)
+    for _ in range(5):
+        before = store.read(success)
+        if not before.data or not before.data.strip():
+            return
+        run_id = before.data.decode().strip()
+        body = read_bytes(f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}")
+        write_atomic(f"{final_dir}/{MANIFEST}", body, run_id)
+        if store.read(success).generation == before.generation:
+            return
 
 
 def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fields: Dict,
-                file_sets: Sequence[str] = ()) -> Dict:
-    """Make a run's files the published day of final_dir: write manifest-<run_id>.json
-    and manifest.json, then _SUCCESS (the run id), then delete every other file of the
-    folder. Safe to repeat, to run twice at once and to rerun after a crash at any point.
-    Returns the manifest."""
+                file_sets: Sequence[str] = (), base: Optional[Versioned] = None) -> Dict:
+    """Commit a run's files as the published day of final_dir (docs/publishing.md): check
+    every file it lists is there with its size, write manifest-<run_id>.json, move
+    _SUCCESS to the run id by compare-and-swap from `base` (what the run read at its
+    start; read now when None), then delete the files of the run it replaced (from that
+    run's manifest) and nothing else, and write manifest.json, the copy for people. A
+    retried commit that finds its own run id in _SUCCESS has committed and goes on. When
+    another run moved _SUCCESS first, this run deletes its own files and raises
+    CommitLost. Returns the manifest."""
     final_dir = final_dir.rstrip("/")
-    manifest = manifest_content(run_id, records, dict(suite_fields(), **fields), file_sets)
+    success = f"{final_dir}/{SUCCESS}"
+    base = read_base(final_dir) if base is None else Versioned(*base)
+    records = list(records)      # a generator writes its files as it is consumed
+    sizes = stored_sizes(final_dir)
+    manifest = manifest_content(run_id, as_written(records, sizes),
+                                dict(suite_fields(), **fields), file_sets)
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    run_manifest = RUN_MANIFEST.format(run_id=run_id)
-    write_atomic(f"{final_dir}/{run_manifest}", body, run_id)
-    write_atomic(f"{final_dir}/{MANIFEST}", body, run_id)
-    write_atomic(f"{final_dir}/{SUCCESS}", f"{run_id}\n".encode(), run_id)
+    check_listed_files(final_dir, manifest, sizes)
+    write_atomic(f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}", body, run_id)
+    ours = f"{run_id}\n".encode()
+    store = store_for(success)
+    if store.write_if(success, ours, base.generation) is None:
+        now = store.read(success)
+        if now.data != ours:
+            delete_tolerant(_run_files(final_dir, run_id))
+            winner = (now.data or b"").decode().strip() or "(withdrawn: no _SUCCESS)"
+            raise CommitLost(
+                f"{final_dir} was moved by another run while this run ({run_id}) ran: it "
+                f"now names {winner}. This run published nothing there and removed its "
+                "own files. Let the other run finish, then run this day again if it "
+                "should be rebuilt.")
+    replaced = (base.data or b"").decode().strip()
+    if replaced and replaced != run_id:
+        delete_tolerant(_run_files(final_dir, replaced))
+        _remove_empty_folders(final_dir, replaced)
+    _write_copy_for_people(final_dir)
     day_folder = split_day_folder(final_dir)
     if day_folder:
         update_latest(*day_folder, run_id)
-    remove_unlisted(final_dir, run_id,
-                    _listed_names(manifest) + [run_manifest, MANIFEST, SUCCESS])
     return manifest
 
 
@@ -149,12 +235,19 @@ class PublishFileSets(beam.PTransform):
         gate_input = [beam.pvalue.AsSingleton(self._gate)] if has_gate else []
         dir_input = {"final_dir": beam.pvalue.AsSingleton(self._dir_from)} \
             if self._dir_from is not None else {}
+        # What the run replaces, read before any piece is written; the commit moves
+        # _SUCCESS only from it.
+        base = (pieces.pipeline
+                | "StartReadBase" >> beam.Create([None])
+                | "ReadPublishedBase" >> beam.Map(
+                    lambda _, final_dir=final_dir: tuple(read_base(final_dir)), **dir_input))
+        base_input = {"base": beam.pvalue.AsSingleton(base)}
         records = pieces | "WriteFiles" >> beam.ParDo(WritePieces(
             final_dir, run_id, self._fmt, self._target_bytes, self._chunk_rows), *gate_input,
-            **dir_input)
+            **dir_input, **base_input)
         check = self._check
 
-        def publish(_, written, *side, final_dir=final_dir):
+        def publish(_, written, *side, final_dir=final_dir, base=None):
             values = dict(fields)
             if has_gate:
                 gate, side = require_blessed(side[0], final_dir), side[1:]
@@ -162,10 +255,10 @@ class PublishFileSets(beam.PTransform):
             values.update(zip(extra_names, side))
             if check is not None:
                 check(final_dir)
-            return publish_day(final_dir, run_id, written, values, file_sets)
+            return publish_day(final_dir, run_id, written, values, file_sets, base=base)
 
         side_inputs = [beam.pvalue.AsList(records)] + gate_input
         side_inputs += [beam.pvalue.AsSingleton(p) for p in self._extra.values()]
         return (pieces.pipeline
                 | "StartPublish" >> beam.Create([None])
-                | "PublishDay" >> beam.Map(publish, *side_inputs, **dir_input))
+                | "PublishDay" >> beam.Map(publish, *side_inputs, **dir_input, **base_input))

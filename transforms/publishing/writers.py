@@ -210,7 +210,9 @@ def require_blessed(gate, final_dir: str) -> Dict:
 
 class WritePieces(beam.DoFn):
     """(file_set, piece_key, data) -> one FileRecord per file written (see write_piece).
-    Given a gate side input, nothing is written before the gate holds a summary."""
+    Given a gate side input, nothing is written before the gate holds a summary; given
+    `base` (the day's _SUCCESS as the run read it at its start), nothing is written
+    before that read."""
 
     def __init__(self, final_dir: str, run_id: str, fmt: str, target_bytes: int,
                  chunk_rows: int = CHUNK_ROWS):
@@ -219,7 +221,7 @@ class WritePieces(beam.DoFn):
         self._final_dir, self._run_id, self._fmt = final_dir, run_id, fmt
         self._target_bytes, self._chunk_rows = target_bytes, chunk_rows
 
-    def process(self, element, *side, final_dir=None):
+    def process(self, element, *side, final_dir=None, base=None):
         final_dir = final_dir or self._final_dir
         if side:
             require_blessed(side[0], final_dir)

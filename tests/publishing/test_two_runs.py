@@ -1,0 +1,148 @@
+"""Two different runs of one day at once (docs/publishing.md#the-publish-step): each run
+reads what it replaces (the base), writes its pieces and commits; their writes, renames
+and deletes are interleaved in every order a split point gives, on a local folder and
+on the fake object store. Every interleaving ends with the day complete as one run
+published it and nothing else in the folder; a run that loses its commit raises
+CommitLost naming the winner and leaves nothing of its own."""
+
+import json
+import threading
+
+import pytest
+
+from tests.helpers.fake_object_store import FakeObjectStore, patch_local_faults
+from transforms.publishing.files import MANIFEST
+from transforms.publishing.protocol import CommitLost, publish_day, read_base
+from transforms.publishing.readers import published_manifest
+from tests.helpers.publishing_days import clear, expected_view, listing, published_names, \
+    raw, reader_view, write_run
+
+pytestmark = pytest.mark.functions
+
+OLD = "20261126T010000Z-0ld0ld00"
+RUNS = {"A": "20261127T010000Z-aaaaaaaa", "B": "20261127T010500Z-bbbbbbbb"}
+
+
+class Turns:
+    """Lets the runs' threads take their writes, renames and deletes in the order of a
+    schedule ("A", "B", ...); a run whose turns are used up, or that has ended, no
+    longer holds the others back."""
+
+    def __init__(self, schedule):
+        self.schedule, self.done = list(schedule), set()
+        self.cond = threading.Condition()
+        self.local = threading.local()
+
+    def step(self):
+        who = getattr(self.local, "who", None)
+        if who is None:
+            return
+        with self.cond:
+            while self.schedule and self.schedule[0] != who:
+                if self.schedule[0] in self.done:
+                    self.schedule.pop(0)
+                    continue
+                self.cond.wait()
+            if self.schedule:
+                self.schedule.pop(0)
+            self.cond.notify_all()
+
+    def finish(self):
+        with self.cond:
+            self.done.add(self.local.who)
+            self.cond.notify_all()
+
+
+def run_both(day, schedule, monkeypatch):
+    """Runs A and B of the day in two threads under `schedule`; returns each run's
+    outcome: 'committed' or the CommitLost raised."""
+    turns = Turns(schedule)
+    operation = FakeObjectStore.operation.__func__
+
+    def counted(cls, kind, path):
+        turns.step()
+        return operation(cls, kind, path)
+
+    monkeypatch.setattr(FakeObjectStore, "operation", classmethod(counted))
+    outcome = {}
+
+    def run(name):
+        turns.local.who = name
+        run_id = RUNS[name]
+        try:
+            turns.step()                     # the run starts: it reads what it replaces
+            base = read_base(day)
+            records = write_run(day, run_id, name)
+            publish_day(day, run_id, records, {"version": name},
+                        file_sets=("edges", "quarantine", "empty"), base=base)
+            outcome[name] = "committed"
+        except CommitLost as lost:
+            outcome[name] = lost
+        finally:
+            turns.finish()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in RUNS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    return outcome
+
+
+def operations_of_one_run(day):
+    FakeObjectStore.inject(None)
+    publish_day(day, RUNS["A"], write_run(day, RUNS["A"], "A"), {"version": "A"},
+                file_sets=("edges", "quarantine", "empty"))
+    return FakeObjectStore.operations + 1     # + the start
+
+
+@pytest.fixture(params=["local", "fakeobj"])
+def day(request, tmp_path, monkeypatch):
+    FakeObjectStore.reset()
+    if request.param == "local":
+        patch_local_faults(monkeypatch)
+        return str(tmp_path / "out" / "cooccurrence" / "dt=2026-11-26")
+    return "fakeobj://bucket/out/cooccurrence/dt=2026-11-26"
+
+
+def schedules(n):
+    """First run takes k turns, the other all of its own, then the first the rest; for
+    every k and both orders."""
+    for first, second in (("A", "B"), ("B", "A")):
+        for k in range(n + 1):
+            yield [first] * k + [second] * n + [first] * n
+
+
+def test_two_runs_interleaved_anywhere_leave_the_day_as_one_run_published_it(
+        day, tmp_path, monkeypatch):
+    n = operations_of_one_run(day)
+    outcomes = set()
+    for schedule in schedules(n):
+        clear(day)
+        FakeObjectStore.inject(None)
+        publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
+                    file_sets=("edges", "quarantine", "empty"))
+        with monkeypatch.context() as patch:
+            outcome = run_both(day, schedule, patch)
+        winner = published_manifest(day)["version"]
+        assert winner in RUNS, schedule
+        assert reader_view(day) == expected_view(winner), schedule
+        # Nothing but the winner's files: the old run's went with the commit that
+        # replaced it, a loser's with its lost commit, and a replaced run's with the
+        # commit of the run that replaced it.
+        assert listing(day) == published_names(day, RUNS[winner]), schedule
+        with_manifest = json.loads(raw(f"{day}/{MANIFEST}"))
+        assert with_manifest == published_manifest(day), schedule
+        assert outcome[winner] == "committed", schedule
+        loser = "B" if winner == "A" else "A"
+        if outcome[loser] != "committed":
+            assert isinstance(outcome[loser], CommitLost)
+            assert str(outcome[loser]).startswith(
+                f"{day} was moved by another run while this run ({RUNS[loser]}) ran: it "
+                f"now names {RUNS[winner]}.")
+        outcomes.add((winner, "both" if outcome[loser] == "committed" else "one"))
+    # Both orders happened, and both kinds of ending: the later run replacing the
+    # earlier, and the later run losing.
+    assert outcomes == {("A", "both"), ("B", "both"), ("A", "one"), ("B", "one")}
+
