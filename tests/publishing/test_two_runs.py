@@ -146,3 +146,33 @@ def test_two_runs_interleaved_anywhere_leave_the_day_as_one_run_published_it(
     # earlier, and the later run losing.
     assert outcomes == {("A", "both"), ("B", "both"), ("A", "one"), ("B", "one")}
 
+
+
+def test_two_runs_on_cloud_storage_one_replaces_or_one_loses(gcs_server):
+    """The commit on a real Cloud Storage server (loopback): runs A and B read the same
+    base; A commits, then B's commit loses; a run C that starts after A's commit
+    replaces it, and A's files go."""
+    day = f"{gcs_server.bucket('two-runs')}/out/cooccurrence/dt=2026-11-26"
+    publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
+                file_sets=("edges", "quarantine", "empty"))
+    base = read_base(day)
+    records = {name: write_run(day, RUNS[name], name) for name in RUNS}
+    publish_day(day, RUNS["A"], records["A"], {"version": "A"},
+                file_sets=("edges", "quarantine", "empty"), base=base)
+    with pytest.raises(CommitLost, match=rf"now names {RUNS['A']}\. This run published "
+                                         "nothing there and removed its own files"):
+        publish_day(day, RUNS["B"], records["B"], {"version": "B"},
+                    file_sets=("edges", "quarantine", "empty"), base=base)
+    assert reader_view(day) == expected_view("A")
+    assert gcs_listing(day) == published_names(day, RUNS["A"])
+    late = "20261127T020000Z-cccccccc"
+    publish_day(day, late, write_run(day, late, "C"), {"version": "C"},
+                file_sets=("edges", "quarantine", "empty"), base=read_base(day))
+    assert reader_view(day) == expected_view("C")
+    assert gcs_listing(day) == published_names(day, late)
+    assert json.loads(raw(f"{day}/{MANIFEST}")) == published_manifest(day)
+
+
+def gcs_listing(day):
+    from apache_beam.io.filesystems import FileSystems
+    return sorted(m.path[len(day) + 1:] for m in FileSystems.match([f"{day}/**"])[0].metadata_list)

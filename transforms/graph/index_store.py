@@ -18,12 +18,11 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.common.errors import Refusal
 from transforms.common.sharding import shard_ids, split_by_shard
-from transforms.publishing.files import SUCCESS, write_atomic
+from transforms.publishing.files import READ_ERRORS, SUCCESS, write_atomic
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.readers import published_files
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
@@ -83,7 +82,7 @@ def read_current(output_dir: str) -> Optional[int]:
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
             text = handle.read().decode("utf-8").strip()
-    except (OSError, BeamIOError):
+    except READ_ERRORS:
         if FileSystems.exists(path):
             raise
         return None

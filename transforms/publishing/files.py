@@ -10,6 +10,13 @@ from typing import Dict, Sequence
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
+from google.api_core.exceptions import NotFound
+
+from transforms.publishing.store import store_for
+
+# What reading a file that is not there raises: OSError locally, and on gs:// the
+# google-cloud-storage client's NotFound (Beam's gcsio does not turn it into an OSError).
+READ_ERRORS = (OSError, BeamIOError, NotFound)
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
@@ -46,6 +53,9 @@ def write_atomic(path: str, data: bytes, run_id: str) -> None:
 def delete_tolerant(paths: Sequence[str]) -> None:
     """Delete `paths`; a file already gone (deleted by a concurrent run) is not an error."""
     if not paths:
+        return
+    if all(p.startswith("gs://") for p in paths):
+        store_for(paths[0]).delete_all(paths)
         return
     try:
         FileSystems.delete(list(paths))

@@ -6,10 +6,9 @@ import re
 import uuid
 from typing import Dict, List, Optional
 
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.publishing.files import SUCCESS, delete_tolerant, write_atomic
+from transforms.publishing.files import READ_ERRORS, SUCCESS, delete_tolerant, write_atomic
 from transforms.publishing.store import store_for
 
 LATEST = "LATEST"
@@ -36,7 +35,7 @@ def read_latest(kind_dir: str) -> str:
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
             return handle.read().decode("utf-8").strip()
-    except (OSError, BeamIOError):
+    except READ_ERRORS:
         if FileSystems.exists(path):
             raise
         return ""

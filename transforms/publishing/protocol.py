@@ -14,12 +14,11 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from apache_beam.io.filesystem import BeamIOError
 
 from transforms.common.errors import Refusal
 from transforms.common.version import suite_fields
-from transforms.publishing.files import MANIFEST, RUN_MANIFEST, SUCCESS, delete_tolerant, \
-    is_local, read_bytes, read_json, write_atomic
+from transforms.publishing.files import MANIFEST, READ_ERRORS, RUN_MANIFEST, SUCCESS, \
+    delete_tolerant, is_local, read_bytes, read_json, write_atomic
 from transforms.publishing.latest import split_day_folder, update_latest
 from transforms.publishing.store import Versioned, store_for
 from transforms.publishing.writers import CHUNK_ROWS, FORMATS, FileRecord, WritePieces, \
@@ -110,7 +109,7 @@ def _run_files(final_dir: str, run_id: str) -> List[str]:
     path = f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}"
     try:
         manifest = read_json(path)
-    except (OSError, BeamIOError):
+    except READ_ERRORS:
         if FileSystems.exists(path):
             raise
         return []

@@ -8,10 +8,9 @@ from typing import Dict, List
 
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.publishing.files import MANIFEST, RUN_MANIFEST, SUCCESS, read_json
+from transforms.publishing.files import MANIFEST, READ_ERRORS, RUN_MANIFEST, SUCCESS, read_json
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 
 def read_run_id(day_dir: str, missing_ok: bool = False) -> str:
@@ -21,7 +20,7 @@ def read_run_id(day_dir: str, missing_ok: bool = False) -> str:
     try:
         with FileSystems.open(path, compression_type="uncompressed") as handle:
             return handle.read().decode("utf-8").strip()
-    except (OSError, BeamIOError) as err:
+    except READ_ERRORS as err:
         if FileSystems.exists(path):
             raise
         if missing_ok:
@@ -41,7 +40,7 @@ def published_manifest(day_dir: str) -> Dict:
             f"{day_dir}/{MANIFEST}"
         try:
             return read_json(path)
-        except (OSError, BeamIOError):
+        except READ_ERRORS:
             if attempt or FileSystems.exists(path):
                 raise
     raise AssertionError("unreachable")
@@ -68,7 +67,7 @@ def read_published(day_dir: str, file_set: str, read_one):
         paths = published_files(day_dir, file_set)
         try:
             return [read_one(path) for path in paths]
-        except (OSError, BeamIOError):
+        except READ_ERRORS:
             if attempt or all(FileSystems.exists(p) for p in paths):
                 raise
     raise AssertionError("unreachable")
