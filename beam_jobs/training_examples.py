@@ -117,11 +117,15 @@ def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_piec
             "feature_spec": feature_spec(kind),
             "options": {name: getattr(args, name) for name in EXAMPLE_OPTION_NAMES},
         }
+        # The first kind's commit is the run's claim on the day's examples: the other
+        # kinds commit after it (docs/publishing.md#one-claim-per-run).
+        first = params.kinds[0]
+        after = {} if kind == first else {f"examples/{first}/dt={day}": published[first]}
         published[kind] = built[kind] | f"Publish{kind.capitalize()}" >> PublishFileSets(
             f"{out}/examples/{kind}/dt={day}", manifest, gate, fmt="records",
             target_shard_mb=args.target_shard_mb,
             extra={"article_index": index, "counts": counts, "input_provenance": described},
-            file_sets=SPLIT_FILE_SETS)
+            file_sets=SPLIT_FILE_SETS, after=after)
     return published
 
 

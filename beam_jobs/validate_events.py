@@ -43,13 +43,16 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     read = pipeline | "ReadEvents" >> ReadEvents(args.events, span, args.allow_missing_partitions)
     checked = read | "CheckEvents" >> CheckEvents(
         span, parse_shard_count(args.dedup_shards, "--dedup_shards"), args.max_rows_per_shard)
-    # A refused day's quarantine is published too (no gate), and the gate waits for it.
+    # A refused day's quarantine is published too (no gate). Its commit is the run's
+    # claim on the day (docs/publishing.md#one-claim-per-run): the gate's files, a
+    # withdrawal and every later commit wait on it.
+    quarantine_dir = f"{out}/quarantine/dt={day}"
+    publish_quarantine = PublishFileSets(
+        quarantine_dir, source, fmt="jsonl", target_shard_mb=args.target_shard_mb,
+        file_sets=("quarantine",), extra={"input_provenance": described})
     quarantined = ({"lines": checked["quarantine"], "counts": checked["counts"]}
                    | "GroupQuarantine" >> GroupQuarantine(args.max_rows_per_shard)
-                   | "PublishQuarantine" >> PublishFileSets(
-                       f"{out}/quarantine/dt={day}", source, fmt="jsonl",
-                       target_shard_mb=args.target_shard_mb, file_sets=("quarantine",),
-                       extra={"input_provenance": described}))
+                   | "PublishQuarantine" >> publish_quarantine)
     counts = checked["counts"] | "AwaitQuarantine" >> beam.Map(
         lambda counts, _published: counts, _published=beam.pvalue.AsSingleton(quarantined))
     valid_batches = checked["valid"] | "ValidTables" >> beam.FlatMap(
@@ -59,15 +62,18 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
         schema_path=args.tfdv_schema or default_tfdv_schema(),
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
-        stats_sample_fraction=args.stats_sample_fraction, stats_seed=args.stats_seed)
+        stats_sample_fraction=args.stats_sample_fraction, stats_seed=args.stats_seed,
+        claim=(quarantine_dir, publish_quarantine.run_id))
     _ = (checked["valid"]
          | "NameValidatedPieces" >> beam.Map(lambda e: ("part", e[0], e[1]))
          | "PublishValidated" >> PublishFileSets(
              f"{out}/validated/dt={day}", dict(source, dedup_shards_requested=args.dedup_shards),
              gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
              extra={"dedup_shards_resolved": checked["dedup_shards"],
-                    "input_provenance": described}))
-    return {"valid": checked["valid"], "gate": gate, "input": described}
+                    "input_provenance": described},
+             after={f"quarantine/dt={day}": quarantined}))
+    return {"valid": checked["valid"], "gate": gate, "input": described,
+            "claim": {f"quarantine/dt={day}": quarantined}}
 
 
 def check_args(args) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.fake_object_store import FakeObjectStore, patch_local_faults
 from transforms.publishing.files import MANIFEST
-from transforms.publishing.protocol import CommitLost, publish_day, read_base
+from transforms.publishing.protocol import CommitLost, check_claim, publish_day, read_base
 from transforms.publishing.readers import published_manifest
 from tests.helpers.publishing_days import clear, expected_view, listing, published_names, \
     raw, reader_view, write_run
@@ -91,10 +91,13 @@ def run_both(day, schedule, monkeypatch):
 
 
 def operations_of_one_run(day):
+    """Writes, renames and deletes of one run over an old day, + its start."""
+    publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
+                file_sets=("edges", "quarantine", "empty"))
     FakeObjectStore.inject(None)
     publish_day(day, RUNS["A"], write_run(day, RUNS["A"], "A"), {"version": "A"},
                 file_sets=("edges", "quarantine", "empty"))
-    return FakeObjectStore.operations + 1     # + the start
+    return FakeObjectStore.operations + 1
 
 
 @pytest.fixture(params=["local", "fakeobj"])
@@ -108,15 +111,16 @@ def day(request, tmp_path, monkeypatch):
 
 def schedules(n):
     """First run takes k turns, the other all of its own, then the first the rest; for
-    every k and both orders."""
+    every k and both orders (a run that has ended gives up the turns left to it)."""
     for first, second in (("A", "B"), ("B", "A")):
         for k in range(n + 1):
-            yield [first] * k + [second] * n + [first] * n
+            yield [first] * k + [second] * (2 * n) + [first] * (2 * n)
 
 
 def test_two_runs_interleaved_anywhere_leave_the_day_as_one_run_published_it(
         day, tmp_path, monkeypatch):
     n = operations_of_one_run(day)
+    assert n > 10
     outcomes = set()
     for schedule in schedules(n):
         clear(day)
@@ -176,3 +180,19 @@ def test_two_runs_on_cloud_storage_one_replaces_or_one_loses(gcs_server):
 def gcs_listing(day):
     from apache_beam.io.filesystems import FileSystems
     return sorted(m.path[len(day) + 1:] for m in FileSystems.match([f"{day}/**"])[0].metadata_list)
+
+
+def test_a_claim_holds_while_its_folder_names_the_run(tmp_path):
+    folder = str(tmp_path / "quarantine" / "dt=2026-11-26")
+    with pytest.raises(CommitLost, match=rf"^{folder} was published again by run \(none: "
+                                         r"withdrawn\) after this run \(R1\) published it"):
+        check_claim(folder, "R1")
+    publish_day(folder, "R1", write_run(folder, "R1", "one"), {})
+    check_claim(folder, "R1")
+    publish_day(folder, "R2", write_run(folder, "R2", "two"), {})
+    with pytest.raises(CommitLost, match=(
+            rf"^{folder} was published again by run R2 after this run \(R1\) published it: "
+            "another run of this day started later and took the day over. This run stops "
+            "before its validation files and publishes nothing more; let the other run "
+            "finish.$")):
+        check_claim(folder, "R1")

@@ -32,6 +32,7 @@ from transforms.common.stats_html import render_stats_html
 from transforms.ingest.day_files import DayNotBlessedError, day_dir, find_previous_blessed, \
     load_day_stats, load_schema, remove_summary, write_day_outputs
 from transforms.publishing.latest import day_bases, withdraw_day
+from transforms.publishing.protocol import check_claim
 
 # Features derived by stats_batch (the rest keep their contract names).
 HOUR_OF_DAY = "hour_of_day"
@@ -340,8 +341,9 @@ class _GateDayFn(beam.DoFn):
     """Validates, writes the day's files, and raises DayNotBlessedError or emits the summary."""
 
     def __init__(self, schema, output_dir, run_date, max_quarantine_fraction, allow_anomalies,
-                 stats_sample_fraction, stats_seed):
+                 stats_sample_fraction, stats_seed, claim=None):
         self._schema = schema
+        self._claim = claim
         self._output_dir = output_dir
         self._run_date = run_date
         self._max_quarantine_fraction = max_quarantine_fraction
@@ -351,6 +353,8 @@ class _GateDayFn(beam.DoFn):
 
     def process(self, unused_start, client_stats, server_stats, counts,
                 bases=None) -> Iterable[dict]:
+        if self._claim is not None:
+            check_claim(*self._claim)
         summary, summary_path = validate_day(
             {contract.CLIENT: client_stats, contract.SERVER: server_stats}, counts, self._schema,
             self._output_dir, self._run_date, self._max_quarantine_fraction,
@@ -364,11 +368,14 @@ class ValidateDay(beam.PTransform):
     """{"valid": PCollection[RecordBatch], "counts": PCollection[dict] (exactly one)}
     -> PCollection with the day's summary dict (one element), or a failed pipeline
     (DayNotBlessedError) when the gate refuses the day. See the module docstring
-    for the files it writes."""
+    for the files it writes. With `claim` (the folder of the run's first commit, and
+    the run id), the gate writes nothing and withdraws nothing unless that folder still
+    names the run (docs/publishing.md#one-claim-per-run)."""
 
     def __init__(self, output_dir: str, run_date: dt.date, schema_path: str,
                  max_quarantine_fraction: float = 0.05, allow_anomalies: bool = False,
-                 stats_sample_fraction: float = 1.0, stats_seed: int = 0):
+                 stats_sample_fraction: float = 1.0, stats_seed: int = 0,
+                 claim: Optional[Tuple[str, str]] = None):
         super().__init__()
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"--output_dir={output_dir!r} must be a non-empty path or gs:// URI")
@@ -405,6 +412,7 @@ class ValidateDay(beam.PTransform):
         self._allow_anomalies = allow_anomalies
         self._stats_sample_fraction = float(stats_sample_fraction)
         self._stats_seed = stats_seed
+        self._claim = None if claim is None else tuple(claim)
 
     def expand(self, inputs):
         import tensorflow_data_validation as tfdv  # heavy; imported where it is used
@@ -430,7 +438,7 @@ class ValidateDay(beam.PTransform):
             | "GateDay" >> beam.ParDo(
                 _GateDayFn(self._schema, self._output_dir, self._run_date,
                            self._max_quarantine_fraction, self._allow_anomalies,
-                           self._stats_sample_fraction, self._stats_seed),
+                           self._stats_sample_fraction, self._stats_seed, self._claim),
                 client_stats=beam.pvalue.AsSingleton(stats[contract.CLIENT]),
                 server_stats=beam.pvalue.AsSingleton(stats[contract.SERVER]),
                 counts=beam.pvalue.AsSingleton(counts),

@@ -10,13 +10,13 @@ from typing import Dict, Sequence
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
-from google.api_core.exceptions import NotFound
+from google.api_core import exceptions as api_errors
 
 from transforms.publishing.store import store_for
 
 # What reading a file that is not there raises: OSError locally, and on gs:// the
 # google-cloud-storage client's NotFound (Beam's gcsio does not turn it into an OSError).
-READ_ERRORS = (OSError, BeamIOError, NotFound)
+READ_ERRORS = (OSError, BeamIOError, api_errors.NotFound)
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"

@@ -66,6 +66,20 @@ class CommitLost(Refusal):
     nothing there."""
 
 
+def check_claim(claim_dir: str, run_id: str) -> None:
+    """Raise CommitLost unless the run's claim on its day (its first commit, in
+    claim_dir) still names it: what a run writes under fixed names, or withdraws, waits
+    on holding its claim."""
+    now = store_for(f"{claim_dir.rstrip('/')}/{SUCCESS}").read(f"{claim_dir.rstrip('/')}/{SUCCESS}")
+    holder = (now.data or b"").decode().strip()
+    if holder != run_id:
+        raise CommitLost(
+            f"{claim_dir} was published again by run {holder or '(none: withdrawn)'} after "
+            f"this run ({run_id}) published it: another run of this day started later and "
+            "took the day over. This run stops before its validation files and publishes "
+            "nothing more; let the other run finish.")
+
+
 def read_base(final_dir: str) -> Versioned:
     """What a run replaces: _SUCCESS of final_dir (the run id it names, and its
     generation), read once at the start of the run; absent is generation 0."""
@@ -171,7 +185,9 @@ def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fiel
     if store.write_if(success, ours, base.generation) is None:
         now = store.read(success)
         if now.data != ours:
-            delete_tolerant(_run_files(final_dir, run_id))
+            # Its own files only: a file under a fixed name may be the winner's now.
+            delete_tolerant([p for p in _run_files(final_dir, run_id)
+                             if run_id in p[len(final_dir) + 1:]])
             winner = (now.data or b"").decode().strip() or "(withdrawn: no _SUCCESS)"
             raise CommitLost(
                 f"{final_dir} was moved by another run while this run ({run_id}) ran: it "
@@ -180,7 +196,10 @@ def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fiel
                 "should be rebuilt.")
     replaced = (base.data or b"").decode().strip()
     if replaced and replaced != run_id:
-        delete_tolerant(_run_files(final_dir, replaced))
+        # Only what the replaced run wrote: a file under a fixed name that both list
+        # (the features gate's statistics) is this run's now.
+        kept = {f"{final_dir}/{name}" for name in _listed_names(manifest)}
+        delete_tolerant([p for p in _run_files(final_dir, replaced) if p not in kept])
         _remove_empty_folders(final_dir, replaced)
     _write_copy_for_people(final_dir)
     day_folder = split_day_folder(final_dir)
@@ -206,12 +225,14 @@ class PublishFileSets(beam.PTransform):
     while the pipeline runs). `file_sets` are listed in the manifest even when empty.
     `final_dir_from` (a PCollection of one directory) names the folder at run time
     instead of final_dir, and `check` (a function of that folder) runs in the publish
-    step right before publish_day: it raises to refuse publishing."""
+    step right before publish_day: it raises to refuse publishing. `after` maps labels
+    (a kind's folder) to the manifests of this run's earlier commits, its claim on the
+    day: the commit waits on them, and a lost commit says they stay published."""
 
     def __init__(self, final_dir: str, manifest: Dict, gate=None, fmt: str = "tfrecord",
                  target_shard_mb: float = 128.0, extra: Optional[Dict] = None,
                  file_sets: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS,
-                 final_dir_from=None, check=None):
+                 final_dir_from=None, check=None, after: Optional[Dict] = None):
         super().__init__()
         if fmt not in FORMATS:
             raise ValueError(f"unknown file format {fmt!r}; expected one of {sorted(FORMATS)}")
@@ -225,6 +246,7 @@ class PublishFileSets(beam.PTransform):
         self._extra = dict(sorted((extra or {}).items()))
         self._file_sets, self._chunk_rows = tuple(file_sets), chunk_rows
         self._dir_from, self._check = final_dir_from, check
+        self._after = dict(sorted((after or {}).items()))
         self.run_id = new_run_id()
 
     def expand(self, pieces):
@@ -246,18 +268,29 @@ class PublishFileSets(beam.PTransform):
             **dir_input, **base_input)
         check = self._check
 
+        after_labels = list(self._after)
+
         def publish(_, written, *side, final_dir=final_dir, base=None):
             values = dict(fields)
             if has_gate:
                 gate, side = require_blessed(side[0], final_dir), side[1:]
                 values["validation"] = {k: gate.get(k) for k in VALIDATION_FIELDS}
-            values.update(zip(extra_names, side))
+            values.update(zip(extra_names, side[:len(extra_names)]))
+            earlier = dict(zip(after_labels, side[len(extra_names):]))
             if check is not None:
                 check(final_dir)
-            return publish_day(final_dir, run_id, written, values, file_sets, base=base)
+            try:
+                return publish_day(final_dir, run_id, written, values, file_sets, base=base)
+            except CommitLost as lost:
+                if not earlier:
+                    raise
+                kept = ", ".join(f"{label} (run {m['run_id']})" for label, m in earlier.items())
+                raise CommitLost(f"{lost} This run's earlier commits stay published: "
+                                 f"{kept}; only {final_dir} is the other run's.") from lost
 
         side_inputs = [beam.pvalue.AsList(records)] + gate_input
         side_inputs += [beam.pvalue.AsSingleton(p) for p in self._extra.values()]
+        side_inputs += [beam.pvalue.AsSingleton(p) for p in self._after.values()]
         return (pieces.pipeline
                 | "StartPublish" >> beam.Create([None])
                 | "PublishDay" >> beam.Map(publish, *side_inputs, **dir_input, **base_input))
