@@ -11,7 +11,8 @@ from apache_beam.io.filesystems import FileSystems
 from tests.helpers.fake_object_store import FakeObjectStore
 from transforms.publishing.files import SUCCESS
 from transforms.publishing.latest import LATEST, day_bases, published_days, read_latest, \
-    withdraw_day
+    withdraw_day, withdraw_folder
+from transforms.publishing.protocol import read_base
 from transforms.publishing.protocol import publish_day
 from transforms.publishing.readers import published_files, read_jsonl_file
 from transforms.publishing.writers import write_piece
@@ -95,6 +96,25 @@ def test_latest_is_written_after_success(out):
 
 
 # ---------------------------------------------------------------------- withdraw_day
+
+
+@pytest.mark.functions
+def test_withdraw_folder_only_from_the_generation_the_run_read(out):
+    """The features gate withdraws its entity's day from the generation its run read at
+    the start: not a day published since, nor one published for the first time since."""
+    folder = publish(out, "features/users", "2026-11-26", run_id="20261126T010000Z-first000")
+    start = read_base(folder).generation
+    publish(out, "features/users", "2026-11-26", run_id="20261126T020000Z-other000")
+    assert withdraw_folder(folder, "withdraw-x", start) is False
+    assert success(out, "features/users", "2026-11-26")
+    fresh = f"{out}/features/articles/dt=2026-11-26"
+    assert read_base(fresh).generation == 0
+    publish(out, "features/articles", "2026-11-26", run_id="20261126T020000Z-other000")
+    assert withdraw_folder(fresh, "withdraw-x", 0) is False
+    assert success(out, "features/articles", "2026-11-26")
+    assert withdraw_folder(folder, "withdraw-x", read_base(folder).generation) is True
+    assert not success(out, "features/users", "2026-11-26")
+    assert read_latest(f"{out}/features/users") == ""
 
 
 @pytest.mark.functions

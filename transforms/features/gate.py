@@ -51,7 +51,8 @@ class GateFeatures(beam.DoFn):
     """Validates an entity's transformed statistics against the reviewed schema, writes
     stats_{train,eval}.tfrecord, anomalies_{train,eval}.pbtxt, stats.html and, last,
     summary.json into the day folder, then emits {"summary", "records"} or (refused:
-    the day is withdrawn first) raises FeatureAnomaliesError."""
+    the day is withdrawn first, if still as the run found it at its start) raises
+    FeatureAnomaliesError."""
 
     def __init__(self, entity: str, final_dir: str, schema_text: str, allow: bool,
                  run_date: str, window: Dict, run_id: str):
@@ -59,7 +60,7 @@ class GateFeatures(beam.DoFn):
         self._allow, self._run_date, self._window, self._run_id = allow, run_date, window, \
             run_id
 
-    def process(self, _, train_stats, eval_stats, ingestion, daily_manifest, plan):
+    def process(self, _, train_stats, eval_stats, ingestion, daily_manifest, plan, base=None):
         # Imported here: TFDV loads TensorFlow, kept out of pipeline construction.
         import tensorflow_data_validation as tfdv
         from google.protobuf import text_format
@@ -80,7 +81,10 @@ class GateFeatures(beam.DoFn):
         summary_path = f"{self._final_dir}/{F.SUMMARY_FILE}"
         delete_tolerant([summary_path] if FileSystems.exists(summary_path) else [])
         if not summary["blessed"]:
-            summary["withdrawn"] = withdraw_folder(self._final_dir, self._run_id)
+            # Only a day as the run found it at its start (`base`: _SUCCESS's contents
+            # and generation then), never one another run published since.
+            summary["withdrawn"] = withdraw_folder(
+                self._final_dir, self._run_id, None if base is None else base[1])
         files = {F.STATS_FILES[split]: tfrecord_frame([stats[split].SerializeToString()])
                  for split in F.SPLITS}
         for split in F.SPLITS:

@@ -25,7 +25,7 @@ from transforms.features.lookback import feature_window, lookback_plan
 from transforms.features.preprocessing import config_of
 from transforms.features.preprocessing import preprocessing_fn_for
 from transforms.publishing.protocol import VALIDATION_FIELDS, PublishFileSets, new_run_id, \
-    publish_day
+    publish_day, read_base
 from transforms.publishing.readers import published_manifest
 from transforms.publishing.writers import WritePieces, bytes_of_mb, publish_tree
 
@@ -123,13 +123,19 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                            beam.pvalue.AsList(fn_written)))
     stats = {split: transformed[split] | f"{name}{split.capitalize()}Stats" >>
              tfdv.GenerateStatistics(tfdv.StatsOptions()) for split in F.SPLITS}
+    # What the run replaces, read before anything of the entity lands in its day folder
+    # (the transform tree is written to the temp place and copied in by the commit).
+    base = (pipeline | f"Start{name}ReadBase" >> beam.Create([None])
+            | f"Read{name}PublishedBase" >> beam.Map(
+                lambda _, folder=final_dir: tuple(read_base(folder))))
+    base_input = beam.pvalue.AsSingleton(base)
     gate = (pipeline | f"Start{name}Gate" >> beam.Create([None])
             | f"Gate{name}" >> beam.ParDo(
                 GateFeatures(entity, final_dir, ctx["schema_text"],
                              ctx["allow_anomalies"], ctx["day"], ctx["window"], run_id),
                 beam.pvalue.AsSingleton(stats["train"]), beam.pvalue.AsSingleton(stats["eval"]),
                 beam.pvalue.AsSingleton(ctx["gate"]), beam.pvalue.AsSingleton(ctx["daily"]),
-                beam.pvalue.AsSingleton(ctx["plan"])))
+                beam.pvalue.AsSingleton(ctx["plan"]), base=base_input))
     id_feature = ID_FEATURES[entity]
     pieces = [transformed[split] | f"Name{name}{split.capitalize()}Pieces" >> beam.Map(
         lambda batch, split=split: (split, tfxio_rows.batch_key(batch, id_feature), batch))
@@ -138,10 +144,10 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                | f"Write{name}Files" >> beam.ParDo(
                    WritePieces(final_dir, run_id, "tfrecord", ctx["target_bytes"]),
                    beam.pvalue.AsSingleton(gate | f"{name}GateSummary" >> beam.Map(
-                       lambda g: g["summary"]))))
+                       lambda g: g["summary"])), base=base_input))
     fields = dict(ctx["manifest"], entity=entity, transform_output=tree_name)
 
-    def publish(_, records, gate_out, tree_done, ingestion, plan, described):
+    def publish(_, records, gate_out, tree_done, ingestion, plan, described, base=None):
         values = dict(fields, lookback={"used": plan["used"], "skipped": plan["skipped"]},
                       input_provenance=described,
                       validation={k: ingestion.get(k) for k in VALIDATION_FIELDS},
@@ -149,13 +155,14 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                                     ("blessed", "overridden", "reasons")})
         listed = list(records) + list(gate_out["records"]) + \
             publish_tree(tree_dir, final_dir, F.TRANSFORM_TREE, run_id, "transform")
-        return publish_day(final_dir, run_id, listed, values, ENTITY_FILE_SETS)
+        return publish_day(final_dir, run_id, listed, values, ENTITY_FILE_SETS, base=base)
 
     return (pipeline | f"Start{name}Publish" >> beam.Create([None])
             | f"Publish{name}" >> beam.Map(
                 publish, beam.pvalue.AsList(written), beam.pvalue.AsSingleton(gate),
                 beam.pvalue.AsList(raw_written), beam.pvalue.AsSingleton(ctx["gate"]),
-                beam.pvalue.AsSingleton(ctx["plan"]), beam.pvalue.AsSingleton(ctx["described"])))
+                beam.pvalue.AsSingleton(ctx["plan"]), beam.pvalue.AsSingleton(ctx["described"]),
+                base=base_input))
 
 
 def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, index_chunks,
