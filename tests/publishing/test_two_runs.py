@@ -14,6 +14,7 @@ from tests.helpers.fake_object_store import FakeObjectStore, patch_local_faults
 from transforms.publishing.files import MANIFEST
 from transforms.publishing.protocol import CommitLost, check_claim, publish_day, read_base
 from transforms.publishing.readers import published_manifest
+from tests.helpers.turns import Turns
 from tests.helpers.publishing_days import clear, expected_view, listing, published_names, \
     raw, reader_view, write_run
 
@@ -21,36 +22,6 @@ pytestmark = pytest.mark.functions
 
 OLD = "20261126T010000Z-0ld0ld00"
 RUNS = {"A": "20261127T010000Z-aaaaaaaa", "B": "20261127T010500Z-bbbbbbbb"}
-
-
-class Turns:
-    """Lets the runs' threads take their writes, renames and deletes in the order of a
-    schedule ("A", "B", ...); a run whose turns are used up, or that has ended, no
-    longer holds the others back."""
-
-    def __init__(self, schedule):
-        self.schedule, self.done = list(schedule), set()
-        self.cond = threading.Condition()
-        self.local = threading.local()
-
-    def step(self):
-        who = getattr(self.local, "who", None)
-        if who is None:
-            return
-        with self.cond:
-            while self.schedule and self.schedule[0] != who:
-                if self.schedule[0] in self.done:
-                    self.schedule.pop(0)
-                    continue
-                self.cond.wait()
-            if self.schedule:
-                self.schedule.pop(0)
-            self.cond.notify_all()
-
-    def finish(self):
-        with self.cond:
-            self.done.add(self.local.who)
-            self.cond.notify_all()
 
 
 def run_both(day, schedule, monkeypatch):

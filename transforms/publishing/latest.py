@@ -8,10 +8,11 @@ from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.publishing.files import READ_ERRORS, SUCCESS, delete_tolerant, write_atomic
+from transforms.publishing.files import READ_ERRORS, SUCCESS
 from transforms.publishing.store import store_for
 
 LATEST = "LATEST"
+MOVES = 20   # compare-and-swap tries before a pointer that keeps moving is an error
 _DAY_FOLDER_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -52,26 +53,46 @@ def published_days(kind_dir: str) -> List[str]:
     return sorted(days)
 
 
+def _is_published(kind_dir: str, day: str) -> bool:
+    return FileSystems.exists(f"{kind_dir.rstrip('/')}/dt={day}/{SUCCESS}")
+
+
 def update_latest(kind_dir: str, day: str, run_id: str) -> bool:
     """After `day` was published under kind_dir: LATEST := day when day >= the day LATEST
-    names (a backfill of an older day leaves it). Returns whether LATEST was written."""
-    current = read_latest(kind_dir)
-    if current and day < current:
-        return False
-    write_atomic(f"{kind_dir.rstrip('/')}/{LATEST}", f"{day}\n".encode(), run_id)
-    return True
+    names (a backfill of an older day leaves it) and `day` is still published, by
+    compare-and-swap from the LATEST just read, read again when another writer moved it
+    first. Returns whether LATEST was written."""
+    path = f"{kind_dir.rstrip('/')}/{LATEST}"
+    store = store_for(path)
+    for _ in range(MOVES):
+        now = store.read(path)
+        current = (now.data or b"").decode().strip()
+        if current and day < current:
+            return False
+        # Checked after LATEST was read: a withdrawal of the day deletes _SUCCESS first
+        # and then always rewrites LATEST, so this write fails if it comes later.
+        if not _is_published(kind_dir, day):
+            return False
+        if store.write_if(path, f"{day}\n".encode(), now.generation) is not None:
+            return True
+    raise RuntimeError(f"{path} kept moving: gave up after {MOVES} tries")
 
 
 def reset_latest(kind_dir: str, run_id: str, excluding: str = "") -> str:
-    """LATEST := the newest day with _SUCCESS other than `excluding`; deleted when none is
-    left. Returns the day it names now ('' when deleted)."""
-    days = [d for d in published_days(kind_dir) if d != excluding]
+    """LATEST := the newest day with _SUCCESS other than `excluding`, empty when none is
+    left; written by compare-and-swap (always written, even unchanged: a publish that read
+    LATEST before then cannot move it to a day withdrawn meanwhile). Returns the day it
+    names now ('' when none)."""
     path = f"{kind_dir.rstrip('/')}/{LATEST}"
-    if days:
-        write_atomic(path, f"{days[-1]}\n".encode(), run_id)
-        return days[-1]
-    delete_tolerant([path] if FileSystems.exists(path) else [])
-    return ""
+    store = store_for(path)
+    for _ in range(MOVES):
+        now = store.read(path)
+        days = [d for d in published_days(kind_dir) if d != excluding]
+        newest = days[-1] if days else ""
+        if store.write_if(path, f"{newest}\n".encode() if newest else b"",
+                          now.generation) is not None:
+            return newest
+    raise RuntimeError(f"{path} kept moving: gave up after {MOVES} tries")
 
 
 def day_markers(output_dir: str, run_date: str) -> List[str]:
@@ -100,7 +121,7 @@ def withdraw_day(output_dir: str, run_date: str,
     files are removed by the day's next publish), each only if it is still at the
     generation in `bases` (day_bases, read at the run's start; read now when None): a
     kind another run published after this run started stays published. When LATEST of
-    a kind names that day it moves back to the newest day left (or is deleted). Returns
+    a kind names that day it moves back to the newest day left (or is emptied). Returns
     the withdrawn kind folders relative to output_dir, sorted."""
     out = output_dir.rstrip("/")
     bases = day_bases(out, run_date) if bases is None else bases
@@ -110,21 +131,35 @@ def withdraw_day(output_dir: str, run_date: str,
         day_dir = marker[:-len(f"/{SUCCESS}")]
         if generation and withdraw_folder(day_dir, run_id, generation):
             withdrawn.append(split_day_folder(day_dir)[0][len(out) + 1:])
+    # A kind whose LATEST still names the day though it is not published (an earlier
+    # withdrawal stopped between its two steps) is put right too.
+    kinds = [f"{out}/{kind}" for kind in WITHDRAWN_KINDS]
+    for family in WITHDRAWN_FAMILIES:
+        found = FileSystems.match([f"{out}/{family}/*/{LATEST}"])[0].metadata_list
+        kinds += [m.path[:-len(f"/{LATEST}")] for m in found]
+    for kind_dir in sorted(set(kinds)):
+        if read_latest(kind_dir) == run_date and not _is_published(kind_dir, run_date):
+            reset_latest(kind_dir, run_id)
     return withdrawn
 
 
 def withdraw_folder(day_dir: str, run_id: str, generation: Optional[int] = None) -> bool:
-    """Unpublish one <kind>/dt=D folder: LATEST first (moved back when it names D), then
-    _SUCCESS, deleted only at `generation` (the one read now when None). False when the
-    folder was not published, or was published again since that generation."""
+    """Unpublish one <kind>/dt=D folder whose _SUCCESS is still at `generation` (the one
+    read now when None): LATEST moved off D first (a crash after it leaves LATEST older,
+    never naming a withdrawn day), then _SUCCESS deleted by compare-and-swap, then
+    LATEST rewritten from the days published now (a publish of D that read LATEST in
+    between cannot move it back to D). False when the folder was not published, or was
+    published again since that generation; a LATEST naming D though D is not published
+    (an earlier withdrawal stopped in between) is put right either way."""
     marker = f"{day_dir.rstrip('/')}/{SUCCESS}"
     store = store_for(marker)
     now = store.read(marker)
-    if now.data is None or (generation is not None and now.generation != generation):
-        return False
     kind_dir, day = split_day_folder(day_dir)
-    # LATEST first: a crash in between leaves it older, never naming a withdrawn day,
-    # and the marker still there for a rerun of the gate to withdraw.
-    if read_latest(kind_dir) == day:
+    if now.data is not None and (generation is None or now.generation == generation):
         reset_latest(kind_dir, run_id, excluding=day)
-    return store.delete_if(marker, now.generation)
+        withdrawn = store.delete_if(marker, now.generation)
+        reset_latest(kind_dir, run_id)
+        return withdrawn
+    if read_latest(kind_dir) == day and not _is_published(kind_dir, day):
+        reset_latest(kind_dir, run_id)
+    return False
