@@ -212,7 +212,8 @@ register_store(SCHEME, FakeConditionalStore)
 def patch_local_faults(monkeypatch) -> None:
     """The same fault injector (FakeObjectStore.inject) for local paths: FileSystems'
     create (a write counts when its handle closes; a crash there leaves the file
-    truncated to half), rename and delete (one operation per path) count and crash."""
+    truncated to half), rename and delete (one operation per path), and the local
+    conditional store's write_if and delete_if count and crash."""
     from apache_beam.io.filesystems import FileSystems
     create, rename, delete = FileSystems.create, FileSystems.rename, FileSystems.delete
 
@@ -266,3 +267,20 @@ def patch_local_faults(monkeypatch) -> None:
     monkeypatch.setattr(FileSystems, "create", staticmethod(counted_create))
     monkeypatch.setattr(FileSystems, "rename", staticmethod(counted_rename))
     monkeypatch.setattr(FileSystems, "delete", staticmethod(counted_delete))
+
+    # The local conditional store moves pointers with its own file operations: each
+    # conditional write or delete counts (and can crash) before it happens, as on the
+    # fake store.
+    from transforms.publishing.store import LocalStore
+    write_if, delete_if = LocalStore.write_if, LocalStore.delete_if
+
+    def counted_write_if(self, path, data, generation):
+        FakeObjectStore.operation("write", path)
+        return write_if(self, path, data, generation)
+
+    def counted_delete_if(self, path, generation):
+        FakeObjectStore.operation("delete", path)
+        return delete_if(self, path, generation)
+
+    monkeypatch.setattr(LocalStore, "write_if", counted_write_if)
+    monkeypatch.setattr(LocalStore, "delete_if", counted_delete_if)

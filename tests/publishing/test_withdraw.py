@@ -187,11 +187,7 @@ def test_withdraw_day_moves_latest_back_only_when_it_names_the_day(out):
 def test_a_crash_inside_withdraw_day_then_a_rerun_ends_withdrawn(out):
     """A crash at any write, rename or delete of withdraw_day never leaves LATEST naming a
     day without _SUCCESS, and running it again (the gate's rerun) ends with the day
-    withdrawn and LATEST moved back. (Withdrawal now moves only pointers, through the
-    conditional store: on the fake store its writes and deletes count for the injector;
-    the local store's are direct file operations, so only the fake store crashes.)"""
-    if not out.startswith("fakeobj://"):
-        pytest.skip("the local conditional store's operations are not fault-injectable")
+    withdrawn and LATEST moved back."""
     from tests.helpers.fake_object_store import Crash, patch_local_faults
     import _pytest.monkeypatch
     kinds = ("validated", "examples/skipgram")
