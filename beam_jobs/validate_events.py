@@ -72,8 +72,7 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
              extra={"dedup_shards_resolved": checked["dedup_shards"],
                     "input_provenance": described},
              after={f"quarantine/dt={day}": quarantined}))
-    return {"valid": checked["valid"], "gate": gate, "input": described,
-            "claim": {f"quarantine/dt={day}": quarantined}}
+    return {"valid": checked["valid"], "gate": gate, "input": described}
 
 
 def check_args(args) -> None:

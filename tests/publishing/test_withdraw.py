@@ -106,14 +106,14 @@ def test_withdraw_folder_only_from_the_generation_the_run_read(out):
     folder = publish(out, "features/users", "2026-11-26", run_id="20261126T010000Z-first000")
     start = read_base(folder).generation
     publish(out, "features/users", "2026-11-26", run_id="20261126T020000Z-other000")
-    assert withdraw_folder(folder, "withdraw-x", start) is False
+    assert withdraw_folder(folder, start) is False
     assert success(out, "features/users", "2026-11-26")
     fresh = f"{out}/features/articles/dt=2026-11-26"
     assert read_base(fresh).generation == 0
     publish(out, "features/articles", "2026-11-26", run_id="20261126T020000Z-other000")
-    assert withdraw_folder(fresh, "withdraw-x", 0) is False
+    assert withdraw_folder(fresh, 0) is False
     assert success(out, "features/articles", "2026-11-26")
-    assert withdraw_folder(folder, "withdraw-x", read_base(folder).generation) is True
+    assert withdraw_folder(folder, read_base(folder).generation) is True
     assert not success(out, "features/users", "2026-11-26")
     assert read_latest(f"{out}/features/users") == ""
 
@@ -290,9 +290,9 @@ def test_latest_under_any_interleaving_of_two_publishes_and_a_withdrawal(other, 
     LATEST and _SUCCESS, LATEST ends on the newest day still published and never names a
     withdrawn day."""
     kind = "fakeobj://bucket/out/validated"
-    steps = {"P": lambda: update_latest(kind, "2026-11-26", "p"),
-             "Q": lambda: update_latest(kind, other, "q"),
-             "W": lambda: withdraw_folder(f"{kind}/dt=2026-11-26", "w")}
+    steps = {"P": lambda: update_latest(kind, "2026-11-26"),
+             "Q": lambda: update_latest(kind, other),
+             "W": lambda: withdraw_folder(f"{kind}/dt=2026-11-26")}
 
     def prepare():
         FakeObjectStore.reset()

@@ -55,10 +55,9 @@ class GateFeatures(beam.DoFn):
     FeatureAnomaliesError."""
 
     def __init__(self, entity: str, final_dir: str, schema_text: str, allow: bool,
-                 run_date: str, window: Dict, run_id: str):
+                 run_date: str, window: Dict):
         self._entity, self._final_dir, self._schema_text = entity, final_dir, schema_text
-        self._allow, self._run_date, self._window, self._run_id = allow, run_date, window, \
-            run_id
+        self._allow, self._run_date, self._window = allow, run_date, window
 
     def process(self, _, train_stats, eval_stats, ingestion, daily_manifest, plan, base=None):
         # Imported here: TFDV loads TensorFlow, kept out of pipeline construction.
@@ -84,7 +83,7 @@ class GateFeatures(beam.DoFn):
             # Only a day as the run found it at its start (`base`: _SUCCESS's contents
             # and generation then), never one another run published since.
             summary["withdrawn"] = withdraw_folder(
-                self._final_dir, self._run_id, None if base is None else base[1])
+                self._final_dir, None if base is None else base[1])
         files = {F.STATS_FILES[split]: tfrecord_frame([stats[split].SerializeToString()])
                  for split in F.SPLITS}
         for split in F.SPLITS:

@@ -132,7 +132,7 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
     gate = (pipeline | f"Start{name}Gate" >> beam.Create([None])
             | f"Gate{name}" >> beam.ParDo(
                 GateFeatures(entity, final_dir, ctx["schema_text"],
-                             ctx["allow_anomalies"], ctx["day"], ctx["window"], run_id),
+                             ctx["allow_anomalies"], ctx["day"], ctx["window"]),
                 beam.pvalue.AsSingleton(stats["train"]), beam.pvalue.AsSingleton(stats["eval"]),
                 beam.pvalue.AsSingleton(ctx["gate"]), beam.pvalue.AsSingleton(ctx["daily"]),
                 beam.pvalue.AsSingleton(ctx["plan"]), base=base_input))

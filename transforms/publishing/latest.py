@@ -3,7 +3,6 @@ day (docs/publishing.md).
 """
 
 import re
-import uuid
 from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
@@ -57,7 +56,7 @@ def _is_published(kind_dir: str, day: str) -> bool:
     return FileSystems.exists(f"{kind_dir.rstrip('/')}/dt={day}/{SUCCESS}")
 
 
-def update_latest(kind_dir: str, day: str, run_id: str) -> bool:
+def update_latest(kind_dir: str, day: str) -> bool:
     """After `day` was published under kind_dir: LATEST := day when day >= the day LATEST
     names (a backfill of an older day leaves it) and `day` is still published, by
     compare-and-swap from the LATEST just read, read again when another writer moved it
@@ -78,7 +77,7 @@ def update_latest(kind_dir: str, day: str, run_id: str) -> bool:
     raise RuntimeError(f"{path} kept moving: gave up after {MOVES} tries")
 
 
-def reset_latest(kind_dir: str, run_id: str, excluding: str = "") -> str:
+def reset_latest(kind_dir: str, excluding: str = "") -> str:
     """LATEST := the newest day with _SUCCESS other than `excluding`, empty when none is
     left; written by compare-and-swap (always written, even unchanged: a publish that read
     LATEST before then cannot move it to a day withdrawn meanwhile). Returns the day it
@@ -126,10 +125,9 @@ def withdraw_day(output_dir: str, run_date: str,
     out = output_dir.rstrip("/")
     bases = day_bases(out, run_date) if bases is None else bases
     withdrawn = []
-    run_id = f"withdraw-{run_date}-{uuid.uuid4().hex[:8]}"
     for marker, generation in sorted(bases.items()):
         day_dir = marker[:-len(f"/{SUCCESS}")]
-        if generation and withdraw_folder(day_dir, run_id, generation):
+        if generation and withdraw_folder(day_dir, generation):
             withdrawn.append(split_day_folder(day_dir)[0][len(out) + 1:])
     # A kind whose LATEST still names the day though it is not published (an earlier
     # withdrawal stopped between its two steps) is put right too.
@@ -139,11 +137,11 @@ def withdraw_day(output_dir: str, run_date: str,
         kinds += [m.path[:-len(f"/{LATEST}")] for m in found]
     for kind_dir in sorted(set(kinds)):
         if read_latest(kind_dir) == run_date and not _is_published(kind_dir, run_date):
-            reset_latest(kind_dir, run_id)
+            reset_latest(kind_dir)
     return withdrawn
 
 
-def withdraw_folder(day_dir: str, run_id: str, generation: Optional[int] = None) -> bool:
+def withdraw_folder(day_dir: str, generation: Optional[int] = None) -> bool:
     """Unpublish one <kind>/dt=D folder whose _SUCCESS is still at `generation` (the one
     read now when None): LATEST moved off D first (a crash after it leaves LATEST older,
     never naming a withdrawn day), then _SUCCESS deleted by compare-and-swap, then
@@ -156,10 +154,10 @@ def withdraw_folder(day_dir: str, run_id: str, generation: Optional[int] = None)
     now = store.read(marker)
     kind_dir, day = split_day_folder(day_dir)
     if now.data is not None and (generation is None or now.generation == generation):
-        reset_latest(kind_dir, run_id, excluding=day)
+        reset_latest(kind_dir, excluding=day)
         withdrawn = store.delete_if(marker, now.generation)
-        reset_latest(kind_dir, run_id)
+        reset_latest(kind_dir)
         return withdrawn
     if read_latest(kind_dir) == day and not _is_published(kind_dir, day):
-        reset_latest(kind_dir, run_id)
+        reset_latest(kind_dir)
     return False

@@ -20,6 +20,7 @@ from transforms.common.version import suite_fields
 from transforms.publishing.files import MANIFEST, READ_ERRORS, RUN_MANIFEST, SUCCESS, \
     delete_tolerant, is_local, read_bytes, read_json, write_atomic
 from transforms.publishing.latest import split_day_folder, update_latest
+from transforms.publishing.readers import read_run_id
 from transforms.publishing.store import Versioned, store_for
 from transforms.publishing.writers import CHUNK_ROWS, FORMATS, FileRecord, WritePieces, \
     bytes_of_mb, require_blessed
@@ -70,8 +71,7 @@ def check_claim(claim_dir: str, run_id: str) -> None:
     """Raise CommitLost unless the run's claim on its day (its first commit, in
     claim_dir) still names it: what a run writes under fixed names, or withdraws, waits
     on holding its claim."""
-    now = store_for(f"{claim_dir.rstrip('/')}/{SUCCESS}").read(f"{claim_dir.rstrip('/')}/{SUCCESS}")
-    holder = (now.data or b"").decode().strip()
+    holder = read_run_id(claim_dir, missing_ok=True)
     if holder != run_id:
         raise CommitLost(
             f"{claim_dir} was published again by run {holder or '(none: withdrawn)'} after "
@@ -83,7 +83,8 @@ def check_claim(claim_dir: str, run_id: str) -> None:
 def read_base(final_dir: str) -> Versioned:
     """What a run replaces: _SUCCESS of final_dir (the run id it names, and its
     generation), read once at the start of the run; absent is generation 0."""
-    return store_for(f"{final_dir.rstrip('/')}/{SUCCESS}").read(f"{final_dir.rstrip('/')}/{SUCCESS}")
+    success = f"{final_dir.rstrip('/')}/{SUCCESS}"
+    return store_for(success).read(success)
 
 
 def stored_sizes(final_dir: str) -> Dict[str, int]:
@@ -204,7 +205,7 @@ def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fiel
     _write_copy_for_people(final_dir)
     day_folder = split_day_folder(final_dir)
     if day_folder:
-        update_latest(*day_folder, run_id)
+        update_latest(*day_folder)
     return manifest
 
 

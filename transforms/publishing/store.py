@@ -190,16 +190,12 @@ class GcsStore(ConditionalStore):
         """Delete objects whatever their generation; one already gone is no error. One
         request per object, not Cloud Storage's batch API (which Beam's FileSystems
         uses, and which the tests' server does not speak)."""
+        from google.api_core import exceptions
         for path in paths:
             try:
                 self._blob(path).delete()
-            except self._not_found():
+            except exceptions.NotFound:
                 pass
-
-    @staticmethod
-    def _not_found():
-        from google.api_core import exceptions
-        return exceptions.NotFound
 
 
 _STORES: Dict[str, Callable[[], ConditionalStore]] = {"gs": GcsStore}
