@@ -69,12 +69,12 @@ def reader_view(day):
 
 
 def listing(day):
-    """The folder's files but the conditional store's own (_cas-: lock and counter)."""
-    if day.startswith("fakeobj://"):
-        return FakeObjectStore.names_under(day + "/")
-    return sorted(os.path.relpath(os.path.join(d, f), day).replace(os.sep, "/")
-                  for d, _, files in os.walk(day) for f in files
-                  if not f.startswith(CAS_PREFIX))
+    """The folder's files (names relative to it, any scheme) but the conditional
+    store's own (_cas-: lock and counter); [] when there is no such folder."""
+    prefix = f"{day.rstrip('/')}/"
+    return sorted(m.path[len(prefix):]
+                  for m in FileSystems.match([f"{prefix}**"])[0].metadata_list
+                  if not m.path.rsplit("/", 1)[1].startswith(CAS_PREFIX))
 
 
 def published_names(day, run_id):

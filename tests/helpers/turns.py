@@ -32,3 +32,42 @@ class Turns:
         with self.cond:
             self.done.add(self.local.who)
             self.cond.notify_all()
+
+    def play(self, steps, timeout: float = 60):
+        """Runs each of `steps` (name -> function of nothing) in a thread of that name
+        under the schedule; returns name -> what it returned, or the exception it
+        raised."""
+        outcome = {}
+
+        def one(name):
+            self.local.who = name
+            try:
+                outcome[name] = steps[name]()
+            except Exception as err:   # handed back to the test, which judges it
+                outcome[name] = err
+            finally:
+                self.finish()
+
+        threads = [threading.Thread(target=one, args=(name,)) for name in steps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+        if any(t.is_alive() for t in threads):
+            raise RuntimeError(f"threads still running after {timeout} s: {self.schedule}")
+        return outcome
+
+
+def interleavings(counts):
+    """Every order of the runs' steps (name -> how many): the distinct permutations of a
+    multiset."""
+    def build(left, prefix):
+        if not any(left.values()):
+            yield prefix
+            return
+        for who in sorted(left):
+            if left[who]:
+                left[who] -= 1
+                yield from build(left, prefix + [who])
+                left[who] += 1
+    yield from build(dict(counts), [])

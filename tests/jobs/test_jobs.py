@@ -16,14 +16,9 @@ from schemas import contract
 from tests.helpers.graph_reference import reference_graph
 from transforms.graph import index_store
 from transforms.publishing.readers import published_files, published_manifest, read_file_set
-from transforms.publishing.store import CAS_PREFIX
 from tests.helpers.jobs import LOCAL, RUN_DATE, summary_of, write_day
 from tests.helpers.paths import ROOT
-
-
-def day_files(folder):
-    """A day folder's files but the conditional store's own (_cas-: lock and counter)."""
-    return sorted(n for n in os.listdir(folder) if not n.startswith(CAS_PREFIX))
+from tests.helpers.publishing_days import listing
 
 
 pytestmark = pytest.mark.jobs
@@ -96,7 +91,7 @@ def test_validated_manifest_records_the_dedup_shards(clean_run):
     assert (manifest["dedup_shards_requested"], manifest["dedup_shards_resolved"]) == ("auto", 1)
     assert manifest["file_sets"]["part"]["rows"] == s["rows_valid"]
     assert manifest["validation"]["rows_valid"] == s["rows_valid"]
-    assert day_files(vdir) == sorted(
+    assert listing(vdir) == sorted(
         [f["name"] for f in manifest["file_sets"]["part"]["files"]]
         + [f"manifest-{manifest['run_id']}.json", "manifest.json", "_SUCCESS"])
 
@@ -289,7 +284,7 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     listed = {f["name"] for s in published_manifest(gdir)["file_sets"].values()
               for f in s["files"]}
     run_id = published_manifest(gdir)["run_id"]
-    assert set(day_files(gdir)) == listed | {"manifest.json", "_SUCCESS",
+    assert set(listing(gdir)) == listed | {"manifest.json", "_SUCCESS",
                                              f"manifest-{run_id}.json"}
     assert not (old_names & listed)
 

@@ -11,9 +11,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import validate_events
 from tests.helpers.jobs import LOCAL, RUN_DATE, write_day
+from tests.helpers.publishing_days import listing
 from transforms.publishing.protocol import publish_day
 from transforms.publishing.readers import published_manifest, read_run_id
-from transforms.publishing.store import CAS_PREFIX
 from transforms.publishing.writers import write_piece
 
 pytestmark = pytest.mark.jobs
@@ -60,11 +60,6 @@ def run_manifest_in(folder, path):
     return path.startswith(f"{folder}/") and "-manifest-" in path.rsplit("/", 1)[1]
 
 
-def files_of(folder):
-    return sorted(n for n in os.listdir(folder) if not n.startswith(CAS_PREFIX)) \
-        if os.path.isdir(folder) else []
-
-
 def test_a_run_that_loses_its_claim_publishes_nothing(tmp_path, monkeypatch, events):
     out = str(tmp_path / "out")
     quarantine = f"{out}/quarantine/dt={RUN_DATE}"
@@ -76,10 +71,10 @@ def test_a_run_that_loses_its_claim_publishes_nothing(tmp_path, monkeypatch, eve
     # The other run's quarantine, whole; nothing of this run anywhere.
     assert read_run_id(quarantine) == OTHER
     listed = [f["name"] for f in published_manifest(quarantine)["file_sets"]["quarantine"]["files"]]
-    assert files_of(quarantine) == sorted(listed + [f"manifest-{OTHER}.json", "manifest.json",
+    assert listing(quarantine) == sorted(listed + [f"manifest-{OTHER}.json", "manifest.json",
                                                     "_SUCCESS"])
-    assert files_of(f"{out}/validated/dt={RUN_DATE}") == []
-    assert files_of(f"{out}/validation/dt={RUN_DATE}") == []
+    assert listing(f"{out}/validated/dt={RUN_DATE}") == []
+    assert listing(f"{out}/validation/dt={RUN_DATE}") == []
 
 
 def test_a_claim_taken_over_before_the_gate_stops_the_run(tmp_path, monkeypatch, events):
@@ -93,8 +88,8 @@ def test_a_claim_taken_over_before_the_gate_stops_the_run(tmp_path, monkeypatch,
     assert f"{quarantine} was published again by run {OTHER} after this run (" in message
     assert "This run stops before its validation files and publishes nothing more" in message
     assert read_run_id(quarantine) == OTHER
-    assert files_of(f"{out}/validation/dt={RUN_DATE}") == []
-    assert files_of(f"{out}/validated/dt={RUN_DATE}") == []
+    assert listing(f"{out}/validation/dt={RUN_DATE}") == []
+    assert listing(f"{out}/validated/dt={RUN_DATE}") == []
 
 
 def test_a_run_that_wins_its_claim_and_loses_a_later_commit_says_whose_is_which(
@@ -110,6 +105,6 @@ def test_a_run_that_wins_its_claim_and_loses_a_later_commit_says_whose_is_which(
            f"{ours}); only {validated} is the other run's." in message
     assert read_run_id(validated) == OTHER
     # This run's validated pieces are gone; the other run's day is whole.
-    assert not any(ours in name for name in files_of(validated))
+    assert not any(ours in name for name in listing(validated))
     assert published_manifest(validated)["run_id"] == OTHER
     assert os.path.exists(f"{out}/validation/dt={RUN_DATE}/summary.json")

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.helpers.fake_object_store import Crash, FakeObjectStore, patch_local_faults
+from tests.helpers.fake_object_store import Crash, FakeObjectStore
 from tests.helpers.publishing_days import clear, edges, expected_view, lines, listing, \
     published_names, raw, reader_view, write_run
 from transforms.publishing import writers
@@ -46,18 +46,6 @@ def publish_run(day, run_id, version, base=None):
 
 
 # Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
-@pytest.fixture(params=["local", "fakeobj"])
-def day(request, tmp_path, monkeypatch):
-    """A day folder on the local disk or on the fake object store, faults injectable."""
-    FakeObjectStore.reset()
-    if request.param == "local":
-        patch_local_faults(monkeypatch)
-        yield str(tmp_path / "out" / "cooccurrence" / "dt=2026-11-26")
-    else:
-        yield "fakeobj://bucket/out/cooccurrence/dt=2026-11-26"
-    FakeObjectStore.inject(None)
-
-
 # ---------------------------------------------------------------------- names and run ids
 
 @pytest.mark.functions

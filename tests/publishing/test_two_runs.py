@@ -6,11 +6,10 @@ published it and nothing else in the folder; a run that loses its commit raises
 CommitLost naming the winner and leaves nothing of its own."""
 
 import json
-import threading
 
 import pytest
 
-from tests.helpers.fake_object_store import FakeObjectStore, patch_local_faults
+from tests.helpers.fake_object_store import FakeObjectStore
 from transforms.publishing.files import MANIFEST
 from transforms.publishing.protocol import CommitLost, check_claim, publish_day, read_base
 from transforms.publishing.readers import published_manifest
@@ -26,7 +25,7 @@ RUNS = {"A": "20261127T010000Z-aaaaaaaa", "B": "20261127T010500Z-bbbbbbbb"}
 
 def run_both(day, schedule, monkeypatch):
     """Runs A and B of the day in two threads under `schedule`; returns each run's
-    outcome: 'committed' or the CommitLost raised."""
+    outcome: 'committed' or the exception raised."""
     turns = Turns(schedule)
     operation = FakeObjectStore.operation.__func__
 
@@ -35,30 +34,17 @@ def run_both(day, schedule, monkeypatch):
         return operation(cls, kind, path)
 
     monkeypatch.setattr(FakeObjectStore, "operation", classmethod(counted))
-    outcome = {}
 
     def run(name):
-        turns.local.who = name
         run_id = RUNS[name]
-        try:
-            turns.step()                     # the run starts: it reads what it replaces
-            base = read_base(day)
-            records = write_run(day, run_id, name)
-            publish_day(day, run_id, records, {"version": name},
-                        file_sets=("edges", "quarantine", "empty"), base=base)
-            outcome[name] = "committed"
-        except CommitLost as lost:
-            outcome[name] = lost
-        finally:
-            turns.finish()
+        turns.step()                     # the run starts: it reads what it replaces
+        base = read_base(day)
+        records = write_run(day, run_id, name)
+        publish_day(day, run_id, records, {"version": name},
+                    file_sets=("edges", "quarantine", "empty"), base=base)
+        return "committed"
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in RUNS]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    return outcome
+    return turns.play({name: lambda name=name: run(name) for name in RUNS})
 
 
 def operations_of_one_run(day):
@@ -69,15 +55,6 @@ def operations_of_one_run(day):
     publish_day(day, RUNS["A"], write_run(day, RUNS["A"], "A"), {"version": "A"},
                 file_sets=("edges", "quarantine", "empty"))
     return FakeObjectStore.operations + 1
-
-
-@pytest.fixture(params=["local", "fakeobj"])
-def day(request, tmp_path, monkeypatch):
-    FakeObjectStore.reset()
-    if request.param == "local":
-        patch_local_faults(monkeypatch)
-        return str(tmp_path / "out" / "cooccurrence" / "dt=2026-11-26")
-    return "fakeobj://bucket/out/cooccurrence/dt=2026-11-26"
 
 
 def schedules(n):
@@ -139,18 +116,14 @@ def test_two_runs_on_cloud_storage_one_replaces_or_one_loses(gcs_server):
         publish_day(day, RUNS["B"], records["B"], {"version": "B"},
                     file_sets=("edges", "quarantine", "empty"), base=base)
     assert reader_view(day) == expected_view("A")
-    assert gcs_listing(day) == published_names(day, RUNS["A"])
+    assert listing(day) == published_names(day, RUNS["A"])
     late = "20261127T020000Z-cccccccc"
     publish_day(day, late, write_run(day, late, "C"), {"version": "C"},
                 file_sets=("edges", "quarantine", "empty"), base=read_base(day))
     assert reader_view(day) == expected_view("C")
-    assert gcs_listing(day) == published_names(day, late)
+    assert listing(day) == published_names(day, late)
     assert json.loads(raw(f"{day}/{MANIFEST}")) == published_manifest(day)
 
-
-def gcs_listing(day):
-    from apache_beam.io.filesystems import FileSystems
-    return sorted(m.path[len(day) + 1:] for m in FileSystems.match([f"{day}/**"])[0].metadata_list)
 
 
 def test_a_claim_holds_while_its_folder_names_the_run(tmp_path):

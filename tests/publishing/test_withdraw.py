@@ -4,13 +4,12 @@ update_latest, day_bases, withdraw_day), on a local folder and on the fake objec
 
 import datetime as dt
 import json
-import threading
 
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from tests.helpers.fake_object_store import FakeConditionalStore, FakeObjectStore
-from tests.helpers.turns import Turns
+from tests.helpers.turns import Turns, interleavings
 from transforms.publishing.files import SUCCESS
 from transforms.publishing.latest import LATEST, day_bases, published_days, read_latest, \
     update_latest, withdraw_day, withdraw_folder
@@ -268,20 +267,6 @@ def test_a_refused_rerun_withdraws_the_day_and_moves_latest_back(tmp_path):
     assert lines == s["rows_quarantined"]
 
 
-def interleavings(counts):
-    """Every order of the runs' steps: the distinct permutations of a multiset."""
-    def build(left, prefix):
-        if not any(left.values()):
-            yield prefix
-            return
-        for who in sorted(left):
-            if left[who]:
-                left[who] -= 1
-                yield from build(left, prefix + [who])
-                left[who] += 1
-    yield from build(dict(counts), [])
-
-
 @pytest.mark.functions
 @pytest.mark.parametrize("other", ["2026-11-25", "2026-11-27"])
 def test_latest_under_any_interleaving_of_two_publishes_and_a_withdrawal(other, monkeypatch):
@@ -320,20 +305,9 @@ def test_latest_under_any_interleaving_of_two_publishes_and_a_withdrawal(other, 
 
     def run(schedule):
         turns["now"] = Turns(schedule)
-
-        def one(name):
-            turns["now"].local.who = name
-            try:
-                steps[name]()
-            finally:
-                turns["now"].finish()
-        threads = [threading.Thread(target=one, args=(name,)) for name in steps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in threads)
+        outcome = turns["now"].play(steps)
         turns["now"] = None
+        assert not [v for v in outcome.values() if isinstance(v, Exception)], outcome
 
     counts = {}
     for name in steps:                        # each run's reads and writes, alone
