@@ -19,7 +19,7 @@ from transforms.graph.weights import parse_event_weights
 from transforms.publishing.protocol import PublishFileSets
 from transforms.graph.cooccurrence import INTERACTION_COLUMNS
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
                   opts.GraphOptions)
 REQUIRED_OPTIONS = ("output_dir",)
 DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, nodes, stable "
@@ -58,7 +58,8 @@ def build_and_index(pipeline, args, span: DaySpan, valid, gate, described, edges
         lambda piece: piece[0] == "index")
     index = (index_pieces, base["base"]) | "PublishArticleIndex" >> \
         index_store.PublishArticleIndex(out, span.run_date.isoformat(), gate,
-                                        args.target_shard_mb, described)
+                                        args.target_shard_mb, described,
+                                        keep_hours=args.keep_replaced_hours)
     return built, index
 
 
@@ -81,7 +82,7 @@ def build_graph(pipeline, args, span: DaySpan, valid, gate, source: str, describ
         extra={"graph_shards_resolved": built["shards"],
                "article_partitions": built["partitions"], "article_index": index,
                "input_provenance": described},
-        file_sets=GRAPH_FILE_SETS)
+        file_sets=GRAPH_FILE_SETS, keep_hours=args.keep_replaced_hours)
     return {"published": published, "index": index, "pieces": built["pieces"]}
 
 

@@ -14,7 +14,7 @@ from beam_jobs import cooccurrence_graph, features, launch, options as opts, tra
 from transforms.common import privacy
 from transforms.features.stage import build_features
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions,
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidationOptions,
                   opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
                   opts.ExamplesOptions, opts.FeaturesOptions, opts.DailyOptions)
 STAGES = ("graph", "examples", "features")

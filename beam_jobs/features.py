@@ -22,7 +22,7 @@ from transforms.features.partials import FEATURE_COLUMNS
 from transforms.features.stage import FeatureParams, build_features
 from transforms.graph.index_store import ReadArticleIndex
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions,
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidatedInputOptions,
                   opts.ValidationOptions, opts.SplitOptions, opts.PrivacyOptions,
                   opts.FeaturesOptions)
 REQUIRED_OPTIONS = ("output_dir",)
@@ -45,6 +45,7 @@ def feature_params(args) -> FeatureParams:
         vocab_min_frequency=args.features_vocab_min_frequency,
         ctr_prior=args.features_ctr_prior, allow_anomalies=args.allow_feature_anomalies,
         max_rows_per_shard=args.max_rows_per_shard, target_shard_mb=args.target_shard_mb,
+        keep_replaced_hours=args.keep_replaced_hours,
         salt_file=args.user_id_salt_file, salt_secret=args.user_id_salt_secret,
         options={name: getattr(args, name) for name in FEATURE_OPTION_NAMES}).check()
 

@@ -138,6 +138,20 @@ class ScaleOptions(PipelineOptions):
                  "(compressed), so their number follows the bytes written.")
 
 
+class PublishingOptions(PipelineOptions):
+    """How long a published day's replaced files stay (every job that publishes)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--keep_replaced_hours", type=non_negative_int, default=48,
+            help="Hours the files of a replaced (or withdrawn) run of a day stay after the "
+                 "run that replaced it committed, for readers that opened the day before "
+                 "(a training job lists a day's files once); each publish then deletes them, "
+                 "and a crashed or losing run's pieces older than this. Longer than a "
+                 "training job and than any run takes (docs/publishing.md#retention).")
+
+
 class ValidatedInputOptions(PipelineOptions):
     """Jobs that can start from an already validated, blessed day."""
 

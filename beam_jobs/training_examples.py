@@ -27,7 +27,7 @@ from transforms.examples.params import EXAMPLE_COLUMNS, ExampleParams
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.writers import bytes_of_mb
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidatedInputOptions,
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidatedInputOptions,
                   opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
                   opts.PrivacyOptions, opts.ExamplesOptions)
 REQUIRED_OPTIONS = ("output_dir",)
@@ -125,7 +125,7 @@ def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_piec
             f"{out}/examples/{kind}/dt={day}", manifest, gate, fmt="records",
             target_shard_mb=args.target_shard_mb,
             extra={"article_index": index, "counts": counts, "input_provenance": described},
-            file_sets=SPLIT_FILE_SETS, after=after)
+            file_sets=SPLIT_FILE_SETS, after=after, keep_hours=args.keep_replaced_hours)
     return published
 
 

@@ -20,7 +20,7 @@ from transforms.ingest.read import ReadEvents, ReadValidatedEvents
 from transforms.ingest.validation import ValidateDay
 from transforms.publishing.protocol import PublishFileSets
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.ValidationOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidationOptions)
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("Read one day of events, quarantine bad rows, drop duplicates, validate the "
                "day with TFDV against the reviewed schema and the last blessed day, and "
@@ -49,7 +49,8 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
     quarantine_dir = f"{out}/quarantine/dt={day}"
     publish_quarantine = PublishFileSets(
         quarantine_dir, source, fmt="jsonl", target_shard_mb=args.target_shard_mb,
-        file_sets=("quarantine",), extra={"input_provenance": described})
+        file_sets=("quarantine",), extra={"input_provenance": described},
+        keep_hours=args.keep_replaced_hours)
     quarantined = ({"lines": checked["quarantine"], "counts": checked["counts"]}
                    | "GroupQuarantine" >> GroupQuarantine(args.max_rows_per_shard)
                    | "PublishQuarantine" >> publish_quarantine)
@@ -71,7 +72,8 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
              gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
              extra={"dedup_shards_resolved": checked["dedup_shards"],
                     "input_provenance": described},
-             after={f"quarantine/dt={day}": quarantined}))
+             after={f"quarantine/dt={day}": quarantined},
+             keep_hours=args.keep_replaced_hours))
     return {"valid": checked["valid"], "gate": gate, "input": described}
 
 

@@ -431,7 +431,7 @@ def test_new_option_types_have_formats():
 def test_option_names_are_unique_across_our_classes():
     classes = our_option_classes()
     assert {c.__name__ for c in classes} == {"EventsOptions", "ValidationOptions", "ValidatedInputOptions",
-                                             "GraphOptions", "ScaleOptions", "SplitOptions",
+                                             "GraphOptions", "ScaleOptions", "PublishingOptions", "SplitOptions",
                                              "PrivacyOptions", "ExamplesOptions",
                                              "FeaturesOptions", "DailyOptions"}
     seen = {}

@@ -2,6 +2,7 @@
 into several files) and quarantine lines (JSON lines) of one version; what a reader
 trusting _SUCCESS sees; the folder's files. Used by tests/publishing/."""
 
+import datetime as dt
 import json
 import os
 
@@ -11,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from tests.helpers.fake_object_store import FakeObjectStore
 from transforms.publishing.files import MANIFEST, SUCCESS
 from transforms.publishing.readers import manifest_files, published_manifest, read_jsonl_file
+from transforms.publishing.retention import DEFAULT_KEEP_HOURS, sweep
 from transforms.publishing.store import CAS_PREFIX
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 from transforms.publishing.writers import write_piece
@@ -75,6 +77,27 @@ def listing(day):
     return sorted(m.path[len(prefix):]
                   for m in FileSystems.match([f"{prefix}**"])[0].metadata_list
                   if not m.path.rsplit("/", 1)[1].startswith(CAS_PREFIX))
+
+
+# The time the publishing tests run at (after every run id they use starts), and the
+# moment their replaced runs' files are due (the default retention later).
+NOW = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
+DUE = NOW + dt.timedelta(hours=DEFAULT_KEEP_HOURS)
+
+
+def clock(moment=NOW):
+    return lambda: moment
+
+
+def after_retention(day, moment=DUE):
+    """The retention sweep of `day` at `moment`; returns the names it deleted."""
+    prefix = f"{day.rstrip('/')}/"
+    return sorted(p[len(prefix):] for p in sweep(day, DEFAULT_KEEP_HOURS, moment))
+
+
+def run_names(day, run_id):
+    """The names in the folder holding run_id."""
+    return [name for name in listing(day) if run_id in name]
 
 
 def published_names(day, run_id):

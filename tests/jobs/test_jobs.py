@@ -15,7 +15,9 @@ from beam_jobs import cooccurrence_graph, daily, validate_events
 from schemas import contract
 from tests.helpers.graph_reference import reference_graph
 from transforms.graph import index_store
+from transforms.publishing import retention
 from transforms.publishing.readers import published_files, published_manifest, read_file_set
+from transforms.publishing.runs import parse_stamp
 from tests.helpers.jobs import LOCAL, RUN_DATE, summary_of, write_day
 from tests.helpers.paths import ROOT
 from tests.helpers.publishing_days import listing
@@ -267,11 +269,11 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     assert second_manifest == {"version": first_version + 1, "parent": first_version,
                                "vocab_size": len(second) + 1}
     # Running the first day again publishes the same graph records (under new run-unique
-    # names, the previous run's files removed after the new _SUCCESS), with the newest
+    # names, the previous run's files kept for the retention), with the newest
     # index version extended: day two's articles keep theirs.
     file_sets = ("edges", "neighbors", "nodes")
     before = {f: decoded_records(gdir, f) for f in file_sets}
-    old_names = set(os.listdir(gdir))
+    old_names = set(listing(gdir))
     daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
                        f"--output_dir={out}"])
     assert {f: decoded_records(gdir, f) for f in file_sets} == before
@@ -281,12 +283,17 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     assert index_store.read_current(out) == first_version + 2
     assert index_store.published_versions(out) == [first_version, first_version + 1,
                                                    first_version + 2]
-    listed = {f["name"] for s in published_manifest(gdir)["file_sets"].values()
-              for f in s["files"]}
-    run_id = published_manifest(gdir)["run_id"]
-    assert set(listing(gdir)) == listed | {"manifest.json", "_SUCCESS",
-                                             f"manifest-{run_id}.json"}
+    manifest = published_manifest(gdir)
+    listed = {f["name"] for s in manifest["file_sets"].values() for f in s["files"]}
+    published = listed | {"manifest.json", "_SUCCESS", f"manifest-{manifest['run_id']}.json"}
     assert not (old_names & listed)
+    # The replaced run's files stay for the retention (readers that opened the day),
+    # then the sweep of a later publish takes them.
+    assert set(listing(gdir)) == published | (old_names - {"manifest.json", "_SUCCESS"})
+    due = parse_stamp(manifest["committed_at"]) + dt.timedelta(
+        hours=retention.DEFAULT_KEEP_HOURS)
+    retention.sweep(gdir, retention.DEFAULT_KEEP_HOURS, due)
+    assert set(listing(gdir)) == published
 
 
 @pytest.mark.parametrize("breakage,feature", [

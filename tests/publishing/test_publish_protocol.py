@@ -1,14 +1,17 @@
 """The publishing protocol (transforms/publishing/protocol.py): pieces streamed into the
 day folder under run-unique names and cut by bytes, then one commit (the run manifest,
-_SUCCESS moved by compare-and-swap from what the run read at its start, the replaced
-run's files deleted, manifest.json), on a local folder and on a fake object store
+_SUCCESS moved by compare-and-swap from what the run read at its start, manifest.json,
+the retention sweep), on a local folder and on a fake object store
 (tests/helpers/fake_object_store.py: flat names, no directories, rename = copy + delete).
+The tests' clock (publishing_days.NOW) is set after their run ids start; the replaced
+run's files stay until the retention is over (publishing_days.DUE).
 
 Crash tests: for every k up to the number of writes, renames and deletes a publish
 makes, a crash at the k-th leaves a reader seeing the old day or the new day complete,
 and a retry of the step (same run, same base) ends with exactly the new day published
-and nothing of the old run left."""
+and, after the retention, nothing of the old run left."""
 
+import datetime as dt
 import google_crc32c
 import json
 import os
@@ -22,27 +25,28 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.helpers.fake_object_store import Crash, FakeObjectStore
-from tests.helpers.publishing_days import clear, edges, expected_view, lines, listing, \
-    published_names, raw, reader_view, write_run
+from tests.helpers.publishing_days import DUE, NOW, after_retention, clear, clock, edges, \
+    expected_view, lines, listing, published_names, raw, reader_view, run_names, write_run
 from transforms.publishing import writers
 from transforms.publishing.files import MANIFEST, SUCCESS
 from transforms.publishing.protocol import PublishFileSets, new_run_id, publish_day, read_base
 from transforms.publishing.store import CAS_PREFIX
-from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
-    read_jsonl_file, read_published
+from transforms.publishing.readers import manifest_files, published_files, published_manifest, \
+    read_file_set, read_jsonl_file, read_published
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 from transforms.publishing.writers import FileRecord, piece_file_name, publish_tree, \
     write_piece
 
 RUNNER = "FnApiRunner"
-OLD, NEW = "20261126T010000Z-0ld0ld00", "20261127T010000Z-4e3e3e30"
+OLD, NEW = "20261126T010000Z-01d01d00", "20261127T010000Z-4e3e3e30"
 
 
 # ---------------------------------------------------------------------- helpers
 
-def publish_run(day, run_id, version, base=None):
+def publish_run(day, run_id, version, base=None, **retention):
     return publish_day(day, run_id, write_run(day, run_id, version), {"version": version},
-                       file_sets=("edges", "quarantine", "empty"), base=base)
+                       file_sets=("edges", "quarantine", "empty"), base=base,
+                       **dict({"clock": clock()}, **retention))
 
 
 # Tier 1 unless a test says otherwise (the pipelines are tier 2, a whole run tier 3).
@@ -182,11 +186,22 @@ def test_readers_need_success(day):
 
 
 @pytest.mark.functions
-def test_a_new_run_replaces_the_old_day_whole(day):
+def test_a_new_run_replaces_the_old_day_whole_and_its_files_go_after_the_retention(day):
     publish_run(day, OLD, "old")
     assert reader_view(day) == expected_view("old")
+    old_manifest = published_manifest(day)
+    old_names = published_names(day, OLD)
     publish_run(day, NEW, "new")
     assert reader_view(day) == expected_view("new")
+    manifest = published_manifest(day)
+    assert (manifest["replaces"], manifest["committed_at"]) == (OLD, "2026-11-27T03:00:00Z")
+    # A reader that listed the old day's files before reads every one of them.
+    assert listing(day) == sorted(set(published_names(day, NEW)) | set(old_names))
+    assert [r["src_article_id"][0] for path in manifest_files(day, old_manifest, "edges")
+            for r in decode_examples(read_tfrecord_file(path)).to_pylist()] == \
+        [f"old-s{i}".encode() for i in range(65)]
+    assert after_retention(day, DUE - dt.timedelta(seconds=1)) == []
+    assert after_retention(day) == sorted(n for n in old_names if OLD in n)
     assert listing(day) == published_names(day, NEW)
     assert not any(OLD in name for name in listing(day))
 
@@ -212,14 +227,15 @@ def test_a_run_whose_listed_file_is_gone_or_changed_commits_nothing(day):
 def test_the_same_step_twice_gives_the_same_folder(day):
     publish_run(day, OLD, "old")
     records = write_run(day, NEW, "new")
-    publish_day(day, NEW, records, {"version": "new"}, file_sets=("edges", "quarantine", "empty"))
+    publish_day(day, NEW, records, {"version": "new"}, file_sets=("edges", "quarantine", "empty"),
+                clock=clock())
     first = {name: content(day, name) for name in listing(day)}
     # A retried bundle rewrites the same names with the same records, then the step again.
     again = write_run(day, NEW, "new")
     assert [r._replace(size_bytes=0, crc32c="") for r in again] == \
         [r._replace(size_bytes=0, crc32c="") for r in records]
     publish_day(day, NEW, records + again, {"version": "new"},
-                file_sets=("edges", "quarantine", "empty"))
+                file_sets=("edges", "quarantine", "empty"), clock=clock())
     assert {name: content(day, name) for name in listing(day)} == first
     # The manifest lists each file as stored: the rewrite's sizes, not the first write's.
     listed = {f["name"]: f["size_bytes"]
@@ -252,7 +268,7 @@ def test_two_concurrent_runs_of_the_same_step_and_a_reader(day):
         try:
             start.wait()
             publish_day(day, NEW, records, {"version": "new"},
-                        file_sets=("edges", "quarantine", "empty"))
+                        file_sets=("edges", "quarantine", "empty"), clock=clock())
         except Exception as err:   # reported below
             errors.append(err)
 
@@ -271,15 +287,18 @@ def test_two_concurrent_runs_of_the_same_step_and_a_reader(day):
     assert errors == []
     assert seen and all(view in (expected_view("old"), expected_view("new")) for view in seen)
     assert reader_view(day) == expected_view("new")
+    assert set(listing(day)) - set(published_names(day, NEW)) == \
+        {n for n in listing(day) if OLD in n}
+    after_retention(day)
     assert listing(day) == published_names(day, NEW)
 
 
 def count_operations(day):
     """Writes, renames and deletes of one whole publish (data files included) over an
-    old day."""
+    old day, with no retention (so that its sweep deletes the old run's files too)."""
     publish_run(day, OLD, "old")
     FakeObjectStore.inject(None)
-    publish_run(day, NEW, "new")
+    publish_run(day, NEW, "new", keep_hours=0)
     return FakeObjectStore.operations
 
 
@@ -296,18 +315,15 @@ def test_a_crash_anywhere_leaves_one_whole_day_and_a_rerun_finishes_it(day):
         base = read_base(day)      # what the run read at its start
         FakeObjectStore.inject(k)
         with pytest.raises(Crash):
-            publish_run(day, NEW, "new", base=base)
+            publish_run(day, NEW, "new", base=base, keep_hours=0)
         FakeObjectStore.inject(None)
         view = reader_view(day)
         assert view in (expected_view("old"), expected_view("new")), k
-        publish_run(day, NEW, "new", base=base)   # the retried step: same run, same base
+        # The retried step: same run, same base. Its sweep also takes a temporary file
+        # of this very run, left when the crash came between its write and its rename.
+        publish_run(day, NEW, "new", base=base, keep_hours=0)
         assert reader_view(day) == expected_view("new"), k
-        leftovers = set(listing(day)) - set(published_names(day, NEW))
-        # Only a temporary file of this very run, when the crash came between its write
-        # and its rename (retention removes it, docs/publishing.md); nothing of the old
-        # run.
-        assert all(n.startswith(f"_tmp-{NEW}-") for n in leftovers), (k, leftovers)
-        assert not any(OLD in name for name in listing(day)), k
+        assert listing(day) == published_names(day, NEW), k
 
 
 @pytest.mark.functions
@@ -317,14 +333,18 @@ def test_after_a_crash_a_fresh_run_also_ends_with_one_whole_day(day):
     with pytest.raises(Crash):
         publish_run(day, NEW, "new")
     FakeObjectStore.inject(None)
-    third = "20261127T020000Z-7h1rd000"
+    third = "20261127T020000Z-7a1cd000"
     publish_run(day, third, "third")
     assert reader_view(day) == expected_view("third")
-    # The old run, which the third replaced, is gone; the crashed run's pieces stay
-    # until retention sweeps them (a run deletes only what the run it replaced lists).
-    leftovers = set(listing(day)) - set(published_names(day, third))
-    assert leftovers and all(NEW in name for name in leftovers)
-    assert not any(OLD in name for name in listing(day))
+    # The old run, which the third replaced, stays for the retention after that commit;
+    # the crashed run's pieces for the retention after its start (an hour earlier).
+    crashed, old = run_names(day, NEW), run_names(day, OLD)
+    assert crashed and old
+    assert set(listing(day)) == set(published_names(day, third)) | set(crashed) | set(old)
+    assert after_retention(day, NOW - dt.timedelta(hours=2)) == []
+    assert after_retention(day, DUE - dt.timedelta(hours=2)) == crashed
+    assert after_retention(day, DUE) == old
+    assert listing(day) == published_names(day, third)
 
 
 @pytest.mark.functions
@@ -334,7 +354,8 @@ def test_a_reader_whose_files_vanish_starts_again_from_success(day):
 
     def read_one(path):
         if not calls:
-            publish_run(day, NEW, "new")   # deletes every file the reader has listed
+            # With no retention, the replaced files go with the commit.
+            publish_run(day, NEW, "new", keep_hours=0)
         calls.append(path)
         return read_tfrecord_file(path)
     got = read_published(day, "edges", read_one)
@@ -354,7 +375,7 @@ def test_publish_tree_copies_a_saved_model_under_a_run_prefix(day, tmp_path):
     (model / "variables" / "variables.index").write_bytes(b"index")
     (model / "variables" / "variables.data-00000-of-00001").write_bytes(b"x" * 3000)
     (model / "assets").mkdir()
-    publish_day(day, OLD, publish_tree(str(model), day, "model", OLD), {})
+    publish_day(day, OLD, publish_tree(str(model), day, "model", OLD), {}, clock=clock())
     records = publish_tree(str(model), day, "model", NEW)
     crc = {data: f"{google_crc32c.value(data):08x}" for data in (b"graph", b"x" * 3000, b"index")}
     assert records == [
@@ -362,9 +383,10 @@ def test_publish_tree_copies_a_saved_model_under_a_run_prefix(day, tmp_path):
         FileRecord("model", f"model-{NEW}/variables/variables.data-00000-of-00001", 0, 3000, {},
                    crc[b"x" * 3000]),
         FileRecord("model", f"model-{NEW}/variables/variables.index", 0, 5, {}, crc[b"index"])]
-    manifest = publish_day(day, NEW, records, {})
+    manifest = publish_day(day, NEW, records, {}, clock=clock())
     assert [f["name"] for f in manifest["file_sets"]["model"]["files"]] == \
         [r.name for r in records]
+    assert len(after_retention(day)) == 4   # the old tree's three files and its manifest
     assert published_files(day, "model") == [f"{day}/{r.name}" for r in records]
     assert raw(f"{day}/model-{NEW}/variables/variables.index") == b"index"
     assert listing(day) == published_names(day, NEW)

@@ -2,8 +2,9 @@
 reads what it replaces (the base), writes its pieces and commits; their writes, renames
 and deletes are interleaved in every order a split point gives, on a local folder and
 on the fake object store. Every interleaving ends with the day complete as one run
-published it and nothing else in the folder; a run that loses its commit raises
-CommitLost naming the winner and leaves nothing of its own."""
+published it, the replaced runs' files kept for the retention and nothing else after
+it; a run that loses its commit raises CommitLost naming the winner and leaves nothing
+of its own."""
 
 import json
 
@@ -14,12 +15,12 @@ from transforms.publishing.files import MANIFEST
 from transforms.publishing.protocol import CommitLost, check_claim, publish_day, read_base
 from transforms.publishing.readers import published_manifest
 from tests.helpers.turns import Turns
-from tests.helpers.publishing_days import clear, expected_view, listing, published_names, \
-    raw, reader_view, write_run
+from tests.helpers.publishing_days import after_retention, clear, clock, expected_view, \
+    listing, published_names, raw, reader_view, run_names, write_run
 
 pytestmark = pytest.mark.functions
 
-OLD = "20261126T010000Z-0ld0ld00"
+OLD = "20261126T010000Z-01d01d00"
 RUNS = {"A": "20261127T010000Z-aaaaaaaa", "B": "20261127T010500Z-bbbbbbbb"}
 
 
@@ -41,7 +42,8 @@ def run_both(day, schedule, monkeypatch):
         base = read_base(day)
         records = write_run(day, run_id, name)
         publish_day(day, run_id, records, {"version": name},
-                    file_sets=("edges", "quarantine", "empty"), base=base)
+                    file_sets=("edges", "quarantine", "empty"), base=base,
+                    clock=clock())
         return "committed"
 
     return turns.play({name: lambda name=name: run(name) for name in RUNS})
@@ -50,10 +52,10 @@ def run_both(day, schedule, monkeypatch):
 def operations_of_one_run(day):
     """Writes, renames and deletes of one run over an old day, + its start."""
     publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
-                file_sets=("edges", "quarantine", "empty"))
+                file_sets=("edges", "quarantine", "empty"), clock=clock())
     FakeObjectStore.inject(None)
     publish_day(day, RUNS["A"], write_run(day, RUNS["A"], "A"), {"version": "A"},
-                file_sets=("edges", "quarantine", "empty"))
+                file_sets=("edges", "quarantine", "empty"), clock=clock())
     return FakeObjectStore.operations + 1
 
 
@@ -74,20 +76,25 @@ def test_two_runs_interleaved_anywhere_leave_the_day_as_one_run_published_it(
         clear(day)
         FakeObjectStore.inject(None)
         publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
-                    file_sets=("edges", "quarantine", "empty"))
+                    file_sets=("edges", "quarantine", "empty"), clock=clock())
         with monkeypatch.context() as patch:
             outcome = run_both(day, schedule, patch)
         winner = published_manifest(day)["version"]
         assert winner in RUNS, schedule
         assert reader_view(day) == expected_view(winner), schedule
-        # Nothing but the winner's files: the old run's went with the commit that
-        # replaced it, a loser's with its lost commit, and a replaced run's with the
-        # commit of the run that replaced it.
+        # The winner's files and the replaced runs' (the old run's, and the earlier
+        # run's when both committed) until the retention is over; a loser's went with
+        # its lost commit.
+        loser = "B" if winner == "A" else "A"
+        replaced = [OLD] + ([RUNS[loser]] if outcome[loser] == "committed" else [])
+        assert listing(day) == sorted(set(published_names(day, RUNS[winner])).union(
+            *(run_names(day, run) for run in replaced))), schedule
+        assert all(run_names(day, run) for run in replaced), schedule
+        after_retention(day)
         assert listing(day) == published_names(day, RUNS[winner]), schedule
         with_manifest = json.loads(raw(f"{day}/{MANIFEST}"))
         assert with_manifest == published_manifest(day), schedule
         assert outcome[winner] == "committed", schedule
-        loser = "B" if winner == "A" else "A"
         if outcome[loser] != "committed":
             assert isinstance(outcome[loser], CommitLost)
             assert str(outcome[loser]).startswith(
@@ -103,24 +110,29 @@ def test_two_runs_interleaved_anywhere_leave_the_day_as_one_run_published_it(
 def test_two_runs_on_cloud_storage_one_replaces_or_one_loses(gcs_server):
     """The commit on a real Cloud Storage server (loopback): runs A and B read the same
     base; A commits, then B's commit loses; a run C that starts after A's commit
-    replaces it, and A's files go."""
+    replaces it, and A's files go after the retention."""
     day = f"{gcs_server.bucket('two-runs')}/out/cooccurrence/dt=2026-11-26"
     publish_day(day, OLD, write_run(day, OLD, "old"), {"version": "old"},
-                file_sets=("edges", "quarantine", "empty"))
+                file_sets=("edges", "quarantine", "empty"), clock=clock())
     base = read_base(day)
     records = {name: write_run(day, RUNS[name], name) for name in RUNS}
     publish_day(day, RUNS["A"], records["A"], {"version": "A"},
-                file_sets=("edges", "quarantine", "empty"), base=base)
+                file_sets=("edges", "quarantine", "empty"), base=base,
+                    clock=clock())
     with pytest.raises(CommitLost, match=rf"now names {RUNS['A']}\. This run published "
                                          "nothing there and removed its own files"):
         publish_day(day, RUNS["B"], records["B"], {"version": "B"},
-                    file_sets=("edges", "quarantine", "empty"), base=base)
+                    file_sets=("edges", "quarantine", "empty"), base=base,
+                    clock=clock())
     assert reader_view(day) == expected_view("A")
-    assert listing(day) == published_names(day, RUNS["A"])
+    assert set(listing(day)) - set(published_names(day, RUNS["A"])) == set(run_names(day, OLD))
     late = "20261127T020000Z-cccccccc"
     publish_day(day, late, write_run(day, late, "C"), {"version": "C"},
-                file_sets=("edges", "quarantine", "empty"), base=read_base(day))
+                file_sets=("edges", "quarantine", "empty"), base=read_base(day), clock=clock())
     assert reader_view(day) == expected_view("C")
+    assert set(listing(day)) - set(published_names(day, late)) == \
+        set(run_names(day, RUNS["A"])) | set(run_names(day, OLD))
+    after_retention(day)
     assert listing(day) == published_names(day, late)
     assert json.loads(raw(f"{day}/{MANIFEST}")) == published_manifest(day)
 

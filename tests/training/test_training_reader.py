@@ -489,3 +489,49 @@ def test_refuses_bad_arguments(out):
         reader.open_days(out, "skipgram", last_n_days=0)
     with pytest.raises(ValueError, match=r"batch_size=0 must be >= 1"):
         reader.make_dataset(out, "skipgram", batch_size=0)
+
+
+def republish(folder, keep_hours=None):
+    """The day of `folder` published again by a new run (its files copied under the new
+    run id), with the default retention unless keep_hours is given; returns the run id."""
+    from transforms.publishing.protocol import publish_day
+    from transforms.publishing.runs import new_run_id
+    from transforms.publishing.writers import FileRecord
+    manifest = published_manifest(folder)
+    run_id = new_run_id()
+    records = []
+    for file_set, entry in manifest["file_sets"].items():
+        for f in entry["files"]:
+            name = f["name"].replace(manifest["run_id"], run_id)
+            shutil.copyfile(os.path.join(folder, f["name"]), os.path.join(folder, name))
+            records.append(FileRecord(file_set, name, f["rows"], f["size_bytes"],
+                                      entry["feature_spec"], f.get("crc32c", "")))
+    fields = {k: v for k, v in manifest.items()
+              if k not in ("run_id", "file_sets", "replaces", "committed_at")}
+    retention = {} if keep_hours is None else {"keep_hours": keep_hours}
+    publish_day(folder, run_id, records, fields, tuple(manifest["file_sets"]), **retention)
+    return run_id
+
+
+@pytest.mark.jobs
+def test_a_reader_that_opened_a_day_reads_it_to_the_end_after_a_republish(out, tmp_path):
+    """A training job lists a day's files once (open_days) and reads them every epoch; a
+    republish of the day (backfill --force) keeps the replaced run's files for the
+    retention, so the reader's whole list stays readable."""
+    copy = str(tmp_path / "out")
+    shutil.copytree(out, copy)
+    folder = day_dir(copy, "sequences")
+    days = reader.open_days(copy, "sequences", "train")
+    first = [r for path in days.files for r in read_tfrecord_file(path)]
+    old_run = published_manifest(folder)["run_id"]
+    new_run = republish(folder)
+    assert published_manifest(folder)["run_id"] == new_run != old_run
+    assert all(os.path.exists(path) for path in days.files)
+    assert [r for path in days.files for r in read_tfrecord_file(path)] == first
+    rows, _ = read_sequences(days.dataset(batch_size=64, shuffle_buffer=0,
+                                          num_parallel_reads=1))
+    assert len(rows) == days.examples == len(first) > 0
+    # The day as a reader opening it now finds it: the new run's files, same records.
+    again = reader.open_days(copy, "sequences", "train")
+    assert all(new_run in path for path in again.files)
+    assert [r for path in again.files for r in read_tfrecord_file(path)] == first

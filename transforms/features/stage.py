@@ -27,6 +27,7 @@ from transforms.features.preprocessing import preprocessing_fn_for
 from transforms.publishing.protocol import VALIDATION_FIELDS, PublishFileSets, new_run_id, \
     publish_day, read_base
 from transforms.publishing.readers import published_manifest
+from transforms.publishing.retention import check_keep_hours
 from transforms.publishing.writers import WritePieces, bytes_of_mb, publish_tree
 
 ENTITY_FILE_SETS = ("eval", "stats", "train", "transform")
@@ -47,6 +48,7 @@ class FeatureParams(NamedTuple):
     allow_anomalies: bool
     max_rows_per_shard: int
     target_shard_mb: float
+    keep_replaced_hours: float
     salt_file: Optional[str]
     salt_secret: Optional[str]
     options: Dict          # the options as the manifests list them
@@ -66,6 +68,7 @@ class FeatureParams(NamedTuple):
             raise ValueError(f"--features_lookback_days={self.lookback_days} must be >= 0")
         if self.target_shard_mb <= 0:
             raise ValueError(f"--target_shard_mb={self.target_shard_mb} must be > 0")
+        check_keep_hours(self.keep_replaced_hours)
         self.preprocessing_config()
         return self
 
@@ -155,7 +158,8 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                                     ("blessed", "overridden", "reasons")})
         listed = list(records) + list(gate_out["records"]) + \
             publish_tree(tree_dir, final_dir, F.TRANSFORM_TREE, run_id, "transform")
-        return publish_day(final_dir, run_id, listed, values, ENTITY_FILE_SETS, base=base)
+        return publish_day(final_dir, run_id, listed, values, ENTITY_FILE_SETS, base=base,
+                           keep_hours=ctx["keep_hours"])
 
     return (pipeline | f"Start{name}Publish" >> beam.Create([None])
             | f"Publish{name}" >> beam.Map(
@@ -209,14 +213,15 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
         f"{out}/features/{F.DAILY_DIR}/dt={day}", manifest, gate, fmt="parquet",
         target_shard_mb=params.target_shard_mb,
         extra={"feature_shards": shards, "input_provenance": described},
-        file_sets=F.DAILY_FILE_SETS)
+        file_sets=F.DAILY_FILE_SETS, keep_hours=params.keep_replaced_hours)
     with open(F.reviewed_schema_path()) as handle:
         schema_text = handle.read()
     ctx = {"out": out, "day": day, "config": params.preprocessing_config(),
            "temp_dir": _temp_dir(pipeline), "schema_text": schema_text,
            "allow_anomalies": params.allow_anomalies, "window": window, "gate": gate,
            "daily": daily, "plan": plan, "target_bytes": bytes_of_mb(params.target_shard_mb),
-           "manifest": manifest, "described": described}
+           "manifest": manifest, "described": described,
+           "keep_hours": params.keep_replaced_hours}
     published = {entity: transform_entity(pipeline, entity, rows, ctx)
                  for entity in F.ENTITIES}
     return dict(published, daily=daily)

@@ -25,6 +25,7 @@ from transforms.common.sharding import shard_ids, split_by_shard
 from transforms.publishing.files import READ_ERRORS, SUCCESS, write_atomic
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.readers import published_files
+from transforms.publishing.retention import DEFAULT_KEEP_HOURS
 from transforms.publishing.tfrecord import decode_examples, read_tfrecord_file
 
 INDEX_KIND = "article_index"
@@ -179,8 +180,10 @@ class PublishArticleIndex(beam.PTransform):
     the run's other publish steps take as a manifest field, so they publish after it."""
 
     def __init__(self, output_dir: str, run_date: str, gate=None,
-                 target_shard_mb: float = 128.0, described=None):
+                 target_shard_mb: float = 128.0, described=None,
+                 keep_hours: float = DEFAULT_KEEP_HOURS):
         super().__init__()
+        self._keep_hours = keep_hours
         self._out, self._day, self._gate = output_dir.rstrip("/"), run_date, gate
         self._target_shard_mb = target_shard_mb
         self._described = described
@@ -202,7 +205,7 @@ class PublishArticleIndex(beam.PTransform):
             extra=dict({"version": version, "parent": parent, "vocab_size": vocab},
                        **({"input_provenance": self._described}
                           if self._described is not None else {})),
-            file_sets=("index",), final_dir_from=folder,
+            file_sets=("index",), final_dir_from=folder, keep_hours=self._keep_hours,
             check=lambda final_dir: check_unmoved(out, base_version_of(final_dir)))
 
         def point_current(written):

@@ -30,6 +30,9 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 RUN_MANIFEST = "manifest-{run_id}.json"
+# Written by a withdrawal just before it deletes _SUCCESS: when the run it names was
+# withdrawn (retention keeps that run's files as long as a replaced run's).
+WITHDRAWN = "withdrawn-{run_id}.json"
 TMP_PREFIX = "_tmp-"  # local atomic writes: _tmp-<run_id>-<uuid>-<name>, renamed over <name>
 
 

@@ -2,12 +2,14 @@
 day (docs/publishing.md).
 """
 
+import json
 import re
 from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.publishing.files import READ_ERRORS, SUCCESS
+from transforms.publishing.files import READ_ERRORS, SUCCESS, WITHDRAWN, write_atomic
+from transforms.publishing.runs import Clock, stamp, utc_now
 from transforms.publishing.store import store_for
 
 LATEST = "LATEST"
@@ -117,7 +119,7 @@ def withdraw_day(output_dir: str, run_date: str,
     """Unpublish day `run_date` (YYYY-MM-DD) of every kind under output_dir except the
     quarantine: `validated`, `cooccurrence`, `examples/<kind>`, `features/<kind>` lose
     <kind>/dt=<run_date>/_SUCCESS (readers follow it, so the day is gone for them; its
-    files are removed by the day's next publish), each only if it is still at the
+    files go with the retention sweep of a later publish), each only if it is still at the
     generation in `bases` (day_bases, read at the run's start; read now when None): a
     kind another run published after this run started stays published. When LATEST of
     a kind names that day it moves back to the newest day left (or is emptied). Returns
@@ -141,10 +143,13 @@ def withdraw_day(output_dir: str, run_date: str,
     return withdrawn
 
 
-def withdraw_folder(day_dir: str, generation: Optional[int] = None) -> bool:
+def withdraw_folder(day_dir: str, generation: Optional[int] = None,
+                    clock: Optional[Clock] = None) -> bool:
     """Unpublish one <kind>/dt=D folder whose _SUCCESS is still at `generation` (the one
     read now when None): LATEST moved off D first (a crash after it leaves LATEST older,
-    never naming a withdrawn day), then _SUCCESS deleted by compare-and-swap, then
+    never naming a withdrawn day), then withdrawn-<run_id>.json written (retention keeps
+    the withdrawn run's files from then on, for readers that opened the day), then
+    _SUCCESS deleted by compare-and-swap, then
     LATEST rewritten from the days published now (a publish of D that read LATEST in
     between cannot move it back to D). False when the folder was not published, or was
     published again since that generation; a LATEST naming D though D is not published
@@ -155,6 +160,11 @@ def withdraw_folder(day_dir: str, generation: Optional[int] = None) -> bool:
     kind_dir, day = split_day_folder(day_dir)
     if now.data is not None and (generation is None or now.generation == generation):
         reset_latest(kind_dir, excluding=day)
+        run_id = now.data.decode().strip()
+        if run_id:
+            record = {"run_id": run_id, "withdrawn_at": stamp((clock or utc_now)())}
+            write_atomic(f"{day_dir.rstrip('/')}/{WITHDRAWN.format(run_id=run_id)}",
+                         (json.dumps(record, sort_keys=True) + "\n").encode(), run_id)
         withdrawn = store.delete_if(marker, now.generation)
         reset_latest(kind_dir)
         return withdrawn

@@ -1,14 +1,12 @@
 """The publishing protocol (docs/publishing.md): a run's pieces are streamed into the
 day's folder under names holding its run id, then one step commits them: the run
 manifest, then _SUCCESS moved to the run id by compare-and-swap from what the run read
-at its start, then the replaced run's files deleted, manifest.json and LATEST.
-PublishFileSets is the composite; publish_day its commit.
+at its start, then manifest.json, LATEST and the retention sweep (the replaced run's
+files stay for --keep_replaced_hours). PublishFileSets is the composite; publish_day
+its commit.
 """
 
-import datetime as dt
 import json
-import os
-import uuid
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import apache_beam as beam
@@ -18,18 +16,14 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.common.errors import Refusal
 from transforms.common.version import suite_fields
 from transforms.publishing.files import MANIFEST, READ_ERRORS, RUN_MANIFEST, SUCCESS, \
-    delete_tolerant, is_local, read_bytes, read_json, write_atomic
+    delete_tolerant, read_bytes, read_json, write_atomic
 from transforms.publishing.latest import split_day_folder, update_latest
 from transforms.publishing.readers import read_run_id
+from transforms.publishing.retention import DEFAULT_KEEP_HOURS, check_keep_hours, sweep
+from transforms.publishing.runs import Clock, new_run_id, stamp, utc_now
 from transforms.publishing.store import Versioned, store_for
 from transforms.publishing.writers import CHUNK_ROWS, FORMATS, FileRecord, WritePieces, \
     bytes_of_mb, require_blessed
-
-def new_run_id() -> str:
-    """A run id unique to one construction of a publishing step: UTC time + random hex."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{now}-{uuid.uuid4().hex[:8]}"
-
 
 def manifest_content(run_id: str, records: Iterable[FileRecord], fields: Dict,
                      file_sets: Sequence[str] = ()) -> Dict:
@@ -131,21 +125,6 @@ def _run_files(final_dir: str, run_id: str) -> List[str]:
     return [f"{final_dir}/{name}" for name in _listed_names(manifest)] + [path]
 
 
-def _remove_empty_folders(final_dir: str, run_id: str) -> None:
-    """Locally, the folders a deleted run's trees leave empty (an object store has none);
-    only folders named for that run, so another run's fresh folder is never touched."""
-    if not is_local(final_dir) or not os.path.isdir(final_dir):
-        return
-    for name in os.listdir(final_dir):
-        top = os.path.join(final_dir, name)
-        if run_id in name and os.path.isdir(top):
-            for dirpath, _, _ in sorted(os.walk(top), reverse=True):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:   # not empty
-                    pass
-
-
 def _write_copy_for_people(final_dir: str) -> None:
     """manifest.json := the manifest of the run _SUCCESS names (again while it moves)."""
     success = f"{final_dir}/{SUCCESS}"
@@ -162,50 +141,57 @@ def _write_copy_for_people(final_dir: str) -> None:
 
 
 def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fields: Dict,
-                file_sets: Sequence[str] = (), base: Optional[Versioned] = None) -> Dict:
+                file_sets: Sequence[str] = (), base: Optional[Versioned] = None,
+                keep_hours: float = DEFAULT_KEEP_HOURS, clock: Optional[Clock] = None) -> Dict:
     """Commit a run's files as the published day of final_dir (docs/publishing.md): check
-    every file it lists is there with its size, write manifest-<run_id>.json, move
-    _SUCCESS to the run id by compare-and-swap from `base` (what the run read at its
-    start; read now when None), then delete the files of the run it replaced (from that
-    run's manifest) and nothing else, and write manifest.json, the copy for people. A
-    retried commit that finds its own run id in _SUCCESS has committed and goes on. When
-    another run moved _SUCCESS first, this run deletes its own files and raises
-    CommitLost. Returns the manifest."""
+    every file it lists is there with its size, write manifest-<run_id>.json (recording
+    the run it replaces, `replaces`, and `committed_at`), move _SUCCESS to the run id by
+    compare-and-swap from `base` (what the run read at its start; read now when None),
+    write manifest.json, the copy for people, move LATEST, and sweep the kind's last
+    days (retention.sweep): the replaced run's files stay for `keep_hours`, so a reader
+    that opened the day reads it to the end. A retried commit that finds its own run id
+    in _SUCCESS has committed and goes on. When another run moved _SUCCESS first, this
+    run deletes its own files and raises CommitLost. `clock` gives the time (now by
+    default). Returns the manifest."""
     final_dir = final_dir.rstrip("/")
     success = f"{final_dir}/{SUCCESS}"
     base = read_base(final_dir) if base is None else Versioned(*base)
+    now = (clock or utc_now)()
+    replaced = (base.data or b"").decode().strip()
     records = list(records)      # a generator writes its files as it is consumed
     sizes = stored_sizes(final_dir)
-    manifest = manifest_content(run_id, as_written(records, sizes),
-                                dict(suite_fields(), **fields), file_sets)
+    fields = dict(suite_fields(), **fields,
+                  replaces=replaced if replaced != run_id else "", committed_at=stamp(now))
+    if replaced == run_id:
+        # A retried commit of a run that had committed: what it replaced then stands.
+        try:
+            fields["replaces"] = read_json(
+                f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}").get("replaces", "")
+        except READ_ERRORS:
+            pass
+    manifest = manifest_content(run_id, as_written(records, sizes), fields, file_sets)
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     check_listed_files(final_dir, manifest, sizes)
     write_atomic(f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}", body, run_id)
     ours = f"{run_id}\n".encode()
     store = store_for(success)
     if store.write_if(success, ours, base.generation) is None:
-        now = store.read(success)
-        if now.data != ours:
+        now_there = store.read(success)
+        if now_there.data != ours:
             # Its own files only: a file under a fixed name may be the winner's now.
             delete_tolerant([p for p in _run_files(final_dir, run_id)
                              if run_id in p[len(final_dir) + 1:]])
-            winner = (now.data or b"").decode().strip() or "(withdrawn: no _SUCCESS)"
+            winner = (now_there.data or b"").decode().strip() or "(withdrawn: no _SUCCESS)"
             raise CommitLost(
                 f"{final_dir} was moved by another run while this run ({run_id}) ran: it "
                 f"now names {winner}. This run published nothing there and removed its "
                 "own files. Let the other run finish, then run this day again if it "
                 "should be rebuilt.")
-    replaced = (base.data or b"").decode().strip()
-    if replaced and replaced != run_id:
-        # Only what the replaced run wrote: a file under a fixed name that both list
-        # (the features gate's statistics) is this run's now.
-        kept = {f"{final_dir}/{name}" for name in _listed_names(manifest)}
-        delete_tolerant([p for p in _run_files(final_dir, replaced) if p not in kept])
-        _remove_empty_folders(final_dir, replaced)
     _write_copy_for_people(final_dir)
     day_folder = split_day_folder(final_dir)
     if day_folder:
         update_latest(*day_folder)
+    sweep(final_dir, keep_hours, now)
     return manifest
 
 
@@ -228,13 +214,17 @@ class PublishFileSets(beam.PTransform):
     instead of final_dir, and `check` (a function of that folder) runs in the publish
     step right before publish_day: it raises to refuse publishing. `after` maps labels
     (a kind's folder) to the manifests of this run's earlier commits, its claim on the
-    day: the commit waits on them, and a lost commit says they stay published."""
+    day: the commit waits on them, and a lost commit says they stay published.
+    `keep_hours` is --keep_replaced_hours (retention); `clock` gives the time of the run
+    id and the commit (now by default; tests move it)."""
 
     def __init__(self, final_dir: str, manifest: Dict, gate=None, fmt: str = "tfrecord",
                  target_shard_mb: float = 128.0, extra: Optional[Dict] = None,
                  file_sets: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS,
-                 final_dir_from=None, check=None, after: Optional[Dict] = None):
+                 final_dir_from=None, check=None, after: Optional[Dict] = None,
+                 keep_hours: float = DEFAULT_KEEP_HOURS, clock: Optional[Clock] = None):
         super().__init__()
+        check_keep_hours(keep_hours)
         if fmt not in FORMATS:
             raise ValueError(f"unknown file format {fmt!r}; expected one of {sorted(FORMATS)}")
         if not target_shard_mb > 0:
@@ -248,7 +238,8 @@ class PublishFileSets(beam.PTransform):
         self._file_sets, self._chunk_rows = tuple(file_sets), chunk_rows
         self._dir_from, self._check = final_dir_from, check
         self._after = dict(sorted((after or {}).items()))
-        self.run_id = new_run_id()
+        self._keep_hours, self._clock = keep_hours, clock
+        self.run_id = new_run_id(clock)
 
     def expand(self, pieces):
         final_dir, fields, run_id = self._final_dir, self._manifest, self.run_id
@@ -270,6 +261,7 @@ class PublishFileSets(beam.PTransform):
         check = self._check
 
         after_labels = list(self._after)
+        keep_hours, clock = self._keep_hours, self._clock
 
         def publish(_, written, *side, final_dir=final_dir, base=None):
             values = dict(fields)
@@ -281,7 +273,8 @@ class PublishFileSets(beam.PTransform):
             if check is not None:
                 check(final_dir)
             try:
-                return publish_day(final_dir, run_id, written, values, file_sets, base=base)
+                return publish_day(final_dir, run_id, written, values, file_sets, base=base,
+                                   keep_hours=keep_hours, clock=clock)
             except CommitLost as lost:
                 if not earlier:
                     raise
