@@ -199,10 +199,11 @@ class GraphOptions(PipelineOptions):
                  "weighted count used by the weightings; empty turns it off.")
         parser.add_argument(
             "--index_from", default=None,
-            help="A published folder holding an index-*.tfrecord.gz file set (a graph day "
-                 "or article_index/v=NNNNNN) to continue the article index from instead of "
-                 "the version <output_dir>/article_index/CURRENT names; the run still "
-                 "publishes version CURRENT + 1.")
+            help="Seed a new output folder's article index from a published folder holding "
+                 "an index-*.tfrecord.gz file set (a graph day or article_index/v=NNNNNN of "
+                 "another output folder): only when <output_dir>/article_index/CURRENT does "
+                 "not exist yet (the run is refused otherwise); the version made records it "
+                 "as seeded_from and has no parent.")
         parser.add_argument(
             "--graph_shards", type=shard_count, default="auto",
             help="Shards (by a hash of user_id, then of the article) the graph is computed "

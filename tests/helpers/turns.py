@@ -71,3 +71,18 @@ def interleavings(counts):
                 yield from build(left, prefix + [who])
                 left[who] += 1
     yield from build(dict(counts), [])
+
+
+def turns_on_operations(schedule, monkeypatch) -> Turns:
+    """Turns whose steps are the writes, renames and deletes the fake object store (and,
+    with patch_local_faults, the local disk) counts: each takes the next turn."""
+    from tests.helpers.fake_object_store import FakeObjectStore
+    turns = Turns(schedule)
+    operation = FakeObjectStore.operation.__func__
+
+    def counted(cls, kind, path):
+        turns.step()
+        return operation(cls, kind, path)
+
+    monkeypatch.setattr(FakeObjectStore, "operation", classmethod(counted))
+    return turns

@@ -14,7 +14,7 @@ from tests.helpers.fake_object_store import FakeObjectStore
 from transforms.publishing.files import MANIFEST
 from transforms.publishing.protocol import CommitLost, check_claim, publish_day, read_base
 from transforms.publishing.readers import published_manifest
-from tests.helpers.turns import Turns
+from tests.helpers.turns import turns_on_operations
 from tests.helpers.publishing_days import after_retention, clear, clock, expected_view, \
     listing, published_names, raw, reader_view, run_names, write_run
 
@@ -27,14 +27,7 @@ RUNS = {"A": "20261127T010000Z-aaaaaaaa", "B": "20261127T010500Z-bbbbbbbb"}
 def run_both(day, schedule, monkeypatch):
     """Runs A and B of the day in two threads under `schedule`; returns each run's
     outcome: 'committed' or the exception raised."""
-    turns = Turns(schedule)
-    operation = FakeObjectStore.operation.__func__
-
-    def counted(cls, kind, path):
-        turns.step()
-        return operation(cls, kind, path)
-
-    monkeypatch.setattr(FakeObjectStore, "operation", classmethod(counted))
+    turns = turns_on_operations(schedule, monkeypatch)
 
     def run(name):
         run_id = RUNS[name]

@@ -535,3 +535,30 @@ def test_a_reader_that_opened_a_day_reads_it_to_the_end_after_a_republish(out, t
     again = reader.open_days(copy, "sequences", "train")
     assert all(new_run in path for path in again.files)
     assert [r for path in again.files for r in read_tfrecord_file(path)] == first
+
+
+@pytest.mark.jobs
+def test_refuses_days_across_a_seeded_index_that_index_from_used_to_hide(out, tmp_path):
+    """--index_from used to continue another index while recording CURRENT as the parent,
+    so the reader took days on both for one index. Now a seed is a new root that records
+    where it came from: days on the old chain and on the seed are refused together."""
+    from tests.helpers.index_runs import commit_version, start_run
+    from tests.helpers.publishing_days import clock
+    target, elsewhere = str(tmp_path / "out"), str(tmp_path / "elsewhere")
+    commit_version(elsewhere, "20261120T000000Z-e15e0000", start_run(elsewhere), ["s1", "s2"],
+                   clock())
+    first = commit_version(target, "20261120T000000Z-0f1a0000", start_run(target),
+                           ["a1", "a2", "a3"], clock())
+    # An operator removes CURRENT to make --index_from seed the folder again.
+    os.remove(os.path.join(target, "article_index", "CURRENT"))
+    seed = start_run(target, index_from=os.path.join(elsewhere, "article_index", "v=000001"))
+    second = commit_version(target, "20261121T000000Z-0f1b0000", seed, ["b1"], clock())
+    assert (second["version"], second["parent"], second["mapping"]["s1"]) == (2, None, 1)
+    assert first["mapping"]["a1"] == 1     # index 1 names two articles on the two roots
+    for day, index in (("2026-11-20", first), ("2026-11-21", second)):
+        clone_day(out, target, "skipgram", day,
+                  with_index(index["version"], index["parent"], index["vocab_size"]))
+    with pytest.raises(ValueError, match=r"day 2026-11-20 of skipgram was written with article "
+                                         r"index version 1, which is not an ancestor of version "
+                                         r"2 \(day 2026-11-21; parent chain 2 -> \(root\)\)"):
+        reader.open_days(target, "skipgram")

@@ -216,13 +216,17 @@ class PublishFileSets(beam.PTransform):
     (a kind's folder) to the manifests of this run's earlier commits, its claim on the
     day: the commit waits on them, and a lost commit says they stay published.
     `keep_hours` is --keep_replaced_hours (retention); `clock` gives the time of the run
-    id and the commit (now by default; tests move it)."""
+    id and the commit (now by default; tests move it). `check_input` (a PCollection of
+    one value) is passed to `check` after the folder. `create_only` commits only a folder
+    that has never been published (a version of the article index): the commit moves
+    _SUCCESS only from absent, whatever the base read."""
 
     def __init__(self, final_dir: str, manifest: Dict, gate=None, fmt: str = "tfrecord",
                  target_shard_mb: float = 128.0, extra: Optional[Dict] = None,
                  file_sets: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS,
                  final_dir_from=None, check=None, after: Optional[Dict] = None,
-                 keep_hours: float = DEFAULT_KEEP_HOURS, clock: Optional[Clock] = None):
+                 keep_hours: float = DEFAULT_KEEP_HOURS, clock: Optional[Clock] = None,
+                 check_input=None, create_only: bool = False):
         super().__init__()
         check_keep_hours(keep_hours)
         if fmt not in FORMATS:
@@ -239,6 +243,7 @@ class PublishFileSets(beam.PTransform):
         self._dir_from, self._check = final_dir_from, check
         self._after = dict(sorted((after or {}).items()))
         self._keep_hours, self._clock = keep_hours, clock
+        self._check_input, self._create_only = check_input, create_only
         self.run_id = new_run_id(clock)
 
     def expand(self, pieces):
@@ -261,7 +266,8 @@ class PublishFileSets(beam.PTransform):
         check = self._check
 
         after_labels = list(self._after)
-        keep_hours, clock = self._keep_hours, self._clock
+        keep_hours, clock, create_only = self._keep_hours, self._clock, self._create_only
+        checked = [] if self._check_input is None else [self._check_input]
 
         def publish(_, written, *side, final_dir=final_dir, base=None):
             values = dict(fields)
@@ -269,13 +275,18 @@ class PublishFileSets(beam.PTransform):
                 gate, side = require_blessed(side[0], final_dir), side[1:]
                 values["validation"] = {k: gate.get(k) for k in VALIDATION_FIELDS}
             values.update(zip(extra_names, side[:len(extra_names)]))
-            earlier = dict(zip(after_labels, side[len(extra_names):]))
+            earlier = dict(zip(after_labels, side[len(extra_names):len(extra_names)
+                                                   + len(after_labels)]))
             if check is not None:
-                check(final_dir)
+                check(final_dir, *side[len(extra_names) + len(after_labels):])
             try:
-                return publish_day(final_dir, run_id, written, values, file_sets, base=base,
+                return publish_day(final_dir, run_id, written, values, file_sets,
+                                   base=Versioned(None, 0) if create_only else base,
                                    keep_hours=keep_hours, clock=clock)
             except CommitLost as lost:
+                if create_only:
+                    raise CommitLost(f"{lost} {final_dir} is made once and never replaced: "
+                                     "another run made it first.") from lost
                 if not earlier:
                     raise
                 kept = ", ".join(f"{label} (run {m['run_id']})" for label, m in earlier.items())
@@ -285,6 +296,7 @@ class PublishFileSets(beam.PTransform):
         side_inputs = [beam.pvalue.AsList(records)] + gate_input
         side_inputs += [beam.pvalue.AsSingleton(p) for p in self._extra.values()]
         side_inputs += [beam.pvalue.AsSingleton(p) for p in self._after.values()]
+        side_inputs += [beam.pvalue.AsSingleton(p) for p in checked]
         return (pieces.pipeline
                 | "StartPublish" >> beam.Create([None])
                 | "PublishDay" >> beam.Map(publish, *side_inputs, **dir_input, **base_input))

@@ -1,5 +1,5 @@
-"""A conditional store: the pointers of the publishing protocol (_SUCCESS, and later
-LATEST and the article index's CURRENT) are moved by compare-and-swap
+"""A conditional store: the pointers of the publishing protocol (_SUCCESS, LATEST and
+the article index's CURRENT) are moved by compare-and-swap
 (docs/publishing.md#pointers-moved-by-compare-and-swap).
 
 read(path) gives an object's bytes and its generation (an absent object is generation
