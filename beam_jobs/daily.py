@@ -13,6 +13,7 @@ from beam_jobs import cooccurrence_graph, features, launch, options as opts, tra
     validate_events
 from transforms.common import privacy
 from transforms.features.stage import build_features
+from transforms.graph.index_store import index_chunks_of
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidationOptions,
                   opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
@@ -63,7 +64,7 @@ def build(pipeline, args, span) -> None:
     if "features" in chosen:
         build_features(pipeline, features.feature_params(args), span,
                        validated["valid"], validated["gate"],
-                       training_examples.index_chunks_of(graph["pieces"], "FeatureIndexChunks"),
+                       index_chunks_of(graph["pieces"], "FeatureIndexChunks"), graph["index"],
                        source=args.events, described=validated["input"])
 
 

@@ -24,6 +24,7 @@ from transforms.common.span import DaySpan
 from transforms.examples import ranking, sequences, skipgram
 from transforms.examples.composite import BuildTrainingExamples
 from transforms.examples.params import EXAMPLE_COLUMNS, ExampleParams
+from transforms.graph import index_store
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.writers import bytes_of_mb
 
@@ -69,18 +70,6 @@ def feature_spec(kind: str) -> Dict:
             "ranking": ranking.RANKING_FEATURE_SPEC}[kind]
 
 
-def index_chunks_of(pieces, label: str = "IndexChunks"):
-    """Graph pieces -> (article ids, indexes) chunks of the index file set."""
-    def chunk(piece):
-        file_set, _, batch = piece
-        if file_set != "index":
-            return []
-        ids = batch.column(batch.schema.get_field_index("article_id")).cast(pa.string())
-        index = batch.column(batch.schema.get_field_index("index")).to_numpy()
-        return [(ids, np.asarray(index, np.int64))]
-    return pieces | label >> beam.FlatMap(chunk)
-
-
 def region_chunks_of(pieces):
     """Graph pieces -> (indexes, regions) chunks of the nodes file set."""
     def chunk(piece):
@@ -103,7 +92,7 @@ def build_examples(pipeline, args, span: DaySpan, valid, gate, index, graph_piec
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     built = valid | "BuildExamples" >> BuildTrainingExamples(
-        params, index_chunks_of(graph_pieces), region_chunks_of(graph_pieces),
+        params, index_store.index_chunks_of(graph_pieces), region_chunks_of(graph_pieces),
         args.user_id_salt_file, args.user_id_salt_secret)
     published = {}
     for kind in params.kinds:

@@ -147,12 +147,19 @@ USER_KINDS = (KIND_EVENT, KIND_REGION, KIND_PLATFORM, KIND_CATEGORY)
 DAILY_DIR = "_daily"
 DAILY_FILE_SETS = ENTITIES
 
-# Feature folder files.
+# Feature folder files: the gate's, each named for its run (gate_file_name) and listed in
+# the manifest's "stats" file set (transforms.features.gate.published_gate_files).
 STATS_FILES = {"train": "stats_train.tfrecord", "eval": "stats_eval.tfrecord"}
 # One Anomalies message per file, so tfdv.load_anomalies_text loads each.
 ANOMALIES_FILES = {"train": "anomalies_train.pbtxt", "eval": "anomalies_eval.pbtxt"}
 HTML_FILE = "stats.html"
 SUMMARY_FILE = "summary.json"
+
+
+def gate_file_name(name: str, run_id: str) -> str:
+    """stats_train.tfrecord -> stats_train-<run_id>.tfrecord: the gate's file of one run."""
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}-{run_id}{dot}{suffix}"
 TRANSFORM_TREE = "transform"   # <day>/transform-<run_id>/{transform_fn,transformed_metadata,metadata}
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from schemas import contract, features as F
 from tests.helpers.features_runs import FEATURES_DAY, FEATURES_LOOKBACK, FEATURES_SALT, FEATURES_TZ
+from transforms.features.gate import published_gate_files
 
 pytestmark = pytest.mark.jobs
 
@@ -24,7 +25,28 @@ def _day_dir(out, entity):
 @pytest.fixture(scope="module")
 def run(tft_subprocess_results):
     assert tft_subprocess_results["job_rc"] == 0, tft_subprocess_results["job_log"][-6000:]
-    return tft_subprocess_results
+    from transforms.graph import index_store
+    from transforms.publishing.readers import load_index
+    # The version the job made: the prepared version 1 extended with the day's articles.
+    ids, indexes = load_index(index_store.version_dir(tft_subprocess_results["out"], 2))
+    return dict(tft_subprocess_results, extended=dict(zip(ids.to_pylist(), indexes.tolist())))
+
+
+def test_the_job_extends_the_index_and_every_manifest_names_the_version(run):
+    from transforms.graph import index_store
+    from transforms.publishing.readers import published_manifest
+    out = run["out"]
+    assert index_store.read_current(out) == 2
+    version = published_manifest(index_store.version_dir(out, 2))
+    expected = {"version": 2, "parent": 1, "vocab_size": max(run["extended"].values()) + 1}
+    assert {k: version[k] for k in expected} == expected
+    # Known articles keep their index; every article of the day has one (none is 0).
+    assert {a: run["extended"][a] for a in run["index"]} == run["index"]
+    today = {a for a in run["tables"][0].column("article_id").to_pylist() if a}
+    assert today <= set(run["extended"]) and 0 not in run["extended"].values()
+    for folder in [f"{out}/features/{F.DAILY_DIR}/dt={FEATURES_DAY}"] + \
+            [_day_dir(out, entity) for entity in F.ENTITIES]:
+        assert published_manifest(folder)["article_index"] == expected, folder
 
 
 def test_job_exits_0_and_publishes_each_entity(run):
@@ -35,15 +57,19 @@ def test_job_exits_0_and_publishes_each_entity(run):
         assert os.path.exists(f"{day_dir}/{SUCCESS}")
         manifest = published_manifest(day_dir)
         assert sorted(manifest["file_sets"]) == ["eval", "stats", "train", "transform"]
+        # The gate's files are the run's, named for it and committed with the day.
+        names = [F.HTML_FILE, F.SUMMARY_FILE] + list(F.STATS_FILES.values()) + \
+            list(F.ANOMALIES_FILES.values())
         assert sorted(f["name"] for f in manifest["file_sets"]["stats"]["files"]) == sorted(
-            [F.HTML_FILE, F.SUMMARY_FILE] + list(F.STATS_FILES.values())
-            + list(F.ANOMALIES_FILES.values()))
+            F.gate_file_name(name, manifest["run_id"]) for name in names)
+        gate_files = published_gate_files(day_dir)
+        assert sorted(gate_files) == sorted(names)
         # Each artifact loads with the loader its users call.
         import tensorflow_data_validation as tfdv
         for split in F.SPLITS:
-            loaded = tfdv.load_anomalies_text(f"{day_dir}/{F.ANOMALIES_FILES[split]}")
+            loaded = tfdv.load_anomalies_text(gate_files[F.ANOMALIES_FILES[split]])
             assert not loaded.anomaly_info, (entity, split)
-            stats = tfdv.load_statistics(f"{day_dir}/{F.STATS_FILES[split]}")
+            stats = tfdv.load_statistics(gate_files[F.STATS_FILES[split]])
             assert stats.datasets[0].num_examples == manifest["file_sets"][split]["rows"]
         assert manifest["feature_gate"] == {"blessed": True, "overridden": False, "reasons": []}
         with open(f"{run['out']}/features/{entity}/LATEST") as handle:
@@ -56,7 +82,7 @@ def test_lookback_days_used_and_skipped(run):
                 "skipped": [{"day": "2026-11-24", "reason": "not blessed"}]}
     for entity in F.ENTITIES:
         assert published_manifest(_day_dir(run["out"], entity))["lookback"] == expected
-        with open(f"{_day_dir(run['out'], entity)}/{F.SUMMARY_FILE}") as handle:
+        with open(published_gate_files(_day_dir(run["out"], entity))[F.SUMMARY_FILE]) as handle:
             assert json.load(handle)["lookback"] == expected
 
 
@@ -64,7 +90,13 @@ def test_refused_day_exits_1_after_writing_its_summary(run):
     assert run["refused_rc"] == 1, run["refused_log"][-6000:]
     assert "features/articles of 2026-11-26 refused" in run["refused_log"]
     day_dir = _day_dir(run["refused_out"], F.ARTICLES)
-    with open(f"{day_dir}/{F.SUMMARY_FILE}") as handle:
+    # The run's summary and page, named for it, never committed; the message names them.
+    summaries = [n for n in os.listdir(day_dir) if n.startswith("summary-")]
+    assert len(summaries) == 1
+    run_id = summaries[0][len("summary-"):-len(".json")]
+    assert f"see {day_dir}/{summaries[0]} and the page beside it" in run["refused_log"]
+    assert os.path.exists(f"{day_dir}/{F.gate_file_name(F.HTML_FILE, run_id)}")
+    with open(f"{day_dir}/{summaries[0]}") as handle:
         summary = json.load(handle)
     assert (summary["blessed"], summary["overridden"], summary["reasons"]) == \
         (False, False, ["anomalies"])
@@ -81,7 +113,7 @@ def test_statistics_load_and_count_the_written_rows(run):
         day_dir = _day_dir(run["out"], entity)
         manifest = published_manifest(day_dir)
         for split, name in F.STATS_FILES.items():
-            stats = tfdv.load_statistics(f"{day_dir}/{name}")
+            stats = tfdv.load_statistics(published_gate_files(day_dir)[name])
             assert stats.datasets[0].num_examples == manifest["file_sets"][split]["rows"]
             assert {f.path.step[0] for f in stats.datasets[0].features} == \
                 set(F.TRANSFORMED_FEATURES[entity])
@@ -148,7 +180,9 @@ def reference_articles(run, split):
                     a["attrs"][name] = (key, row[name])
     rows = {}
     for article, a in found.items():
-        row = {F.ARTICLE_ID: article, F.ARTICLE_INDEX: run["index"].get(article, 0),
+        # 0 only for an article of the lookback days alone (their runs here did not
+        # extend the index, as the prepared days were published by hand).
+        row = {F.ARTICLE_ID: article, F.ARTICLE_INDEX: run["extended"].get(article, 0),
                F.SOLD: a["sold"],
                F.AGE_HOURS: None if a["created"] is None else (window_end - a["created"]) / 3.6e9}
         row.update(a["counts"])
@@ -245,9 +279,10 @@ def test_serving_parity_with_the_reference_rows(run, entity, split):
                 mismatches.append((name, article, found, expected))
     assert mismatches == []
     if entity == F.ARTICLES:
-        indexed = [written[i][F.ARTICLE_INDEX][0] for i in ids if i in run["index"]]
-        assert indexed == [run["index"][i] for i in ids if i in run["index"]]
-        assert all(written[i][F.ARTICLE_INDEX] == [0] for i in ids if i not in run["index"])
+        today = {a for a in run["tables"][0].column("article_id").to_pylist() if a}
+        assert [written[i][F.ARTICLE_INDEX][0] for i in ids] == \
+            [run["extended"].get(i, 0) for i in ids]
+        assert all(written[i][F.ARTICLE_INDEX][0] > 0 for i in ids if i in today)
 
 
 def test_daily_partials_published_for_the_next_day(run):

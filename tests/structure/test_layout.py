@@ -60,7 +60,7 @@ MAY_IMPORT = {
     "beam_jobs.cooccurrence_graph": JOB | {"beam_jobs.validate_events"},
     "beam_jobs.training_examples": JOB | {"beam_jobs.validate_events",
                                           "beam_jobs.cooccurrence_graph"},
-    "beam_jobs.features": JOB | {"beam_jobs.validate_events"},
+    "beam_jobs.features": JOB | {"beam_jobs.validate_events", "beam_jobs.cooccurrence_graph"},
     "beam_jobs.daily": JOB | {"beam_jobs.validate_events", "beam_jobs.cooccurrence_graph",
                               "beam_jobs.training_examples", "beam_jobs.features"},
     "beam_jobs.report": JOB,

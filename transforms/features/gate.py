@@ -1,20 +1,21 @@
 """The features gate: an entity's transformed train and eval statistics validated
 against the reviewed features schema; its files (statistics, anomalies, the page,
-summary.json last) and, when it refuses, the entity's day withdrawn before the refusal
-is raised (docs/features.md#the-features-gate)."""
+summary.json last), named for the run and committed with the entity's day by the
+publishing protocol, and, when it refuses, the entity's day withdrawn before the
+refusal is raised (docs/features.md#the-features-gate)."""
 
 import json
 from typing import Dict, List
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from schemas import features as F
 from transforms.common.errors import Refusal
 from transforms.common.stats_html import render_stats_html
 from transforms.common.anomalies import anomaly_dicts
-from transforms.publishing.files import delete_tolerant, write_bytes
+from transforms.publishing.files import write_bytes
 from transforms.publishing.latest import withdraw_folder
+from transforms.publishing.readers import published_manifest
 from transforms.publishing.tfrecord import tfrecord_frame
 from transforms.publishing.writers import FileRecord, require_blessed
 
@@ -43,21 +44,33 @@ def refusal_message(entity: str, run_date: str, found: List[Dict], summary_path:
              "the reviewed schema"]
     lines += [f"[{a['split']}] {a['severity']} {a['feature'] or '(dataset)'}: "
               f"{a['description']}" for a in found]
-    lines.append(f"see {summary_path} (--allow_feature_anomalies publishes anyway)")
+    lines.append(f"see {summary_path} and the page beside it (this run's, not published; "
+                 "--allow_feature_anomalies publishes anyway)")
     return "\n".join(lines)
+
+
+def published_gate_files(day_dir: str) -> Dict[str, str]:
+    """The gate's files of the published day: name (F.STATS_FILES, F.ANOMALIES_FILES,
+    F.HTML_FILE, F.SUMMARY_FILE) -> path, from the manifest's "stats" file set."""
+    manifest = published_manifest(day_dir)
+    suffix = f"-{manifest['run_id']}"
+    return {f["name"].replace(suffix, "", 1): f"{day_dir.rstrip('/')}/{f['name']}"
+            for f in manifest["file_sets"]["stats"]["files"]}
 
 
 class GateFeatures(beam.DoFn):
     """Validates an entity's transformed statistics against the reviewed schema, writes
-    stats_{train,eval}.tfrecord, anomalies_{train,eval}.pbtxt, stats.html and, last,
-    summary.json into the day folder, then emits {"summary", "records"} or (refused:
-    the day is withdrawn first, if still as the run found it at its start) raises
-    FeatureAnomaliesError."""
+    stats_{train,eval}, anomalies_{train,eval}, stats and, last, summary into the day
+    folder under names holding the run id (F.gate_file_name; never a published day's
+    file), then emits {"summary", "records"} for the commit or (refused: the day is
+    withdrawn first, if still as the run found it at its start; nothing of this run is
+    committed) raises FeatureAnomaliesError naming the run's summary."""
 
     def __init__(self, entity: str, final_dir: str, schema_text: str, allow: bool,
-                 run_date: str, window: Dict):
+                 run_date: str, window: Dict, run_id: str):
         self._entity, self._final_dir, self._schema_text = entity, final_dir, schema_text
         self._allow, self._run_date, self._window = allow, run_date, window
+        self._run_id = run_id
 
     def process(self, _, train_stats, eval_stats, ingestion, daily_manifest, plan, base=None):
         # Imported here: TFDV loads TensorFlow, kept out of pipeline construction.
@@ -77,8 +90,10 @@ class GateFeatures(beam.DoFn):
                 for split in F.SPLITS}
         summary = feature_summary(self._entity, self._run_date, found, self._allow, rows,
                                   self._window, plan, daily_manifest["run_id"])
-        summary_path = f"{self._final_dir}/{F.SUMMARY_FILE}"
-        delete_tolerant([summary_path] if FileSystems.exists(summary_path) else [])
+        names = {name: F.gate_file_name(name, self._run_id)
+                 for name in list(F.STATS_FILES.values()) + list(F.ANOMALIES_FILES.values())
+                 + [F.HTML_FILE, F.SUMMARY_FILE]}
+        summary_path = f"{self._final_dir}/{names[F.SUMMARY_FILE]}"
         if not summary["blessed"]:
             # Only a day as the run found it at its start (`base`: _SUCCESS's contents
             # and generation then), never one another run published since.
@@ -94,11 +109,11 @@ class GateFeatures(beam.DoFn):
                     run_date=f"{self._run_date} features/{self._entity}")
         files[F.HTML_FILE] = render_stats_html(stats, page).encode("utf-8")
         files[F.SUMMARY_FILE] = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
-        for name, data in files.items():   # summary.json last
-            write_bytes(f"{self._final_dir}/{name}", data)
+        for name, data in files.items():   # summary last
+            write_bytes(f"{self._final_dir}/{names[name]}", data)
         if not summary["blessed"]:
             raise FeatureAnomaliesError(refusal_message(self._entity, self._run_date, found,
                                                         summary_path))
         yield {"summary": summary,
-               "records": [FileRecord("stats", name, 0, len(data), {})
+               "records": [FileRecord("stats", names[name], 0, len(data), {})
                            for name, data in files.items()]}

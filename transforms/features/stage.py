@@ -135,7 +135,7 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
     gate = (pipeline | f"Start{name}Gate" >> beam.Create([None])
             | f"Gate{name}" >> beam.ParDo(
                 GateFeatures(entity, final_dir, ctx["schema_text"],
-                             ctx["allow_anomalies"], ctx["day"], ctx["window"]),
+                             ctx["allow_anomalies"], ctx["day"], ctx["window"], run_id),
                 beam.pvalue.AsSingleton(stats["train"]), beam.pvalue.AsSingleton(stats["eval"]),
                 beam.pvalue.AsSingleton(ctx["gate"]), beam.pvalue.AsSingleton(ctx["daily"]),
                 beam.pvalue.AsSingleton(ctx["plan"]), base=base_input))
@@ -150,9 +150,10 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                        lambda g: g["summary"])), base=base_input))
     fields = dict(ctx["manifest"], entity=entity, transform_output=tree_name)
 
-    def publish(_, records, gate_out, tree_done, ingestion, plan, described, base=None):
+    def publish(_, records, gate_out, tree_done, ingestion, plan, described, index,
+                base=None):
         values = dict(fields, lookback={"used": plan["used"], "skipped": plan["skipped"]},
-                      input_provenance=described,
+                      input_provenance=described, article_index=index,
                       validation={k: ingestion.get(k) for k in VALIDATION_FIELDS},
                       feature_gate={k: gate_out["summary"][k] for k in
                                     ("blessed", "overridden", "reasons")})
@@ -166,18 +167,20 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
                 publish, beam.pvalue.AsList(written), beam.pvalue.AsSingleton(gate),
                 beam.pvalue.AsList(raw_written), beam.pvalue.AsSingleton(ctx["gate"]),
                 beam.pvalue.AsSingleton(ctx["plan"]), beam.pvalue.AsSingleton(ctx["described"]),
-                base=base_input))
+                beam.pvalue.AsSingleton(ctx["index"]), base=base_input))
 
 
 def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, index_chunks,
-                   source: str, described) -> Dict:
+                   index, source: str, described) -> Dict:
     """Valid rows -> published features/_daily/dt=<run_date> and
     features/{articles,users}/dt=<run_date>.
 
     valid: (key, pa.Table) of the day's valid rows (contract columns; a bare pa.Table is
     accepted too); gate: the ingestion gate's PCollection (the blessed day's summary dict,
     empty when refused); index_chunks: (pa.Array of article ids, np.ndarray int64
-    indexes) chunks of the article index (articles outside it get index 0). Returns
+    indexes) chunks of the article index the run extended (articles outside it get index
+    0); index: the version dict it published (PublishArticleIndex's output), which every
+    features manifest records as article_index, so each commit waits on it. Returns
     {"daily": the partials' manifest, "articles": manifest, "users": manifest} (one-element
     PCollections). `source` names the input in the manifests; `described` (one dict,
     transforms.ingest.provenance) says what was read."""
@@ -202,8 +205,9 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
                                for f in p["files"]])
                 | "SpreadLookbackFiles" >> beam.Reshuffle()
                 | "ReadLookbackPartials" >> beam.FlatMap(T.shard_partial_file, num_shards))
-    index = index_chunks | "ShardArticleIndex" >> beam.FlatMap(T.shard_index_chunk, num_shards)
-    rows = {"today": today, "lookback": previous, "index": index} | "BuildFeatureRows" >> \
+    index_shards = index_chunks | "ShardArticleIndex" >> beam.FlatMap(T.shard_index_chunk,
+                                                                       num_shards)
+    rows = {"today": today, "lookback": previous, "index": index_shards} | "BuildFeatureRows" >> \
         T.BuildFeatureRows(lookback, boundary, span.end_us, params.eval_split,
                            params.eval_fraction)
     manifest = {"run_date": day, "timezone": span.timezone,
@@ -212,7 +216,8 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
     daily = rows[T.DAILY] | "PublishDailyPartials" >> PublishFileSets(
         f"{out}/features/{F.DAILY_DIR}/dt={day}", manifest, gate, fmt="parquet",
         target_shard_mb=params.target_shard_mb,
-        extra={"feature_shards": shards, "input_provenance": described},
+        extra={"feature_shards": shards, "input_provenance": described,
+               "article_index": index},
         file_sets=F.DAILY_FILE_SETS, keep_hours=params.keep_replaced_hours)
     with open(F.reviewed_schema_path()) as handle:
         schema_text = handle.read()
@@ -220,7 +225,7 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
            "temp_dir": _temp_dir(pipeline), "schema_text": schema_text,
            "allow_anomalies": params.allow_anomalies, "window": window, "gate": gate,
            "daily": daily, "plan": plan, "target_bytes": bytes_of_mb(params.target_shard_mb),
-           "manifest": manifest, "described": described,
+           "manifest": manifest, "described": described, "index": index,
            "keep_hours": params.keep_replaced_hours}
     published = {entity: transform_entity(pipeline, entity, rows, ctx)
                  for entity in F.ENTITIES}

@@ -234,6 +234,19 @@ def _largest_index(piece) -> int:
     return int(pc.max(column).as_py() or 0) if len(column) else 0
 
 
+def index_chunks_of(pieces, label: str = "IndexChunks"):
+    """Graph pieces -> (article ids, indexes) chunks of their index file set: the index a
+    run extended, for the stages of the same run that look articles up in it."""
+    def chunk(piece):
+        file_set, _, batch = piece
+        if file_set != "index":
+            return []
+        ids = batch.column(batch.schema.get_field_index("article_id")).cast(pa.string())
+        index = batch.column(batch.schema.get_field_index("index")).to_numpy()
+        return [(ids, np.asarray(index, np.int64))]
+    return pieces | label >> beam.FlatMap(chunk)
+
+
 class ReadArticleIndex(beam.PTransform):
     """The article index a run extends, read while the pipeline runs: {"base": one
     current_index() dict, "known": (article ids, indexes) chunks of its files, one per
