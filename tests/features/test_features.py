@@ -162,3 +162,33 @@ def test_lookback_plan_lists_missing_days(tmp_path):
     assert plan == {"files": [], "used": [], "rows": 0,
                     "skipped": [{"day": "2026-11-25", "reason": "not validated"},
                                 {"day": "2026-11-24", "reason": "not validated"}]}
+
+
+def test_lookback_plan_skips_overridden_unblessed_and_unpublished_days(tmp_path):
+    """A day is used only when blessed without an override (like the drift baseline and
+    the backfill) and its partials are published; each other day is listed with why."""
+    import json
+    import pyarrow as pa
+    from transforms.features.lookback import lookback_plan
+    from transforms.publishing.protocol import publish_day
+    from transforms.publishing.writers import write_piece
+    out = str(tmp_path)
+    days = {"2026-11-25": (True, False, True), "2026-11-24": (True, True, True),
+            "2026-11-23": (False, False, True), "2026-11-22": (True, False, False)}
+    for n, (day, (blessed, overridden, partials)) in enumerate(sorted(days.items())):
+        (tmp_path / "validation" / f"dt={day}").mkdir(parents=True)
+        (tmp_path / "validation" / f"dt={day}" / "summary.json").write_text(json.dumps(
+            {"run_date": day, "blessed": blessed, "overridden": overridden}))
+        if partials:
+            folder = f"{out}/features/_daily/dt={day}"
+            run_id = f"20261127T00000{n}Z-0000000{n}"
+            records = [r for entity in F.DAILY_FILE_SETS for r in write_piece(
+                folder, run_id, "parquet", entity, 0, pa.table({"k": [1, 2, 3]}), 1 << 20)]
+            publish_day(folder, run_id, records, {}, F.DAILY_FILE_SETS)
+    plan = lookback_plan(out, "2026-11-26", 4)
+    assert plan["used"] == ["2026-11-25"] and plan["rows"] == 3 * len(F.DAILY_FILE_SETS)
+    assert [(f["entity"], f["days_back"]) for f in plan["files"]] == \
+        [(entity, 1) for entity in F.DAILY_FILE_SETS]
+    assert plan["skipped"] == [{"day": "2026-11-24", "reason": "overridden"},
+                               {"day": "2026-11-23", "reason": "not blessed"},
+                               {"day": "2026-11-22", "reason": "no published partials"}]

@@ -21,6 +21,27 @@ FEATURES_SALT = b"features-test-salt"
 FEATURES_PUBLISHED_BACK = (1, 3)
 FEATURES_UNBLESSED_BACK = 2
 
+# The job, after the drift baseline of its inline validation is put in place: the blessed
+# lookback days' validation folders get the statistics of FEATURES_DAY itself (validated
+# into a scratch folder first), so the day has no drift against them; their own events
+# are other catalogues (other seeds) whose drift would refuse it. Lookback days are
+# blessed without an override (an overridden day is skipped by the lookback), so the
+# newest of them is the baseline.
+JOB_SCRIPT = """
+import os, shutil, sys
+from beam_jobs import features, launch, validate_events
+from transforms.ingest import day_files
+scratch, days, job_args = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+given = dict(a[2:].split("=", 1) for a in job_args)
+validate_events.run([f"--events={given['events']}", f"--run_date={given['run_date']}",
+                     f"--timezone={given['timezone']}", f"--output_dir={scratch}"])
+for day in days:
+    for name in day_files.STATS_FILES.values():
+        shutil.copyfile(os.path.join(day_files.day_dir(scratch, given["run_date"]), name),
+                        os.path.join(day_files.day_dir(given["output_dir"], day), name))
+launch.main(features.run, job_args)
+"""
+
 REFUSED_SCRIPT = """
 import sys
 from schemas import features as F
@@ -72,10 +93,9 @@ def _prepare_features_inputs(work: str) -> dict:
         day = (today - dt.timedelta(days=back)).isoformat()
         os.makedirs(f"{out}/validation/dt={day}")
         blessed = back != FEATURES_UNBLESSED_BACK
-        # overridden: a lookback day, never the ingestion gate's drift baseline (it has no
-        # statistics here).
+        # Statistics of the blessed days are put in place by JOB_SCRIPT.
         with open(f"{out}/validation/dt={day}/summary.json", "w") as handle:
-            json.dump({"run_date": day, "blessed": blessed, "overridden": blessed}, handle)
+            json.dump({"run_date": day, "blessed": blessed, "overridden": False}, handle)
     ids = sorted(set(a for a in tables[0].column("article_id").to_pylist() if a))[:25]
     index = {article: i + 1 for i, article in enumerate(ids)}
     final = f"{out}/article_index/v=000001"
@@ -112,9 +132,14 @@ def start_features_runs() -> dict:
     common = [f"--events={inputs['events']}", f"--run_date={FEATURES_DAY}",
               f"--timezone={FEATURES_TZ}", f"--user_id_salt_file={inputs['salt']}"]
     job_log = open(os.path.join(work, "job.log"), "w")
+    import datetime as dt
+    baseline_days = ",".join(
+        (dt.date.fromisoformat(FEATURES_DAY) - dt.timedelta(days=back)).isoformat()
+        for back in FEATURES_PUBLISHED_BACK)
     job = subprocess.Popen(
-        [sys.executable, "-m", "beam_jobs.features", f"--output_dir={inputs['out']}",
-         f"--features_lookback_days={FEATURES_LOOKBACK}"] + common,
+        [sys.executable, "-c", JOB_SCRIPT, os.path.join(work, "baseline"), baseline_days,
+         f"--output_dir={inputs['out']}", f"--features_lookback_days={FEATURES_LOOKBACK}"]
+        + common,
         cwd=ROOT, env=env, stdout=job_log, stderr=subprocess.STDOUT, text=True)
     with open(os.path.join(ROOT, "schemas", "features_schema.pbtxt")) as handle:
         schema = handle.read()

@@ -26,7 +26,9 @@ def feature_window(span: DaySpan, boundary_us: int, lookback_days: int) -> Dict:
 def lookback_plan(output_dir: str, run_date: str, lookback_days: int) -> Dict:
     """Which earlier days' partials the windows use (pipeline step): {"files": [{entity,
     path, days_back, rows}], "used": [days], "skipped": [{day, reason}], "rows": n}. A day
-    is used when its validation summary.json says blessed and its partials are published."""
+    is used when its validation summary.json says blessed without an override (a day
+    blessed only through --allow_anomalies is no baseline for drift or the backfill
+    either) and its partials are published."""
     out = output_dir.rstrip("/")
     today = dt.date.fromisoformat(run_date)
     plan = {"files": [], "used": [], "skipped": [], "rows": 0}
@@ -40,6 +42,9 @@ def lookback_plan(output_dir: str, run_date: str, lookback_days: int) -> Dict:
             continue
         if summary.get("blessed") is not True:
             plan["skipped"].append({"day": day, "reason": "not blessed"})
+            continue
+        if summary.get("overridden") is True:
+            plan["skipped"].append({"day": day, "reason": "overridden"})
             continue
         if not FileSystems.exists(f"{daily_dir}/{SUCCESS}"):
             plan["skipped"].append({"day": day, "reason": "no published partials"})
