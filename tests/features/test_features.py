@@ -7,7 +7,7 @@ import pytest
 
 from schemas import contract, features as F
 from transforms.common.span import split_boundary_us
-from transforms.features import partials as T, tfxio_rows
+from transforms.features import partials as T, rows as R, tfxio_rows
 
 pytestmark = pytest.mark.functions
 
@@ -45,11 +45,11 @@ DAY = events([
 
 
 def test_window_membership_of_each_part():
-    assert [T.window_membership(0, p, 3) for p in (0, 1)] == [(True, True), (False, True)]
-    assert [T.window_membership(2, p, 3) for p in (0, 1)] == [(True, True), (True, True)]
-    assert [T.window_membership(3, p, 3) for p in (0, 1)] == [(False, False), (True, False)]
-    assert T.window_membership(4, 1, 3) == (False, False)
-    assert [T.window_membership(0, p, 0) for p in (0, 1)] == [(True, True), (False, True)]
+    assert [R.window_membership(0, p, 3) for p in (0, 1)] == [(True, True), (False, True)]
+    assert [R.window_membership(2, p, 3) for p in (0, 1)] == [(True, True), (True, True)]
+    assert [R.window_membership(3, p, 3) for p in (0, 1)] == [(False, False), (True, False)]
+    assert R.window_membership(4, 1, 3) == (False, False)
+    assert [R.window_membership(0, p, 0) for p in (0, 1)] == [(True, True), (False, True)]
 
 
 def test_split_boundary():
@@ -89,7 +89,7 @@ def test_partials_merge_like_the_whole():
 def test_article_rows_with_index_and_age():
     merged = T.reduce_articles(T.article_event_rows(DAY, 45 * US).drop([F.PART]),
                                ["article_id"])
-    rows = T.article_rows(merged, 100 * US, pa.array(["a2", "zz"]), np.array([7, 8])).to_pylist()
+    rows = R.article_rows(merged, 100 * US, pa.array(["a2", "zz"]), np.array([7, 8])).to_pylist()
     assert [r[F.ARTICLE_INDEX] for r in rows] == [0, 7]
     assert rows[0][F.AGE_HOURS] is None
     assert rows[1][F.AGE_HOURS] == pytest.approx(60 / 3600, rel=1e-6)   # earliest created: 40 s
@@ -98,7 +98,7 @@ def test_article_rows_with_index_and_age():
 
 def test_user_rows_count_client_events_only():
     users = T.user_event_rows(DAY, DAY.column("user_id"), 45 * US)
-    rows = T.user_rows(T.reduce_users(users.drop([F.PART]), with_part=False)).to_pylist()
+    rows = R.user_rows(T.reduce_users(users.drop([F.PART]), with_part=False)).to_pylist()
     assert [r[F.USER_ID] for r in rows] == ["u1", "u2"]     # s1 has server events only
     u1, u2 = rows
     assert (u1["count_impression"], u1["count_article_view"], u1["count_search"]) == (1, 1, 1)
@@ -113,7 +113,7 @@ def test_top_categories_keep_three_by_count_then_id():
             for i, c in enumerate(["c5", "c5", "c4", "c3", "c3", "c2", "c1", "c1"])]
     table = events(rows)
     users = T.user_event_rows(table, table.column("user_id"), 10**9)
-    row = T.user_rows(T.reduce_users(users.drop([F.PART]), with_part=False)).to_pylist()[0]
+    row = R.user_rows(T.reduce_users(users.drop([F.PART]), with_part=False)).to_pylist()[0]
     assert row[F.TOP_CATEGORIES] == ["c1", "c3", "c5"]
 
 
@@ -123,7 +123,7 @@ def test_merge_shard_windows():
     old = T.reduce_articles(T.article_event_rows(events([
         ("o1", 5, "article_view", "u9", "a1", "r1", "c1", 1, "ios"),
         ("o2", 6, "impression", "u9", "a1", "r1", "c1", 1, "ios")]), 6 * US))
-    shard = T.merge_shard({F.ARTICLES: [today], F.USERS: []},
+    shard = R.merge_shard({F.ARTICLES: [today], F.USERS: []},
                           {F.ARTICLES: [(2, old)]}, [], 2, 45 * US, 100 * US)
     train = {r[F.ARTICLE_ID]: r for r in shard.rows[(F.ARTICLES, "train")].to_pylist()}
     evaluate = {r[F.ARTICLE_ID]: r for r in shard.rows[(F.ARTICLES, "eval")].to_pylist()}
@@ -135,7 +135,7 @@ def test_merge_shard_windows():
 
 
 def test_tfxio_batch_has_the_adapters_schema():
-    rows = T.user_rows(T.reduce_users(T.user_event_rows(DAY, DAY.column("user_id"), 0).drop(
+    rows = R.user_rows(T.reduce_users(T.user_event_rows(DAY, DAY.column("user_id"), 0).drop(
         [F.PART]), with_part=False))
     batch = tfxio_rows.tfxio_batch(rows, F.USERS)
     assert batch.schema == tfxio_rows.raw_tfxio(F.USERS).ArrowSchema()

@@ -5,8 +5,8 @@ TFRecords, the features gate and the entity's day published with its transform f
 
 The steps are applied at the caller's scope (plain wiring functions, not PTransform
 classes) so their Beam names stay those dashboards know ("AnalyzeArticles",
-"GateUsers", "PublishDailyPartials", ...); their logic lives in partials.py, gate.py
-and lookback.py. FeatureParams is checked when it is made, before anything is built.
+"GateUsers", "PublishDailyPartials", ...); their logic lives in partials.py, rows.py,
+gate.py and lookback.py. FeatureParams is checked when it is made, before anything is built.
 """
 
 import tempfile
@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from schemas import features as F
 from transforms.common.sharding import ResolveShardCount
 from transforms.common.span import DaySpan, split_boundary_us
-from transforms.features import partials as T, tfxio_rows
+from transforms.features import partials as T, rows as R, tfxio_rows
 from transforms.features.gate import GateFeatures
 from transforms.features.lookback import feature_window, lookback_plan
 from transforms.features.preprocessing import config_of
@@ -204,11 +204,11 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
                     lambda p: [(f["entity"], f["path"], f["days_back"], lookback)
                                for f in p["files"]])
                 | "SpreadLookbackFiles" >> beam.Reshuffle()
-                | "ReadLookbackPartials" >> beam.FlatMap(T.shard_partial_file, num_shards))
-    index_shards = index_chunks | "ShardArticleIndex" >> beam.FlatMap(T.shard_index_chunk,
+                | "ReadLookbackPartials" >> beam.FlatMap(R.shard_partial_file, num_shards))
+    index_shards = index_chunks | "ShardArticleIndex" >> beam.FlatMap(R.shard_index_chunk,
                                                                        num_shards)
     rows = {"today": today, "lookback": previous, "index": index_shards} | "BuildFeatureRows" >> \
-        T.BuildFeatureRows(lookback, boundary, span.end_us, params.eval_split,
+        R.BuildFeatureRows(lookback, boundary, span.end_us, params.eval_split,
                            params.eval_fraction)
     manifest = {"run_date": day, "timezone": span.timezone,
                 "span_utc": [span.start.isoformat(), span.end.isoformat()], "input": source,
