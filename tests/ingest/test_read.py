@@ -431,3 +431,21 @@ def test_read_parquet_table_filters_event_names_while_reading(tmp_path):
     assert table.to_pydict() == {"event_id": ["a", "c"],
                                  "event_name": ["article_view", "chat_start"]}
     assert read_parquet_table(str(path)).num_rows == 4
+
+
+def test_a_downstream_refusal_names_the_days_reasons(tmp_path):
+    """A job reading --validated_events of an unblessed day says why it was refused (the
+    summary's `reasons`)."""
+    import json
+    from transforms.ingest.day_files import DayNotBlessedError, blessed_summary
+    folder = tmp_path / "validation" / "dt=2026-11-26"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(
+        {"run_date": "2026-11-26", "blessed": False, "reasons": ["anomalies", "quarantine"]}))
+    with pytest.raises(DayNotBlessedError, match=(
+            rf"^day 2026-11-26 under {tmp_path} is not blessed \(summary.json: blessed=False, "
+            r"reasons: anomalies, quarantine\); refusing to build from it$")):
+        blessed_summary(str(tmp_path / "validated"), "2026-11-26")
+    (folder / "summary.json").write_text(json.dumps({"run_date": "2026-11-26", "blessed": True,
+                                                     "reasons": []}))
+    assert blessed_summary(str(tmp_path / "validated"), "2026-11-26")["blessed"] is True

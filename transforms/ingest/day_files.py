@@ -126,8 +126,8 @@ def blessed_summary(validated_root: str, run_date: str) -> Dict:
     root = validated_root.rstrip("/").rpartition("/")[0]
     summary = read_summary(f"{root}/validation/dt={run_date}")
     if not summary.get("blessed"):
+        reasons = ", ".join(summary.get("reasons") or []) or "none recorded"
         raise DayNotBlessedError(
             f"day {run_date} under {root} is not blessed (summary.json: blessed="
-            f"{summary.get('blessed')}, reasons={summary.get('gate_reasons')}); refusing to "
-            "build from it")
+            f"{summary.get('blessed')}, reasons: {reasons}); refusing to build from it")
     return summary
