@@ -79,6 +79,7 @@ def launch_request(job: str, day: str, build: schedule.Build, parameters: Dict[s
     """The LaunchFlexTemplateRequest (REST JSON) of one day: the morning body with
     run_date set to the day."""
     values = schedule.job_parameters(job, parameters, args.timezone, run_date=day)
+    schedule.check_launch(job, values)
     body = schedule.launch_body(job, build, values, args)
     return {"projectId": args.project, "location": args.region, **body}
 
@@ -145,6 +146,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.job not in PUBLISHED_KINDS:
             raise ValueError(f"--job={args.job}: one of {', '.join(sorted(PUBLISHED_KINDS))}")
         if args.local:
+            schedule.check_launch(args.job, {**parameters, "timezone": args.timezone,
+                                             "run_date": day_list[0]})
+
             def run_day(day):
                 return run_local(args.job, day, {**parameters, "timezone": args.timezone})
         else:

@@ -8,6 +8,7 @@
         --staging_location=gs://DATA_BUCKET/dataflow/staging \\
         --parameter events=bq://P.events.events \\
         --parameter output_dir=gs://DATA_BUCKET/preprocessing \\
+        --parameter user_id_salt_secret=projects/P/secrets/user-id-salt/versions/1 \\
         --jobs=daily --out_dir=scheduler [--apply]
 
 One scheduler job per template (--jobs, default every job of the build): an HTTP POST
@@ -27,6 +28,7 @@ job, or updates it when it exists, through google-cloud-scheduler.
 
 import argparse
 import base64
+import importlib
 import json
 import os
 import re
@@ -34,6 +36,8 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs import launch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH_URI = ("https://dataflow.googleapis.com/v1b3/projects/{project}/locations/{region}"
@@ -118,6 +122,32 @@ def job_parameters(job: str, given: Dict[str, str], timezone: str,
     return dict(sorted(values.items()))
 
 
+def check_launch(job: str, parameters: Dict[str, str]) -> None:
+    """Run the job's own option checks (its check_args, offline: no value is read) on a
+    launch's parameters, so that a launch that would fail in its launcher is refused
+    here, naming what is missing. Template metadata cannot say "one of" (the salt: a file
+    or a secret), so a launch can pass the template's checks and still fail these."""
+    module = importlib.import_module(f"beam_jobs.{job}")
+    argv = [f"--{name}={value}" for name, value in sorted(parameters.items())]
+    try:
+        args = launch.parse(argv, f"python -m beam_jobs.{job}", module.OPTION_CLASSES,
+                            module.DESCRIPTION)
+        module.check_args(args)
+    except ValueError as err:
+        raise ValueError(f"{job}: its launch would fail in the launcher: {err}") from err
+
+
+def check_salt_version(parameters: Dict[str, str]) -> None:
+    """A scheduled launch names a numbered version of the salt's secret, never `latest`:
+    a new salt re-pseudonymises every user, so a rotation is a reviewed change of the
+    schedule, not something a morning picks up."""
+    secret = parameters.get("user_id_salt_secret", "")
+    if secret.rstrip("/").endswith("/versions/latest"):
+        raise ValueError(f"--parameter user_id_salt_secret={secret}: name a numbered version "
+                         "(.../versions/3), not latest; a rotation of the salt is a reviewed "
+                         "change of the schedule")
+
+
 def launch_body(job: str, build: Build, parameters: Dict[str, str], args) -> Dict:
     """The LaunchFlexTemplateRequest body (REST JSON) of one launch."""
     environment = {
@@ -187,8 +217,10 @@ def scheduler_jobs(args) -> Dict[str, Dict]:
             raise ValueError(f"--jobs: {job} is not in {args.build} "
                              f"(it has {', '.join(sorted(build.images))})")
         declared_anywhere |= set(template_parameters(job))
-        out[job] = scheduler_job(job, build, job_parameters(job, given, args.timezone),
-                                 args)
+        parameters = job_parameters(job, given, args.timezone)
+        check_salt_version(parameters)
+        check_launch(job, parameters)
+        out[job] = scheduler_job(job, build, parameters, args)
     unused = sorted(set(given) - declared_anywhere)
     if unused:
         raise ValueError(f"--parameter {', '.join(unused)}: no scheduled job declares it")

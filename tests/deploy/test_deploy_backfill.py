@@ -17,6 +17,8 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "asia-northeast3-docker.pkg.dev/demo-project/preprocessing/daily@sha256:" + "cd" * 32
 
 
+SALT = "projects/demo-project/secrets/user-id-salt/versions/1"
+
 def publish(root, day, blessed=True, overridden=False, kinds=None):
     kinds = backfill.PUBLISHED_KINDS["daily"] if kinds is None else kinds
     summary = root / "validation" / f"dt={day}" / "summary.json"
@@ -96,9 +98,11 @@ def test_main_local_runs_each_day_in_order(tmp_path, monkeypatch):
                         lambda job, day, params: calls.append((job, day, params)) or True)
     code = backfill.main(["--local", "--from_date=2026-11-01", "--to_date=2026-11-03",
                           "--parameter", "events=ev", "--parameter", f"output_dir={out}",
+                          "--parameter", f"user_id_salt_secret={SALT}",
                           "--timezone=Asia/Tokyo"])
     assert code == 0
-    params = {"events": "ev", "output_dir": str(out), "timezone": "Asia/Tokyo"}
+    params = {"events": "ev", "output_dir": str(out), "timezone": "Asia/Tokyo",
+              "user_id_salt_secret": SALT}
     assert calls == [("daily", "2026-11-01", params), ("daily", "2026-11-03", params)]
 
 
@@ -138,7 +142,8 @@ def launch_args(tmp_path):
 
 def test_dataflow_launch_uses_the_morning_name_and_the_day(tmp_path):
     args, build = launch_args(tmp_path)
-    params = {"events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p"}
+    params = {"events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p",
+              "user_id_salt_secret": SALT}
     request = backfill.launch_request("daily", "2026-11-02", build, params, args)
     fake = FakeDataflow(["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_DONE"])
     sleeps = []
@@ -159,7 +164,22 @@ def test_dataflow_launch_uses_the_morning_name_and_the_day(tmp_path):
 def test_a_failed_dataflow_job_is_a_failed_day(tmp_path, capsys):
     args, build = launch_args(tmp_path)
     request = backfill.launch_request("daily", "2026-11-01", build, {
-        "events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p"}, args)
+        "events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p",
+        "user_id_salt_secret": SALT}, args)
     fake = FakeDataflow(["JOB_STATE_RUNNING", "JOB_STATE_FAILED"])
     assert backfill.run_dataflow(request, fake, fake, sleep=lambda s: None) is False
     assert "preprocessing-daily (job-1) ended JOB_STATE_FAILED" in capsys.readouterr().err
+
+
+def test_a_backfill_launch_that_would_fail_is_refused_before_any_launch(tmp_path, capsys):
+    args, build = launch_args(tmp_path)
+    with pytest.raises(ValueError, match=r"^daily: its launch would fail in the launcher: give "
+                                         "exactly one of --user_id_salt_file"):
+        backfill.launch_request("daily", "2026-11-01", build, {
+            "events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p"},
+            args)
+    # Locally too, before the first day runs.
+    assert backfill.main(["--local", "--from_date=2026-11-01", "--to_date=2026-11-02",
+                          "--parameter", "events=ev", "--parameter",
+                          f"output_dir={tmp_path / 'out'}"]) == 2
+    assert "daily: its launch would fail in the launcher" in capsys.readouterr().err

@@ -38,6 +38,9 @@ def build_record(tmp_path):
     return str(path)
 
 
+SALT_SECRET = "user_id_salt_secret=projects/demo-project/secrets/user-id-salt/versions/1"
+
+
 def argv(build, out_dir, *more):
     return ["--project=demo-project", "--region=asia-northeast3", f"--build={build}",
             "--launcher_service_account=dataflow-launcher@demo-project.iam.gserviceaccount.com",
@@ -46,7 +49,7 @@ def argv(build, out_dir, *more):
             "--staging_location=gs://demo-data/dataflow/staging",
             "--parameter", "events=bq://demo-project.events.events",
             "--parameter", "output_dir=gs://demo-data/preprocessing",
-            f"--out_dir={out_dir}", *more]
+            "--parameter", SALT_SECRET, f"--out_dir={out_dir}", *more]
 
 
 def daily_job(build):
@@ -81,7 +84,8 @@ def test_daily_scheduler_job(build_record):
         os.path.dirname(build_record), f"daily-{REVISION}.json")
     assert dict(launch.parameters) == {
         "events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/preprocessing",
-        "run_date": "auto", "timezone": "Asia/Tokyo"}
+        "run_date": "auto", "timezone": "Asia/Tokyo",
+        "user_id_salt_secret": "projects/demo-project/secrets/user-id-salt/versions/1"}
     env = launch.environment
     assert env.sdk_container_image == image("daily")
     assert env.service_account_email == "dataflow-worker@demo-project.iam.gserviceaccount.com"
@@ -134,8 +138,9 @@ def test_bad_input_is_refused(build_record, tmp_path, capsys, extra, message):
 
 def test_a_required_parameter_is_required(build_record, tmp_path):
     full = argv(build_record, str(tmp_path), "--jobs=daily")
-    without = [a for a in full if a != "--parameter" and not a.startswith(("events=",
-                                                                           "output_dir="))]
+    without = [a for a in full if not a.startswith(("events=", "output_dir="))]
+    without = [a for i, a in enumerate(without)
+               if not (a == "--parameter" and without[i + 1].startswith("--"))]
     assert len(without) == len(full) - 4
     args = schedule.parser().parse_args(without)
     with pytest.raises(ValueError, match="daily: required parameters missing: events, "
@@ -244,3 +249,64 @@ def test_apply_creates_then_updates(build_record, tmp_path, endpoint, capsys):
     request = dataflow_v1beta3.LaunchFlexTemplateRequest.from_json(
         stored.http_target.body.decode(), ignore_unknown_fields=False)
     assert request.launch_parameter.container_spec_gcs_path.endswith(f"daily-{REVISION}.json")
+
+
+def documented_command(page, program):
+    """The argv of the first `python -m <program>` command in a ```sh block of `page`
+    (continuation lines joined, comments dropped)."""
+    import re
+    import shlex
+    with open(os.path.join(os.path.dirname(generate.HERE), page), encoding="utf-8") as handle:
+        text = handle.read()
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        joined = re.sub(r"\\\n", " ", block).replace("$(git rev-parse HEAD)", "REVISION")
+        for line in joined.splitlines():
+            if f"python -m {program}" in line:
+                words = shlex.split(line, comments=True)
+                return words[words.index(program) + 1:]
+    raise AssertionError(f"{page} shows no python -m {program} command")
+
+
+def filled(words, build):
+    """The documented command's placeholders filled for this test: the build record a
+    local file, the project and buckets named, --apply swapped for --out_dir."""
+    subs = {"PROJECT": "demo-project", "DATA_BUCKET": "demo-data"}
+    out = []
+    for word in words:
+        if word.startswith("gs://TEMPLATE_BUCKET/templates/build-"):
+            word = build
+        for placeholder, value in subs.items():
+            word = word.replace(placeholder, value)
+        out.append(word)
+    return out
+
+
+@pytest.mark.parametrize("page", ["docs/deploy.md", "flex_templates/scheduling.md"])
+def test_the_documented_schedule_passes_every_scheduled_jobs_own_checks(build_record, tmp_path,
+                                                                          page, capsys):
+    words = filled(documented_command(page, "flex_templates.schedule"), build_record)
+    assert "--apply" in words
+    words = [w for w in words if w != "--apply"]
+    if "--out_dir" in words:
+        words[words.index("--out_dir") + 1] = str(tmp_path / "out")
+    else:
+        words.append(f"--out_dir={tmp_path / 'out'}")
+    assert schedule.main(words) == 0, capsys.readouterr().err
+    bodies = sorted(n for n in os.listdir(tmp_path / "out") if n.startswith("launch-"))
+    assert bodies == ["launch-daily.json"]
+    for name in bodies:
+        job = name[len("launch-"):-len(".json")]
+        with open(tmp_path / "out" / name) as handle:
+            parameters = json.load(handle)["launchParameter"]["parameters"]
+        schedule.check_launch(job, parameters)      # the job's own checks, again
+    # Without the salt, or with the latest version, it refuses, naming the parameter.
+    i = next(i for i, w in enumerate(words) if w.startswith("user_id_salt_secret="))
+    without = words[:i - 1] + words[i + 1:]
+    assert schedule.main(without) == 2
+    assert "daily: its launch would fail in the launcher: give exactly one of " \
+           "--user_id_salt_file" in capsys.readouterr().err
+    latest = list(words)
+    latest[i] = "user_id_salt_secret=projects/demo-project/secrets/user-id-salt/versions/latest"
+    assert schedule.main(latest) == 2
+    assert "--parameter user_id_salt_secret=projects/demo-project/secrets/user-id-salt/" \
+           "versions/latest: name a numbered version" in capsys.readouterr().err
