@@ -11,8 +11,13 @@ Days run in ascending order (a day's article index continues the previous day's)
 waited for; the first failure stops the backfill. A day that is already published and
 blessed (summary.json blessed and not overridden, and every kind the job publishes has
 its _SUCCESS) is skipped unless --force. On Dataflow each day is a launch of the
-build's template with the morning job's fixed jobName (preprocessing-<job>), so a
-backfill day and the morning run never run at once: Dataflow refuses the second.
+build's template under the backfill's own jobName (preprocessing-<job>-backfill), so it
+never holds the name the morning launches under, and before each day it keeps out of
+the morning's way: it starts no day from --quiet_minutes before the --schedule until
+MORNING_GRACE after it (the scheduler's attempt and its one retry), nor while the
+morning job (preprocessing-<job>) is active in the region. If both still run one day,
+the publishing protocol decides: one of them loses its commit and fails saying so
+(docs/deploy.md#backfill).
 """
 
 import argparse
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
+from zoneinfo import ZoneInfo
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -39,6 +45,9 @@ PUBLISHED_KINDS = {
     # At its default --daily_stages (graph, examples, features).
     "daily": ("quarantine", "validated", "cooccurrence") + EXAMPLE_KINDS + FEATURE_KINDS,
 }
+# After the scheduled time, the scheduler's attempt (deadline 180 s) and its one retry
+# (10 minutes later) may still launch the morning job.
+MORNING_GRACE = dt.timedelta(minutes=15)
 TERMINAL_OK = "JOB_STATE_DONE"
 TERMINAL_FAILED = ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_UPDATED",
                    "JOB_STATE_DRAINED", "JOB_STATE_STOPPED")
@@ -80,7 +89,7 @@ def launch_request(job: str, day: str, build: schedule.Build, parameters: Dict[s
     run_date set to the day."""
     values = schedule.job_parameters(job, parameters, args.timezone, run_date=day)
     schedule.check_launch(job, values)
-    body = schedule.launch_body(job, build, values, args)
+    body = schedule.launch_body(job, build, values, args, backfill=True)
     return {"projectId": args.project, "location": args.region, **body}
 
 
@@ -102,6 +111,53 @@ def run_dataflow(request: Dict, templates_client, jobs_client,
             print(f"{launched.name} ({launched.id}) ended {state}", file=sys.stderr)
             return False
         sleep(poll_seconds)
+
+
+def morning_window(now: dt.datetime, cron: str, timezone: str,
+                   quiet_minutes: int) -> Optional[dt.datetime]:
+    """The end of the morning window `now` (timezone-aware) falls in, else None: from
+    quiet_minutes before a scheduled launch (cron, daily, in `timezone`) to
+    MORNING_GRACE after it."""
+    hour, minute = schedule.daily_time(cron)
+    local = now.astimezone(ZoneInfo(timezone))
+    for days in (-1, 0, 1):
+        day = local.date() + dt.timedelta(days=days)
+        launch = dt.datetime(day.year, day.month, day.day, hour, minute,
+                             tzinfo=ZoneInfo(timezone))
+        if launch - dt.timedelta(minutes=quiet_minutes) <= local < launch + MORNING_GRACE:
+            return launch + MORNING_GRACE
+    return None
+
+
+def morning_active(jobs_client, project: str, region: str, job: str) -> bool:
+    """Whether the morning job of `job` (preprocessing-<job>) is active in the region."""
+    from google.cloud import dataflow_v1beta3
+    request = dataflow_v1beta3.ListJobsRequest(
+        project_id=project, location=region,
+        filter=dataflow_v1beta3.ListJobsRequest.Filter.ACTIVE)
+    name = schedule.launch_job_name(job)
+    return any(found.name == name for found in jobs_client.list_jobs(request=request))
+
+
+def wait_for_the_morning(args, jobs_client, now: Callable[[], dt.datetime],
+                         sleep: Callable = time.sleep) -> None:
+    """Return once no morning launch is near (morning_window) and the morning job is
+    not active; say what it waits for."""
+    while True:
+        moment = now()
+        until = morning_window(moment, args.schedule, args.timezone, args.quiet_minutes)
+        if until is not None:
+            print(f"waiting until {until.isoformat()}: the morning job "
+                  f"{schedule.launch_job_name(args.job)} launches at {args.schedule} "
+                  f"({args.timezone})", flush=True)
+            sleep(max(1.0, (until - moment).total_seconds()))
+            continue
+        if morning_active(jobs_client, args.project, args.region, args.job):
+            print(f"waiting: the morning job {schedule.launch_job_name(args.job)} is "
+                  "running", flush=True)
+            sleep(args.poll_seconds)
+            continue
+        return
 
 
 def backfill(day_list: Sequence[str], published: Callable[[str], bool],
@@ -132,6 +188,12 @@ def parser() -> argparse.ArgumentParser:
                    help="Rerun days that are already published and blessed.")
     p.add_argument("--poll_seconds", type=float, default=30.0,
                    help="How often a Dataflow job's state is read.")
+    p.add_argument("--schedule", default=schedule.DEFAULT_SCHEDULE,
+                   help="The morning job's daily cron schedule 'M H * * *', in --timezone "
+                        "(as flex_templates.schedule was given it).")
+    p.add_argument("--quiet_minutes", type=int, default=30,
+                   help="On Dataflow, start no day from this many minutes before the "
+                        "schedule until the morning job has launched and ended.")
     schedule.add_launch_arguments(p, required=False)
     return p
 
@@ -164,7 +226,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             templates = dataflow_v1beta3.FlexTemplatesServiceClient()
             jobs = dataflow_v1beta3.JobsV1Beta3Client()
 
+            schedule.daily_time(args.schedule)
+            if args.quiet_minutes < 0:
+                raise ValueError(f"--quiet_minutes={args.quiet_minutes} must be >= 0")
+
             def run_day(day):
+                wait_for_the_morning(args, jobs,
+                                     lambda: dt.datetime.now(dt.timezone.utc))
                 return run_dataflow(launch_request(args.job, day, build, parameters, args),
                                     templates, jobs, args.poll_seconds)
     except ValueError as err:

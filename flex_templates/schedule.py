@@ -18,8 +18,9 @@ wrote for the build's revision, with environment.sdkContainerImage the image dig
 the build recorded (build-<revision>.json), so the launcher and the workers run the
 same image. run_date is always `auto`, the scheduler's time zone is the job's
 --timezone, and the launch jobName is fixed (preprocessing-<job>): Dataflow refuses a
-second running job of that name in the region, so two runs never overlap (the
-backfill command uses the same name).
+second running job of that name in the region, so two mornings never overlap (the
+backfill launches under preprocessing-<job>-backfill and keeps out of the morning's
+way: flex_templates/backfill.py).
 
 Without --apply it writes the jobs (scheduler_v1.Job JSON, <job>.json, and the
 readable launch body, launch-<job>.json) to --out_dir; with --apply it creates each
@@ -33,7 +34,7 @@ import json
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -52,9 +53,22 @@ _DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9./_:-]*@sha256:[0-9a-f]{64}$")
 _REVISION = re.compile(r"^[0-9a-f]{7,40}$")
 
 
-def launch_job_name(job: str) -> str:
-    """The fixed Dataflow job name of a job's launches (morning and backfill)."""
-    return "preprocessing-" + job.replace("_", "-")
+def launch_job_name(job: str, backfill: bool = False) -> str:
+    """The fixed Dataflow job name of a job's launches: preprocessing-<job> every morning,
+    preprocessing-<job>-backfill for the backfill. Dataflow refuses a second running job
+    of one name, so two mornings never overlap, and a backfill never holds the name the
+    morning launches under."""
+    name = "preprocessing-" + job.replace("_", "-")
+    return f"{name}-backfill" if backfill else name
+
+
+def daily_time(cron: str) -> Tuple[int, int]:
+    """(hour, minute) of a daily cron schedule "M H * * *"; anything else is refused."""
+    found = re.fullmatch(r"\s*(\d{1,2})\s+(\d{1,2})\s+\*\s+\*\s+\*\s*", cron)
+    if not found or int(found.group(1)) > 59 or int(found.group(2)) > 23:
+        raise ValueError(f"--schedule={cron!r}: expected a daily cron schedule 'M H * * *' "
+                         "(minute and hour of every day)")
+    return int(found.group(2)), int(found.group(1))
 
 
 def scheduler_job_id(job: str) -> str:
@@ -148,8 +162,10 @@ def check_salt_version(parameters: Dict[str, str]) -> None:
                          "change of the schedule")
 
 
-def launch_body(job: str, build: Build, parameters: Dict[str, str], args) -> Dict:
-    """The LaunchFlexTemplateRequest body (REST JSON) of one launch."""
+def launch_body(job: str, build: Build, parameters: Dict[str, str], args,
+                backfill: bool = False) -> Dict:
+    """The LaunchFlexTemplateRequest body (REST JSON) of one launch (a backfill's under
+    its own job name)."""
     environment = {
         "sdkContainerImage": build.images[job],
         "serviceAccountEmail": args.worker_service_account,
@@ -159,7 +175,7 @@ def launch_body(job: str, build: Build, parameters: Dict[str, str], args) -> Dic
         "maxWorkers": args.max_workers,
     }
     return {"launchParameter": {
-        "jobName": launch_job_name(job),
+        "jobName": launch_job_name(job, backfill),
         "containerSpecGcsPath": build.template(job),
         "parameters": parameters,
         "environment": environment,

@@ -2,6 +2,7 @@
 --force, the first failure stops it, and every Dataflow launch uses the morning job's
 fixed name with the day as run_date."""
 
+import datetime as dt
 import json
 import sys
 import types
@@ -140,7 +141,7 @@ def launch_args(tmp_path):
     return args, schedule.Build.load(str(record))
 
 
-def test_dataflow_launch_uses_the_morning_name_and_the_day(tmp_path):
+def test_dataflow_launch_uses_the_backfill_name_and_the_day(tmp_path):
     args, build = launch_args(tmp_path)
     params = {"events": "bq://demo-project.events.events", "output_dir": "gs://demo-data/p",
               "user_id_salt_secret": SALT}
@@ -152,7 +153,9 @@ def test_dataflow_launch_uses_the_morning_name_and_the_day(tmp_path):
     assert isinstance(sent, dataflow_v1beta3.LaunchFlexTemplateRequest)
     assert (sent.project_id, sent.location) == ("demo-project", "asia-northeast3")
     launch = sent.launch_parameter
-    assert launch.job_name == "preprocessing-daily" == schedule.launch_job_name("daily")
+    # Its own name: Dataflow would refuse the morning's launch under a name it holds.
+    assert launch.job_name == "preprocessing-daily-backfill" == \
+        schedule.launch_job_name("daily", backfill=True) != schedule.launch_job_name("daily")
     assert dict(launch.parameters) == {**params, "run_date": "2026-11-02",
                                        "timezone": "Asia/Seoul"}
     assert launch.container_spec_gcs_path == f"{tmp_path}/daily-{REVISION}.json"
@@ -168,7 +171,8 @@ def test_a_failed_dataflow_job_is_a_failed_day(tmp_path, capsys):
         "user_id_salt_secret": SALT}, args)
     fake = FakeDataflow(["JOB_STATE_RUNNING", "JOB_STATE_FAILED"])
     assert backfill.run_dataflow(request, fake, fake, sleep=lambda s: None) is False
-    assert "preprocessing-daily (job-1) ended JOB_STATE_FAILED" in capsys.readouterr().err
+    assert "preprocessing-daily-backfill (job-1) ended JOB_STATE_FAILED" in \
+        capsys.readouterr().err
 
 
 def test_a_backfill_launch_that_would_fail_is_refused_before_any_launch(tmp_path, capsys):
@@ -183,3 +187,62 @@ def test_a_backfill_launch_that_would_fail_is_refused_before_any_launch(tmp_path
                           "--parameter", "events=ev", "--parameter",
                           f"output_dir={tmp_path / 'out'}"]) == 2
     assert "daily: its launch would fail in the launcher" in capsys.readouterr().err
+
+
+
+SEOUL = dt.timezone(dt.timedelta(hours=9))
+
+
+def at(hour, minute, day=26, second=0):
+    return dt.datetime(2026, 11, day, hour, minute, second, tzinfo=SEOUL)
+
+
+def test_the_morning_window_runs_from_the_quiet_minutes_to_the_grace_after_the_launch():
+    window = backfill.morning_window
+    assert window(at(5, 29, second=59), "0 6 * * *", "Asia/Seoul", 30) is None
+    assert window(at(5, 30), "0 6 * * *", "Asia/Seoul", 30) == at(6, 15)
+    assert window(at(6, 14, second=59), "0 6 * * *", "Asia/Seoul", 30) == at(6, 15)
+    assert window(at(6, 15), "0 6 * * *", "Asia/Seoul", 30) is None
+    # Across midnight, and read in the schedule's time zone whatever `now` is in.
+    assert window(at(23, 50, day=25), "10 0 * * *", "Asia/Seoul", 30) == at(0, 25)
+    assert window(at(23, 50, day=25).astimezone(dt.timezone.utc), "10 0 * * *",
+                  "Asia/Seoul", 30) == at(0, 25)
+    assert window(at(5, 59), "0 6 * * *", "Asia/Seoul", 0) is None
+    for cron in ("0 6 * * 1", "*/5 * * * *", "0 24 * * *", "60 6 * * *", "0 6 * *"):
+        with pytest.raises(ValueError, match=r"expected a daily cron schedule 'M H \* \* \*'"):
+            window(at(5, 0), cron, "Asia/Seoul", 30)
+
+
+class ActiveJobs:
+    """list_jobs: the names active at each call, then none."""
+
+    def __init__(self, *calls):
+        self.calls, self.requests = list(calls), []
+
+    def list_jobs(self, request):
+        self.requests.append(request)
+        names = self.calls.pop(0) if self.calls else []
+        return [types.SimpleNamespace(name=name) for name in names]
+
+
+def test_a_backfill_day_waits_out_the_morning_window_and_the_running_morning_job(capsys):
+    args = backfill.parser().parse_args([
+        "--from_date=2026-11-01", "--to_date=2026-11-02", "--project=demo-project",
+        "--poll_seconds=60"])
+    clock = [at(5, 40)]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock[0] += dt.timedelta(seconds=seconds)
+    jobs = ActiveJobs(["preprocessing-daily", "preprocessing-other"], ["preprocessing-daily"],
+                      ["preprocessing-daily-backfill"])
+    backfill.wait_for_the_morning(args, jobs, lambda: clock[0], sleep)
+    # 35 minutes to the end of the window, then two polls while the morning job runs.
+    assert sleeps == [35 * 60, 60, 60] and clock[0] == at(6, 17)
+    assert [(r.project_id, r.location, r.filter.name) for r in jobs.requests] == \
+        [("demo-project", "asia-northeast3", "ACTIVE")] * 3
+    said = capsys.readouterr().out
+    assert "waiting until 2026-11-26T06:15:00+09:00: the morning job preprocessing-daily " \
+           "launches at 0 6 * * * (Asia/Seoul)" in said
+    assert said.count("waiting: the morning job preprocessing-daily is running") == 2
