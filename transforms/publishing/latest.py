@@ -7,6 +7,7 @@ import re
 from typing import Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from transforms.publishing.files import READ_ERRORS, SUCCESS, WITHDRAWN, write_atomic
 from transforms.publishing.runs import Clock, stamp, utc_now
@@ -22,6 +23,26 @@ WITHDRAWN_KINDS = ("validated", "cooccurrence")
 
 
 WITHDRAWN_FAMILIES = ("examples", "features")   # <out>/<family>/<kind>/dt=D
+
+
+# The signal of a day moving a kind's LATEST forward: a Beam counter of this namespace,
+# named latest_counter_name(kind), incremented by the publish step (Dataflow exports user
+# counters to Cloud Monitoring; docs/deploy.md#alerting). A backfill of an older day,
+# which leaves LATEST, does not count.
+SIGNAL_NAMESPACE = "preprocessing"
+
+
+def kind_label(kind_dir: str) -> str:
+    """The kind of a <output_dir>/<kind> folder as the suite names it: "validated",
+    "examples/skipgram", "features/_daily", ..."""
+    parts = kind_dir.rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 1 and parts[-2] in WITHDRAWN_FAMILIES \
+        else parts[-1]
+
+
+def latest_counter_name(kind: str) -> str:
+    """latest_forward_<kind>, "/" as "_": one counter per kind."""
+    return "latest_forward_" + kind.replace("/", "_")
 
 
 def split_day_folder(final_dir: str):
@@ -75,6 +96,9 @@ def update_latest(kind_dir: str, day: str) -> bool:
         if not _is_published(kind_dir, day):
             return False
         if store.write_if(path, f"{day}\n".encode(), now.generation) is not None:
+            if day != current:
+                Metrics.counter(SIGNAL_NAMESPACE,
+                                latest_counter_name(kind_label(kind_dir))).inc()
             return True
     raise RuntimeError(f"{path} kept moving: gave up after {MOVES} tries")
 
