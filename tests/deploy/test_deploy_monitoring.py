@@ -53,5 +53,6 @@ def test_alert_policy_watches_every_launched_job_name():
                         threshold["filter"]).group(1)
     for job in generate.job_modules():
         assert re.fullmatch(pattern, schedule.launch_job_name(job)), job
+        assert re.fullmatch(pattern, schedule.launch_job_name(job, backfill=True)), job
     for other in ("preprocessing", "training-daily", "preprocessing-Daily"):
         assert not re.fullmatch(pattern, other), other

@@ -111,3 +111,20 @@ def clear(day):
         FakeObjectStore.reset()
     elif os.path.exists(day):
         FileSystems.delete([day])
+
+
+def signals_of_a_publish(kind_dir, day):
+    """One publish of `day` under <kind_dir>, through PublishFileSets in a pipeline; the
+    counters of the signal namespace it reported, name -> value."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing import test_pipeline
+    from transforms.publishing.latest import SIGNAL_NAMESPACE
+    from transforms.publishing.protocol import PublishFileSets
+    p = test_pipeline.TestPipeline(runner="FnApiRunner")
+    _ = (p | beam.Create([("edges", 0, edges(day, 5))])
+         | PublishFileSets(f"{kind_dir}/dt={day}", {"run_date": day}))
+    result = p.run()
+    result.wait_until_finish()
+    found = result.metrics().query(MetricsFilter().with_namespace(SIGNAL_NAMESPACE))
+    return {c.key.metric.name: c.committed for c in found["counters"]}

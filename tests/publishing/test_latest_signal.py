@@ -3,15 +3,10 @@ moves a kind's LATEST forward increments the Beam counter latest_forward_<kind> 
 namespace "preprocessing" (what an absence alert watches); a backfill of an older day
 and a rerun of the newest day do not."""
 
-import apache_beam as beam
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.testing import test_pipeline
 
-from tests.helpers.publishing_days import edges
-from transforms.publishing.latest import SIGNAL_NAMESPACE, kind_label, latest_counter_name, \
-    read_latest
-from transforms.publishing.protocol import PublishFileSets
+from tests.helpers.publishing_days import signals_of_a_publish as publish
+from transforms.publishing.latest import kind_label, latest_counter_name, read_latest
 
 
 @pytest.mark.functions
@@ -20,17 +15,6 @@ def test_kind_labels_and_counter_names():
     assert kind_label("/o/examples/skipgram/") == "examples/skipgram"
     assert kind_label("/o/features/_daily") == "features/_daily"
     assert latest_counter_name("examples/skipgram") == "latest_forward_examples_skipgram"
-
-
-def publish(kind_dir, day):
-    """One publish of `day` under a pipeline; the counters it reported, by name."""
-    p = test_pipeline.TestPipeline(runner="FnApiRunner")
-    _ = (p | beam.Create([("edges", 0, edges(day, 5))])
-         | PublishFileSets(f"{kind_dir}/dt={day}", {"run_date": day}))
-    result = p.run()
-    result.wait_until_finish()
-    found = result.metrics().query(MetricsFilter().with_namespace(SIGNAL_NAMESPACE))
-    return {c.key.metric.name: c.committed for c in found["counters"]}
 
 
 @pytest.mark.composites
