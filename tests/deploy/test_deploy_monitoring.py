@@ -56,3 +56,28 @@ def test_alert_policy_watches_every_launched_job_name():
         assert re.fullmatch(pattern, schedule.launch_job_name(job, backfill=True)), job
     for other in ("preprocessing", "training-daily", "preprocessing-Daily"):
         assert not re.fullmatch(pattern, other), other
+
+
+SCHEDULER_PATH = os.path.join(ROOT, "monitoring", "scheduler_failed_attempts.json")
+
+
+def test_the_scheduler_failure_policy_matches_failed_attempts_of_every_scheduled_job():
+    with open(SCHEDULER_PATH, encoding="utf-8") as f:
+        policy = monitoring_v3.AlertPolicy.from_json(f.read(), ignore_unknown_fields=False)
+    [condition] = policy.conditions
+    matched = condition.condition_matched_log
+    # Finished attempts only (a started one carries no status), and only failed ones.
+    for part in ('resource.type="cloud_scheduler_job"',
+                 'log_id("cloudscheduler.googleapis.com/executions")',
+                 'jsonPayload."@type"="type.googleapis.com/google.cloud.scheduler.logging.'
+                 'AttemptFinished"', "severity>=ERROR"):
+        assert part in matched.filter, part
+    assert dict(matched.label_extractors) == {"job_id": "EXTRACT(resource.labels.job_id)",
+                                              "status": "EXTRACT(jsonPayload.status)"}
+    # A log-match condition needs a notification rate limit.
+    assert policy.alert_strategy.notification_rate_limit.period.total_seconds() == 3600
+    pattern = re.search(r'resource\.labels\.job_id=~"([^"]+)"', matched.filter).group(1)
+    for job in generate.job_modules():
+        assert re.search(pattern, schedule.scheduler_job_id(job)), job
+    for other in ("preprocessing", "training-daily", "xpreprocessing-daily"):
+        assert not re.search(pattern, other), other
