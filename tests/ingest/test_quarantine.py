@@ -8,6 +8,7 @@ event_timestamp is kept. Every row read lands in exactly one of out_of_span,
 rows_quarantined, duplicates_dropped and rows_valid.
 """
 
+import collections
 import datetime as dt
 import hashlib
 import json
@@ -25,6 +26,7 @@ from transforms.ingest.quarantine import TALLY_KEYS, CheckEvents, GroupQuarantin
     empty_tally, merge_tallies, missing_column_anomalies, quarantine_bucket
 
 SPAN = day_span(dt.date(2026, 11, 26), "Asia/Seoul")  # [2026-11-25T15:00Z, 2026-11-26T15:00Z)
+SPAN_HOURS = {"2026-11-25": 9.0, "2026-11-26": 15.0}
 UTC = dt.timezone.utc
 T = dt.datetime(2026, 11, 26, 3, 4, 5, 123456, tzinfo=UTC)
 SEC = dt.timedelta(seconds=1)
@@ -103,6 +105,15 @@ COUNTS = {
     "input_anomalies": ANOMALIES,
     "missing_partitions": [],
     "new_columns": [],
+    # Every row is a client event; partitions are the UTC dates of the timestamps.
+    "read_by_source": {"client": len(BATCH_A + BATCH_B)},
+    "valid_by_source": {"client": len(VALID)},
+    "read_by_partition": dict(sorted(collections.Counter(
+        r["event_timestamp"].astimezone(UTC).date().isoformat()
+        for r in BATCH_A + BATCH_B).items())),
+    "valid_by_partition": dict(sorted(collections.Counter(
+        v[1].astimezone(UTC).date().isoformat() for v in VALID).items())),
+    "span_hours": SPAN_HOURS,
 }
 
 
@@ -194,7 +205,10 @@ def test_duplicates_split_across_batches_meet_in_one_shard():
                     equal_to([(expected_shard_of("dup", 4), "dup", T, "article_view", "a0",
                                1000)]), label="Valid")
         assert_that(out["counts"], equal_to([dict(
-            empty_tally(), rows_read=5, duplicates_dropped=4, rows_valid=1)]), label="Counts")
+            empty_tally(), rows_read=5, duplicates_dropped=4, rows_valid=1,
+            read_by_source={"client": 5}, valid_by_source={"client": 1},
+            read_by_partition={"2026-11-26": 5}, valid_by_partition={"2026-11-26": 1},
+            span_hours=SPAN_HOURS)]), label="Counts")
         assert_that(out["quarantine"], equal_to([]), label="Quarantine")
 
 
@@ -206,7 +220,9 @@ def test_empty_day_gives_one_all_zero_tally():
         assert_that(out["counts"], equal_to([{
             "rows_read": 0, "out_of_span": 0, "rows_quarantined": 0,
             "quarantined_by_reason": {}, "duplicates_dropped": 0, "rows_valid": 0,
-            "input_anomalies": [], "missing_partitions": [], "new_columns": []}]),
+            "input_anomalies": [], "missing_partitions": [], "new_columns": [],
+            "read_by_source": {}, "valid_by_source": {}, "read_by_partition": {},
+            "valid_by_partition": {}, "span_hours": SPAN_HOURS}]),
             label="Counts")
         assert_that(out["valid"], equal_to([]), label="Valid")
         assert_that(out["quarantine"], equal_to([]), label="Quarantine")
@@ -284,7 +300,9 @@ def test_empty_tally():
     assert empty_tally() == {"rows_read": 0, "out_of_span": 0, "rows_quarantined": 0,
                              "duplicates_dropped": 0, "rows_valid": 0,
                              "quarantined_by_reason": {}, "input_anomalies": [],
-                             "missing_partitions": [], "new_columns": []}
+                             "missing_partitions": [], "new_columns": [],
+                             "read_by_source": {}, "valid_by_source": {},
+                             "read_by_partition": {}, "valid_by_partition": {}}
     assert TALLY_KEYS == ("rows_read", "out_of_span", "rows_quarantined", "duplicates_dropped",
                           "rows_valid")
     # A fresh dict each time: merging never aliases a shared default.
@@ -303,7 +321,9 @@ def test_merge_tallies_sums_counts_and_reasons():
     assert merged == {"rows_read": 15, "out_of_span": 1, "rows_quarantined": 4,
                       "duplicates_dropped": 2, "rows_valid": 4,
                       "quarantined_by_reason": {"bad_properties": 3, "negative_price": 1},
-                      "input_anomalies": [], "missing_partitions": [], "new_columns": []}
+                      "input_anomalies": [], "missing_partitions": [], "new_columns": [],
+                      "read_by_source": {}, "valid_by_source": {}, "read_by_partition": {},
+                      "valid_by_partition": {}}
     # Reasons come out sorted by name, whatever order they were merged in.
     assert list(merged["quarantined_by_reason"]) == ["bad_properties", "negative_price"]
     # Merging is order-independent and leaves its inputs alone.
@@ -340,3 +360,49 @@ def test_missing_column_anomalies():
     assert one == [{"feature": "user_id", "severity": "ERROR",
                     "description": "column user_id of the events contract is missing from "
                                    "3 input file(s), e.g. gs://b/a.parquet"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Volume counts (summary.json "volume")
+
+@pytest.mark.functions
+def test_volume_counts_by_source_and_utc_partition():
+    from transforms.ingest.quarantine import volume_counts
+    day = 1_764_115_200_000_000        # 2025-11-26T00:00:00Z in microseconds
+    batch = pa.table({
+        "source": pa.array(["client", "server", "client", "bogus", None]),
+        "event_timestamp": pa.array([day - 1, day, day + 5, None, day],
+                                    pa.timestamp("us", tz="UTC"))})
+    assert volume_counts(batch) == ({"client": 2, "other": 2, "server": 1},
+                                    {"2025-11-25": 1, "2025-11-26": 3, "none": 1})
+    assert volume_counts(batch.slice(0, 0)) == ({}, {})
+
+
+@pytest.mark.functions
+def test_partition_hours_cover_the_span_and_follow_daylight_saving():
+    from transforms.common.span import day_span
+    from transforms.ingest.quarantine import partition_hours
+    assert partition_hours(day_span(dt.date(2026, 11, 26), "Asia/Seoul")) == {
+        "2026-11-25": 9.0, "2026-11-26": 15.0}
+    assert partition_hours(day_span(dt.date(2026, 11, 26), "UTC")) == {"2026-11-26": 24.0}
+    # New York's spring-forward day has 23 hours, its fall-back day 25.
+    assert partition_hours(day_span(dt.date(2026, 3, 8), "America/New_York")) == {
+        "2026-03-08": 19.0, "2026-03-09": 4.0}
+    assert partition_hours(day_span(dt.date(2026, 11, 1), "America/New_York")) == {
+        "2026-11-01": 20.0, "2026-11-02": 5.0}
+
+
+@pytest.mark.functions
+def test_tallies_merge_volume_counts_and_the_summary_lists_them():
+    from transforms.ingest.quarantine import empty_tally, merge_tallies, volume_summary
+    a = dict(empty_tally(), read_by_source={"client": 3}, read_by_partition={"2026-11-25": 3})
+    b = dict(empty_tally(), read_by_source={"client": 1, "server": 2},
+             valid_by_source={"client": 4}, valid_by_partition={"2026-11-26": 4})
+    total = merge_tallies([a, b])
+    assert total["read_by_source"] == {"client": 4, "server": 2}
+    assert volume_summary(dict(total, span_hours={"2026-11-25": 9.0, "2026-11-26": 15.0})) == {
+        "by_source": {"client": {"rows_read": 4, "rows_valid": 4},
+                      "server": {"rows_read": 2, "rows_valid": 0}},
+        "by_partition": {
+            "2026-11-25": {"rows_read": 3, "rows_valid": 0, "span_hours": 9.0},
+            "2026-11-26": {"rows_read": 0, "rows_valid": 4, "span_hours": 15.0}}}

@@ -449,7 +449,12 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     import tensorflow_data_validation as tfdv
 
     valid = _make_day(DAY, 3000, seed=1)
-    counts = _day_counts(valid)
+    n_client = sum(1 for s in valid.column("source").to_pylist() if s == contract.CLIENT)
+    # The volume counts as CheckEvents gives them (summary.json "volume").
+    counts = dict(_day_counts(valid), read_by_source={"client": 2000, "other": 1060},
+                  valid_by_source={"client": n_client, "server": 3000 - n_client},
+                  read_by_partition={"2024-05-02": 3060}, valid_by_partition={"2024-05-02": 3000},
+                  span_hours={"2024-05-02": 24.0})
     _run(tmp_path, DAY, valid, counts,
          check=lambda s: (s["blessed"], s["overridden"], s["reasons"], s["rows_valid"])
          == (True, False, [], 3000))
@@ -458,7 +463,6 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
         "anomalies_client.pbtxt", "anomalies_server.pbtxt", "stats.html",
         "stats_client.tfrecord", "stats_server.tfrecord", "summary.json"]
     summary = _summary(tmp_path, DAY)
-    n_client = sum(1 for s in valid.column("source").to_pylist() if s == contract.CLIENT)
     assert summary == {
         "run_date": "2024-05-02", "blessed": True, "overridden": False, "reasons": [],
         "rows_read": counts["rows_read"], "out_of_span": 30, "rows_quarantined": 20,
@@ -468,7 +472,13 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
         "max_quarantine_fraction": 0.05, "anomalies": [], "previous_blessed_date": None,
         "drift": [], "withdrawn": [],
         "stats_sample_fraction": 1.0, "stats_seed": 0,
-        "stats_examples": {"client": n_client, "server": 3000 - n_client}}
+        "stats_examples": {"client": n_client, "server": 3000 - n_client},
+        "volume": {
+            "by_source": {"client": {"rows_read": 2000, "rows_valid": n_client},
+                          "other": {"rows_read": 1060, "rows_valid": 0},
+                          "server": {"rows_read": 0, "rows_valid": 3000 - n_client}},
+            "by_partition": {"2024-05-02": {"rows_read": 3060, "rows_valid": 3000,
+                                            "span_hours": 24.0}}}}
     for key in ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_reason",
                 "duplicates_dropped", "rows_valid"):
         assert summary[key] == counts[key], key

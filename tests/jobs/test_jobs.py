@@ -66,6 +66,23 @@ def test_counts_reconcile_with_what_was_planted(clean_run):
     assert s["rows_read"] == (s["out_of_span"] + s["rows_quarantined"]
                               + s["duplicates_dropped"] + s["rows_valid"])
     assert s["blessed"] is True and s["overridden"] is False
+    # Volume: rows read per source and per UTC date of the timestamps, as the input holds
+    # them; valid rows add up to rows_valid; the span's partitions cover its 24 hours.
+    import collections
+    volume = s["volume"]
+    sources = collections.Counter(
+        v if v in (contract.CLIENT, contract.SERVER) else "other"
+        for v in day.table.column("source").to_pylist())
+    assert {k: v["rows_read"] for k, v in volume["by_source"].items()} == dict(sources)
+    dates = collections.Counter(
+        "none" if t is None else t.astimezone(dt.timezone.utc).date().isoformat()
+        for t in day.table.column("event_timestamp").to_pylist())
+    assert {k: v["rows_read"] for k, v in volume["by_partition"].items()
+            if v["rows_read"]} == dict(dates)
+    assert sum(v["rows_valid"] for v in volume["by_source"].values()) == s["rows_valid"]
+    assert sum(v["rows_valid"] for v in volume["by_partition"].values()) == s["rows_valid"]
+    assert {k: v["span_hours"] for k, v in volume["by_partition"].items()
+            if v["span_hours"]} == {"2026-11-25": 9.0, "2026-11-26": 15.0}
 
 
 def test_quarantine_lines_carry_each_reason(clean_run):

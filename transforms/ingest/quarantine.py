@@ -8,12 +8,17 @@ copy of an event id, and de-duplication needs no per-row keys. The shard count i
 counted while the pipeline runs.
 """
 
+import datetime as dt
 import hashlib
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
+
+from schemas import contract
 
 from transforms.common.sharding import ResolveShardCount, resolve_shard_count, shard_ids, \
     split_by_shard
@@ -21,6 +26,76 @@ from transforms.common.span import DaySpan
 from transforms.ingest import checks
 
 TALLY_KEYS = ("rows_read", "out_of_span", "rows_quarantined", "duplicates_dropped", "rows_valid")
+# Rows read and valid per source and per UTC partition (docs/validation.md#volume): a
+# handful of keys each (two sources and "other"; the two or three UTC dates of a span).
+VOLUME_KEYS = ("read_by_source", "valid_by_source", "read_by_partition", "valid_by_partition")
+_DAY_US = 86_400_000_000
+
+
+def _as_contract_type(batch, name: str) -> pa.Array:
+    column = batch.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    wanted = contract.arrow_schema().field(name).type
+    return column if column.type == wanted else column.cast(wanted)
+
+
+def volume_counts(batch) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """(rows per source, rows per UTC date of event_timestamp) of a batch or table with
+    the contract's source and event_timestamp: a source other than client and server
+    counts as "other", a row without a timestamp under "none"."""
+    if batch.num_rows == 0:
+        return {}, {}
+    source = _as_contract_type(batch, "source")
+    known = pc.fill_null(pc.is_in(source, value_set=pa.array(contract.SOURCES)), False)
+    names = pc.if_else(known, source, pa.scalar("other"))
+    by_source = {row["values"]: row["counts"] for row in pc.value_counts(names).to_pylist()}
+    ts_us = _as_contract_type(batch, "event_timestamp").cast(pa.int64())
+    present = pc.is_valid(ts_us).to_numpy(zero_copy_only=False)
+    values = pc.fill_null(ts_us, 0).to_numpy(zero_copy_only=False)
+    by_day = {}
+    if not present.all():
+        by_day["none"] = int((~present).sum())
+    days, counts = np.unique(np.floor_divide(values[present], _DAY_US), return_counts=True)
+    for day, count in zip(days.tolist(), counts.tolist()):
+        try:
+            key = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+        except OverflowError:      # before year 1 or after 9999: no partition holds it
+            key = "out_of_range"
+        by_day[key] = by_day.get(key, 0) + count
+    return dict(sorted(by_source.items())), dict(sorted(by_day.items()))
+
+
+def partition_hours(span: DaySpan) -> Dict[str, float]:
+    """UTC date -> hours of the span [start, end) it covers (24 in all on most days; 23
+    or 25 on a daylight-saving day)."""
+    hours = {}
+    moment = span.start
+    while moment < span.end:
+        next_day = dt.datetime.combine(moment.date() + dt.timedelta(days=1), dt.time(),
+                                       tzinfo=dt.timezone.utc)
+        until = min(next_day, span.end)
+        hours[moment.date().isoformat()] = (until - moment).total_seconds() / 3600
+        moment = until
+    return hours
+
+
+def volume_summary(counts: Dict) -> Dict:
+    """summary.json's "volume": rows read and valid per source and per UTC partition,
+    with the hours of the span each partition covers."""
+    sources = sorted(set(counts.get("read_by_source", {})) | set(counts.get("valid_by_source", {})))
+    spans = counts.get("span_hours", {})
+    days = sorted(set(counts.get("read_by_partition", {})) |
+                  set(counts.get("valid_by_partition", {})) | set(spans))
+    return {
+        "by_source": {s: {"rows_read": counts.get("read_by_source", {}).get(s, 0),
+                          "rows_valid": counts.get("valid_by_source", {}).get(s, 0)}
+                      for s in sources},
+        "by_partition": {d: {"rows_read": counts.get("read_by_partition", {}).get(d, 0),
+                             "rows_valid": counts.get("valid_by_partition", {}).get(d, 0),
+                             "span_hours": spans.get(d, 0.0)}
+                         for d in days},
+    }
 
 
 def empty_tally() -> Dict:
@@ -29,6 +104,8 @@ def empty_tally() -> Dict:
     tally["input_anomalies"] = []
     tally["missing_partitions"] = []   # UTC dates (YYYY-MM-DD) the span needs that had no data
     tally["new_columns"] = []          # {"column", "type"} of input columns not in the contract
+    for key in VOLUME_KEYS:
+        tally[key] = {}
     return tally
 
 
@@ -47,11 +124,16 @@ def merge_tallies(tallies) -> Dict:
         for anomaly in tally.get("input_anomalies", []):
             anomalies.setdefault(anomaly["feature"], anomaly)
         missing_partitions.update(tally.get("missing_partitions", []))
+        for key in VOLUME_KEYS:
+            for name, count in tally.get(key, {}).items():
+                total[key][name] = total[key].get(name, 0) + count
         new_columns.update((c["column"], c["type"]) for c in tally.get("new_columns", []))
     total["quarantined_by_reason"] = dict(sorted(total["quarantined_by_reason"].items()))
     total["input_anomalies"] = [anomalies[f] for f in sorted(anomalies)]
     total["missing_partitions"] = sorted(missing_partitions)
     total["new_columns"] = [{"column": c, "type": t} for c, t in sorted(new_columns)]
+    for key in VOLUME_KEYS:
+        total[key] = dict(sorted(total[key].items()))
     return total
 
 
@@ -104,9 +186,11 @@ class CheckRowsFn(beam.DoFn):
             self._counter(reason).inc(count)
         self._out_of_span.inc(result.out_of_span)
         tally = empty_tally()
+        read_by_source, read_by_partition = volume_counts(batch)
         tally.update(rows_read=batch.num_rows, out_of_span=result.out_of_span,
                      rows_quarantined=result.quarantined.num_rows,
-                     quarantined_by_reason=by_reason)
+                     quarantined_by_reason=by_reason, read_by_source=read_by_source,
+                     read_by_partition=read_by_partition)
         yield beam.pvalue.TaggedOutput(self.TALLY, tally)
         if result.quarantined.num_rows:
             yield beam.pvalue.TaggedOutput(self.QUARANTINE, result.quarantined)
@@ -135,7 +219,9 @@ class DropDuplicatesFn(beam.DoFn):
         self._dropped.inc(dropped)
         self._valid.inc(kept.num_rows)
         tally = empty_tally()
-        tally.update(duplicates_dropped=dropped, rows_valid=kept.num_rows)
+        valid_by_source, valid_by_partition = volume_counts(kept)
+        tally.update(duplicates_dropped=dropped, rows_valid=kept.num_rows,
+                     valid_by_source=valid_by_source, valid_by_partition=valid_by_partition)
         yield beam.pvalue.TaggedOutput(self.TALLY, tally)
         yield shard, kept
 
@@ -193,9 +279,11 @@ class CheckEvents(beam.PTransform):
         tallies = (checked[CheckRowsFn.TALLY], deduped[DropDuplicatesFn.TALLY], input_anomalies)
         if "tally" in inputs:
             tallies += (inputs["tally"],)
+        span_hours = partition_hours(self._span)
         counts = (tallies
                   | "GatherTallies" >> beam.Flatten()
-                  | "SumTallies" >> beam.CombineGlobally(MergeTallies()))
+                  | "SumTallies" >> beam.CombineGlobally(MergeTallies())
+                  | "AddSpanHours" >> beam.Map(lambda c: dict(c, span_hours=span_hours)))
         return {"valid": deduped.valid, "quarantine": lines, "counts": counts,
                 "dedup_shards": num_shards}
 

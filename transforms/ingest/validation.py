@@ -29,6 +29,7 @@ from schemas import contract
 from transforms.common.anomalies import anomaly_dicts, drift_dicts
 from transforms.common.sharding import mix64, stable_hash
 from transforms.common.stats_html import render_stats_html
+from transforms.ingest.quarantine import volume_summary
 from transforms.ingest.day_files import DayNotBlessedError, day_dir, find_previous_blessed, \
     load_day_stats, load_schema, remove_summary, write_day_outputs
 from transforms.publishing.latest import day_bases, withdraw_day
@@ -298,6 +299,7 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
         "rows_valid": counts["rows_valid"],
         "missing_partitions": list(counts["missing_partitions"]),
         "new_columns": list(counts["new_columns"]),
+        "volume": volume_summary(counts),
         "quarantine_fraction": quarantine_fraction(counts),
         "max_quarantine_fraction": max_quarantine_fraction,
         "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction)
