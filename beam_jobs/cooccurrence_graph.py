@@ -19,8 +19,8 @@ from transforms.graph.weights import parse_event_weights
 from transforms.publishing.protocol import PublishFileSets
 from transforms.graph.cooccurrence import INTERACTION_COLUMNS
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidatedInputOptions, opts.ValidationOptions,
-                  opts.GraphOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
+                  opts.ValidatedInputOptions, opts.ValidationOptions, opts.GraphOptions)
 REQUIRED_OPTIONS = ("output_dir",)
 DESCRIPTION = ("Build the day's article co-occurrence graph (top-K neighbours, nodes, stable "
                "article index) from validated events; with --events the day is validated "

@@ -15,9 +15,10 @@ from transforms.common import privacy
 from transforms.features.stage import build_features
 from transforms.graph.index_store import index_chunks_of
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidationOptions,
-                  opts.GraphOptions, opts.SplitOptions, opts.PrivacyOptions,
-                  opts.ExamplesOptions, opts.FeaturesOptions, opts.DailyOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
+                  opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
+                  opts.PrivacyOptions, opts.ExamplesOptions, opts.FeaturesOptions,
+                  opts.DailyOptions)
 STAGES = ("graph", "examples", "features")
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("The daily job: validate the day's events (quarantine, TFDV gate), build "

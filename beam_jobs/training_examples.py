@@ -28,9 +28,9 @@ from transforms.graph import index_store
 from transforms.publishing.protocol import PublishFileSets
 from transforms.publishing.writers import bytes_of_mb
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidatedInputOptions,
-                  opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
-                  opts.PrivacyOptions, opts.ExamplesOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
+                  opts.ValidatedInputOptions, opts.ValidationOptions, opts.GraphOptions,
+                  opts.SplitOptions, opts.PrivacyOptions, opts.ExamplesOptions)
 REQUIRED_OPTIONS = ("output_dir",)
 DESCRIPTION = ("Write the day's training examples (skip-gram pairs, next-article sequences, "
                "ranking lists) split into train and eval, with pseudonymous user ids and "

@@ -20,7 +20,8 @@ from transforms.ingest.read import ReadEvents, ReadValidatedEvents
 from transforms.ingest.validation import ValidateDay
 from transforms.publishing.protocol import PublishFileSets
 
-OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions, opts.ValidationOptions)
+OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
+                  opts.ValidationOptions)
 REQUIRED_OPTIONS = ("events", "output_dir")
 DESCRIPTION = ("Read one day of events, quarantine bad rows, drop duplicates, validate the "
                "day with TFDV against the reviewed schema and the last blessed day, and "

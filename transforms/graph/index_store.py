@@ -23,9 +23,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.common.errors import Refusal
 from transforms.common.sharding import shard_ids, split_by_shard
-from transforms.publishing.files import SUCCESS, delete_tolerant
+from transforms.publishing.files import SUCCESS, delete_tolerant, stored_sizes
 from transforms.publishing.protocol import PublishFileSets
-from transforms.publishing.readers import published_files, published_manifest
+from transforms.publishing.readers import listed_names, published_files, published_manifest
 from transforms.publishing.retention import DEFAULT_KEEP_HOURS
 from transforms.publishing.runs import parse_stamp, run_id_time, utc_now
 from transforms.publishing.store import store_for
@@ -220,9 +220,8 @@ def sweep_orphans(output_dir: str, keep_hours: float, now: dt.datetime) -> List[
             run_id_time(str(manifest.get("run_id", "")))
         if since is None or since > cutoff:
             continue
-        paths = [f"{folder}/{f['name']}" for entry in manifest["file_sets"].values()
-                 for f in entry["files"]]
-        present = [p for p in paths if FileSystems.exists(p)]
+        stored = stored_sizes(folder)     # one listing, not a lookup per file
+        present = [f"{folder}/{name}" for name in listed_names(manifest) if name in stored]
         delete_tolerant(present)
         deleted += present
     return deleted

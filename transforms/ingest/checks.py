@@ -123,13 +123,19 @@ def _as_contract_batch(data: Union[pa.RecordBatch, pa.Table]) -> pa.RecordBatch:
     if missing:
         raise ValueError(f"input lacks contract columns {missing}; it has {data.schema.names}")
     schema = contract.arrow_schema()
-    arrays = []
-    for field in schema:
-        column = data.column(field.name)
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        arrays.append(column if column.type == field.type else column.cast(field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(
+        [contract_column(data, f.name, f.type) for f in schema], schema=schema)
+
+
+def contract_column(data: Union[pa.RecordBatch, pa.Table], name: str,
+                    wanted: Optional[pa.DataType] = None) -> pa.Array:
+    """One column of `data` as one array of its contract type (`wanted`, looked up when
+    None)."""
+    column = data.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    wanted = wanted or contract.arrow_schema().field(name).type
+    return column if column.type == wanted else column.cast(wanted)
 
 
 def _np(mask: pa.Array) -> np.ndarray:

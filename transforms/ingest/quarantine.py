@@ -32,25 +32,17 @@ VOLUME_KEYS = ("read_by_source", "valid_by_source", "read_by_partition", "valid_
 _DAY_US = 86_400_000_000
 
 
-def _as_contract_type(batch, name: str) -> pa.Array:
-    column = batch.column(name)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    wanted = contract.arrow_schema().field(name).type
-    return column if column.type == wanted else column.cast(wanted)
-
-
 def volume_counts(batch) -> Tuple[Dict[str, int], Dict[str, int]]:
     """(rows per source, rows per UTC date of event_timestamp) of a batch or table with
     the contract's source and event_timestamp: a source other than client and server
     counts as "other", a row without a timestamp under "none"."""
     if batch.num_rows == 0:
         return {}, {}
-    source = _as_contract_type(batch, "source")
+    source = checks.contract_column(batch, "source")
     known = pc.fill_null(pc.is_in(source, value_set=pa.array(contract.SOURCES)), False)
     names = pc.if_else(known, source, pa.scalar("other"))
     by_source = {row["values"]: row["counts"] for row in pc.value_counts(names).to_pylist()}
-    ts_us = _as_contract_type(batch, "event_timestamp").cast(pa.int64())
+    ts_us = checks.contract_column(batch, "event_timestamp").cast(pa.int64())
     present = pc.is_valid(ts_us).to_numpy(zero_copy_only=False)
     values = pc.fill_null(ts_us, 0).to_numpy(zero_copy_only=False)
     by_day = {}

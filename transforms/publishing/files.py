@@ -76,3 +76,11 @@ def read_bytes(path: str) -> bytes:
 
 def read_json(path: str) -> Dict:
     return json.loads(read_bytes(path).decode("utf-8"))
+
+
+def stored_sizes(final_dir: str) -> Dict[str, int]:
+    """Name (relative to final_dir) -> size of every file under it, in one listing."""
+    prefix = f"{final_dir}/"
+    return {m.path[len(prefix):]: m.size_in_bytes
+            for m in FileSystems.match([f"{final_dir}/**"])[0].metadata_list
+            if m.path.startswith(prefix)}

@@ -16,9 +16,9 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.common.errors import Refusal
 from transforms.common.version import suite_fields
 from transforms.publishing.files import MANIFEST, READ_ERRORS, RUN_MANIFEST, SUCCESS, \
-    delete_tolerant, read_bytes, read_json, write_atomic
+    delete_tolerant, read_bytes, read_json, stored_sizes, write_atomic
 from transforms.publishing.latest import split_day_folder, update_latest
-from transforms.publishing.readers import read_run_id
+from transforms.publishing.readers import listed_names, read_run_id
 from transforms.publishing.retention import DEFAULT_KEEP_HOURS, check_keep_hours, sweep
 from transforms.publishing.runs import Clock, new_run_id, stamp, utc_now
 from transforms.publishing.store import Versioned, store_for
@@ -51,11 +51,6 @@ def manifest_content(run_id: str, records: Iterable[FileRecord], fields: Dict,
     return dict(fields, run_id=run_id, file_sets=dict(sorted(sets.items())))
 
 
-def _listed_names(manifest: Dict) -> List[str]:
-    return [f["name"] if isinstance(f, dict) else f
-            for entry in manifest["file_sets"].values() for f in entry["files"]]
-
-
 class CommitLost(Refusal):
     """Another run moved the day's _SUCCESS after this run read it: this run published
     nothing there."""
@@ -79,14 +74,6 @@ def read_base(final_dir: str) -> Versioned:
     generation), read once at the start of the run; absent is generation 0."""
     success = f"{final_dir.rstrip('/')}/{SUCCESS}"
     return store_for(success).read(success)
-
-
-def stored_sizes(final_dir: str) -> Dict[str, int]:
-    """Name (relative to final_dir) -> size of every file under it, in one listing."""
-    prefix = f"{final_dir}/"
-    return {m.path[len(prefix):]: m.size_in_bytes
-            for m in FileSystems.match([f"{final_dir}/**"])[0].metadata_list
-            if m.path.startswith(prefix)}
 
 
 def as_written(records: Iterable[FileRecord], sizes: Dict[str, int]) -> List[FileRecord]:
@@ -122,7 +109,7 @@ def _run_files(final_dir: str, run_id: str) -> List[str]:
         if FileSystems.exists(path):
             raise
         return []
-    return [f"{final_dir}/{name}" for name in _listed_names(manifest)] + [path]
+    return [f"{final_dir}/{name}" for name in listed_names(manifest)] + [path]
 
 
 def _write_copy_for_people(final_dir: str) -> None:

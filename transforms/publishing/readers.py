@@ -46,6 +46,14 @@ def published_manifest(day_dir: str) -> Dict:
     raise AssertionError("unreachable")
 
 
+def listed_names(manifest: Dict) -> List[str]:
+    """Every file name a run manifest lists, over all its file sets (relative to the day
+    folder; a manifest from before sizes were recorded lists bare names)."""
+    return [f["name"] if isinstance(f, dict) else f
+            for entry in (manifest.get("file_sets") or {}).values()
+            for f in entry.get("files", [])]
+
+
 def manifest_files(day_dir: str, manifest: Dict, file_set: str) -> List[str]:
     """Paths of one file set listed by `manifest` (of the day folder day_dir)."""
     sets = manifest["file_sets"]

@@ -10,12 +10,10 @@ import datetime as dt
 import os
 from typing import Dict, Iterable, List, Optional
 
-from apache_beam.io.filesystems import FileSystems
-
 from transforms.publishing.files import READ_ERRORS, RUN_MANIFEST, WITHDRAWN, \
-    delete_tolerant, is_local, read_json
+    delete_tolerant, is_local, read_json, stored_sizes
 from transforms.publishing.latest import split_day_folder
-from transforms.publishing.readers import read_run_id
+from transforms.publishing.readers import listed_names, read_run_id
 from transforms.publishing.runs import RUN_ID_RE, parse_stamp, run_id_time, utc_now
 
 DEFAULT_KEEP_HOURS = 48   # a whole training job that opened the day (docs/publishing.md)
@@ -39,8 +37,8 @@ def _read_or_none(path: str) -> Optional[Dict]:
 
 def files_by_run(names: Iterable[str]) -> Dict[str, List[str]]:
     """Run id -> the names (relative to the folder) holding it. Names without one (the
-    protocol's fixed names: _SUCCESS, manifest.json, the features gate's files) are
-    never swept."""
+    protocol's fixed names: _SUCCESS, manifest.json, LATEST, CURRENT, the local store's
+    _cas- files) are never swept."""
     runs: Dict[str, List[str]] = {}
     for name in names:
         found = RUN_ID_RE.search(name)
@@ -83,12 +81,6 @@ def expired_runs(runs: Iterable[str], current: str, manifests: Dict[str, Dict],
     return expired
 
 
-def _listed(manifest: Dict) -> List[str]:
-    return [f["name"] if isinstance(f, dict) else f
-            for entry in (manifest.get("file_sets") or {}).values()
-            for f in entry.get("files", [])]
-
-
 def sweep_folder(folder: str, keep_hours: float, now: dt.datetime) -> List[str]:
     """Delete the files of `folder`'s expired runs (expired_runs, cutoff now - keep_hours),
     and the published run's files its manifest does not list once its run id is older
@@ -96,13 +88,10 @@ def sweep_folder(folder: str, keep_hours: float, now: dt.datetime) -> List[str]:
     stops midway finds the run again). A name a kept run's manifest lists stays.
     Returns the deleted paths."""
     folder = folder.rstrip("/")
-    prefix = f"{folder}/"
     # _SUCCESS first: a run committing after this read is younger than the cutoff
     # (unless it ran longer than keep_hours, see docs/publishing.md#retention).
     current = read_run_id(folder, missing_ok=True)
-    names = [m.path[len(prefix):]
-             for m in FileSystems.match([f"{folder}/**"])[0].metadata_list
-             if m.path.startswith(prefix)]
+    names = list(stored_sizes(folder))
     runs = files_by_run(names)
     if not runs:
         return []
@@ -118,7 +107,7 @@ def sweep_folder(folder: str, keep_hours: float, now: dt.datetime) -> List[str]:
     cutoff = now - dt.timedelta(hours=keep_hours)
     expired = set(expired_runs(runs, current, manifests, withdrawn, cutoff))
     kept = {name for run, manifest in manifests.items() if run not in expired
-            for name in _listed(manifest)}
+            for name in listed_names(manifest)}
     last = {RUN_MANIFEST.format(run_id=r) for r in expired} | \
         {WITHDRAWN.format(run_id=r) for r in expired}
     doomed = [n for r in sorted(expired) for n in sorted(runs[r]) if n not in kept]
