@@ -105,6 +105,15 @@ class ValidationOptions(PipelineOptions):
             "--allow_anomalies", type=str_to_bool, nargs="?", const=True, default=False,
             help="Bless the day even when the gate refuses it; summary.json says overridden.")
         parser.add_argument(
+            "--min_volume_ratio", type=float, default=0.6,
+            help="A day is refused (reason volume) when its valid rows of a source, or of a "
+                 "UTC partition per hour of the span it covers, are under this share of the "
+                 "median of the days that set the level in the 7 days before.")
+        parser.add_argument(
+            "--max_volume_ratio", type=float, default=3.0,
+            help="A day is refused (reason volume) when a volume figure is above this "
+                 "multiple of that median (see --min_volume_ratio).")
+        parser.add_argument(
             "--stats_sample_fraction", type=float, default=1.0,
             help="Share of valid rows (chosen by a seeded hash of event_id) that TFDV "
                  "statistics are computed over; row counts stay exact.")

@@ -65,7 +65,8 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
         stats_sample_fraction=args.stats_sample_fraction, stats_seed=args.stats_seed,
-        claim=(quarantine_dir, publish_quarantine.run_id))
+        claim=(quarantine_dir, publish_quarantine.run_id),
+        min_volume_ratio=args.min_volume_ratio, max_volume_ratio=args.max_volume_ratio)
     _ = (checked["valid"]
          | "NameValidatedPieces" >> beam.Map(lambda e: ("part", e[0], e[1]))
          | "PublishValidated" >> PublishFileSets(

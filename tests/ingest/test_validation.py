@@ -365,6 +365,11 @@ def test_anomaly_dicts():
     ({"run_date": "2024-05-01"}, "--run_date"),
     ({"output_dir": ""}, "--output_dir"),
     ({"schema_path": "/nonexistent/schema.pbtxt"}, "--tfdv_schema"),
+    ({"min_volume_ratio": 1.2}, "--min_volume_ratio"),
+    ({"min_volume_ratio": -0.1}, "--min_volume_ratio"),
+    ({"max_volume_ratio": 0.9}, "--max_volume_ratio"),
+    ({"max_volume_ratio": float("inf")}, "--max_volume_ratio"),
+    ({"max_volume_ratio": True}, "--max_volume_ratio"),
 ])
 def test_validate_day_checks_options(kwargs, message):
     args = {"output_dir": "/tmp/x", "run_date": dt.date(2024, 5, 1), "schema_path": SCHEMA_PATH}
@@ -478,7 +483,21 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
                           "other": {"rows_read": 1060, "rows_valid": 0},
                           "server": {"rows_read": 0, "rows_valid": 3000 - n_client}},
             "by_partition": {"2024-05-02": {"rows_read": 3060, "rows_valid": 3000,
-                                            "span_hours": 24.0}}}}
+                                            "span_hours": 24.0}}},
+        # No day before it: nothing to compare (tests/ingest/test_volume.py).
+        "volume_check": {
+            "level_days": [], "level_since_override": None, "checked": False,
+            "min_ratio": 0.6, "max_ratio": 3.0, "missing_partitions": [], "failed": [],
+            "note": "only 0 day(s) in the 7 days before set the volume level (blessed, or "
+                    "overridden for volume alone); the check needs 3 and passes",
+            "figures": [
+                {"scope": "source", "name": "client", "value": n_client, "level_days": 0,
+                 "median": None, "ratio": None, "passed": True},
+                {"scope": "source", "name": "server", "value": 3000 - n_client,
+                 "level_days": 0, "median": None, "ratio": None, "passed": True},
+                {"scope": "partition", "name": "2024-05-02", "span_hours": 24.0,
+                 "value": 3000 / 24, "level_days": 0, "median": None, "ratio": None,
+                 "passed": True}]}}
     for key in ("rows_read", "out_of_span", "rows_quarantined", "quarantined_by_reason",
                 "duplicates_dropped", "rows_valid"):
         assert summary[key] == counts[key], key

@@ -66,6 +66,18 @@ def find_previous_blessed(output_dir: str, run_date: dt.date) -> Optional[str]:
     return None
 
 
+def window_summaries(output_dir: str, run_date: dt.date, days: int) -> Dict[str, Dict]:
+    """The summary.json of each of the `days` calendar days before `run_date` that has one
+    (YYYY-MM-DD -> summary), whatever its verdict."""
+    found = {}
+    for back in range(days, 0, -1):
+        day = (run_date - dt.timedelta(days=back)).isoformat()
+        path = FileSystems.join(day_dir(output_dir, day), SUMMARY_FILE)
+        if FileSystems.exists(path):
+            found[day] = read_summary(day_dir(output_dir, day))
+    return found
+
+
 def load_day_stats(output_dir: str, day: str) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
     import tensorflow_data_validation as tfdv  # heavy; imported where it is used
 

@@ -31,7 +31,9 @@ from transforms.common.sharding import mix64, stable_hash
 from transforms.common.stats_html import render_stats_html
 from transforms.ingest.quarantine import volume_summary
 from transforms.ingest.day_files import DayNotBlessedError, day_dir, find_previous_blessed, \
-    load_day_stats, load_schema, remove_summary, write_day_outputs
+    load_day_stats, load_schema, remove_summary, window_summaries, write_day_outputs
+from transforms.ingest.volume import DEFAULT_RATIOS as DEFAULT_VOLUME_RATIOS, VOLUME, \
+    WINDOW_DAYS, check_volume, volume_descriptions
 from transforms.publishing.latest import day_bases, withdraw_day
 from transforms.publishing.protocol import check_claim
 
@@ -174,14 +176,15 @@ def quarantine_fraction(counts: dict) -> Optional[float]:
 
 
 def gate_decision(counts: dict, anomalies: List[dict], max_quarantine_fraction: float,
-                  allow_anomalies: bool) -> dict:
+                  allow_anomalies: bool, volume_check: Optional[dict] = None) -> dict:
     """{"blessed", "overridden", "reasons"} for a day.
 
     Reasons, in this order: "empty_day" (no valid row, or no row in the span),
     "anomalies" (an ERROR in `anomalies` or in counts["input_anomalies"]),
-    "quarantine_fraction" (quarantined / rows in span is not strictly under the max).
-    `allow_anomalies` blesses a day that fails only on anomalies and/or the
-    quarantine fraction, with overridden=True; an empty day is never blessed
+    "quarantine_fraction" (quarantined / rows in span is not strictly under the max),
+    "volume" (a figure of `volume_check`, transforms.ingest.volume.check_volume, failed).
+    `allow_anomalies` blesses a day that fails only on anomalies, the quarantine
+    fraction and/or the volume, with overridden=True; an empty day is never blessed
     (nothing to publish, and it would become the next day's drift baseline)."""
     check_counts(counts)
     reasons = []
@@ -192,6 +195,8 @@ def gate_decision(counts: dict, anomalies: List[dict], max_quarantine_fraction: 
         reasons.append(ANOMALIES)
     if fraction is not None and not fraction < max_quarantine_fraction:
         reasons.append(QUARANTINE_FRACTION)
+    if volume_check is not None and volume_check["failed"]:
+        reasons.append(VOLUME)
     if not reasons:
         return {"blessed": True, "overridden": False, "reasons": []}
     if allow_anomalies and EMPTY_DAY not in reasons:
@@ -210,9 +215,11 @@ REASON_COLUMNS = {
 GATE_ENVIRONMENT = "DATASET"
 
 
-def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: float) -> List[dict]:
+def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: float,
+                   volume_check: Optional[dict] = None) -> List[dict]:
     """Readable ERROR anomalies for the gate's own reasons (an empty day, too many
-    quarantined rows), so summary.json says in words why a day was refused."""
+    quarantined rows, a volume out of its range), so summary.json says in words why a
+    day was refused."""
     found = []
     if EMPTY_DAY in reasons:
         found.append({"feature": "", "severity": "ERROR", "environment": GATE_ENVIRONMENT,
@@ -227,6 +234,10 @@ def gate_anomalies(counts: dict, reasons: List[str], max_quarantine_fraction: fl
             "description": f"{quarantine_fraction(counts):.2%} of the rows in the span were "
                            f"quarantined (max {max_quarantine_fraction:.2%}): "
                            + ", ".join(f"{reason} {n:,}" for reason, n in by_reason)})
+    if VOLUME in reasons:
+        found.extend({"feature": "", "severity": "ERROR", "environment": GATE_ENVIRONMENT,
+                      "description": description}
+                     for description in volume_descriptions(volume_check))
     return found
 
 
@@ -266,7 +277,9 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
                  schema: schema_pb2.Schema, output_dir: str, run_date: dt.date,
                  max_quarantine_fraction: float, allow_anomalies: bool,
                  stats_sample_fraction: float, stats_seed: int,
-                 bases: Optional[Dict[str, int]] = None) -> Tuple[dict, str]:
+                 bases: Optional[Dict[str, int]] = None,
+                 volume_ratios: Tuple[float, float] = DEFAULT_VOLUME_RATIOS,
+                 ) -> Tuple[dict, str]:
     """Validates the day, writes its files, returns (summary, summary.json path).
 
     A refused day is withdrawn first (transforms.publishing.latest.withdraw_day: every published
@@ -282,7 +295,11 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
              for a in anomaly_dicts(anomalies[source], contract.ENVIRONMENTS[source])]
     drift = [d for source in contract.SOURCES
              for d in drift_dicts(anomalies[source], contract.ENVIRONMENTS[source])]
-    gate = gate_decision(counts, found, max_quarantine_fraction, allow_anomalies)
+    volume = volume_summary(counts)
+    volume_check = check_volume(volume, counts["missing_partitions"],
+                                window_summaries(output_dir, run_date, WINDOW_DAYS), run_date,
+                                *volume_ratios)
+    gate = gate_decision(counts, found, max_quarantine_fraction, allow_anomalies, volume_check)
     inputs = [{"feature": a["feature"], "severity": a["severity"],
                "description": a["description"], "environment": INPUT_ENVIRONMENT}
               for a in counts["input_anomalies"]]
@@ -299,11 +316,12 @@ def validate_day(stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList], 
         "rows_valid": counts["rows_valid"],
         "missing_partitions": list(counts["missing_partitions"]),
         "new_columns": list(counts["new_columns"]),
-        "volume": volume_summary(counts),
+        "volume": volume,
+        "volume_check": volume_check,
         "quarantine_fraction": quarantine_fraction(counts),
         "max_quarantine_fraction": max_quarantine_fraction,
-        "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction)
-        + found,
+        "anomalies": inputs + gate_anomalies(counts, gate["reasons"], max_quarantine_fraction,
+                                             volume_check) + found,
         "previous_blessed_date": previous_day,
         "drift": drift,
         "stats_sample_fraction": stats_sample_fraction,
@@ -343,8 +361,10 @@ class _GateDayFn(beam.DoFn):
     """Validates, writes the day's files, and raises DayNotBlessedError or emits the summary."""
 
     def __init__(self, schema, output_dir, run_date, max_quarantine_fraction, allow_anomalies,
-                 stats_sample_fraction, stats_seed, claim=None):
+                 stats_sample_fraction, stats_seed, claim=None,
+                 volume_ratios=DEFAULT_VOLUME_RATIOS):
         self._schema = schema
+        self._volume_ratios = tuple(volume_ratios)
         self._claim = claim
         self._output_dir = output_dir
         self._run_date = run_date
@@ -360,10 +380,15 @@ class _GateDayFn(beam.DoFn):
         summary, summary_path = validate_day(
             {contract.CLIENT: client_stats, contract.SERVER: server_stats}, counts, self._schema,
             self._output_dir, self._run_date, self._max_quarantine_fraction,
-            self._allow_anomalies, self._stats_sample_fraction, self._stats_seed, bases)
+            self._allow_anomalies, self._stats_sample_fraction, self._stats_seed, bases,
+            self._volume_ratios)
         if not summary["blessed"]:
             raise DayNotBlessedError(not_blessed_message(summary, summary_path))
         yield summary
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ValidateDay(beam.PTransform):
@@ -377,7 +402,9 @@ class ValidateDay(beam.PTransform):
     def __init__(self, output_dir: str, run_date: dt.date, schema_path: str,
                  max_quarantine_fraction: float = 0.05, allow_anomalies: bool = False,
                  stats_sample_fraction: float = 1.0, stats_seed: int = 0,
-                 claim: Optional[Tuple[str, str]] = None):
+                 claim: Optional[Tuple[str, str]] = None,
+                 min_volume_ratio: float = DEFAULT_VOLUME_RATIOS[0],
+                 max_volume_ratio: float = DEFAULT_VOLUME_RATIOS[1]):
         super().__init__()
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"--output_dir={output_dir!r} must be a non-empty path or gs:// URI")
@@ -395,6 +422,10 @@ class ValidateDay(beam.PTransform):
             raise ValueError(f"--stats_sample_fraction={stats_sample_fraction!r} must be in (0, 1]")
         if isinstance(stats_seed, bool) or not isinstance(stats_seed, int) or stats_seed < 0:
             raise ValueError(f"--stats_seed={stats_seed!r} must be an integer >= 0")
+        if not _is_number(min_volume_ratio) or not 0.0 <= min_volume_ratio <= 1.0:
+            raise ValueError(f"--min_volume_ratio={min_volume_ratio!r} must be in [0, 1]")
+        if not _is_number(max_volume_ratio) or not 1.0 <= max_volume_ratio < float("inf"):
+            raise ValueError(f"--max_volume_ratio={max_volume_ratio!r} must be a number >= 1")
         try:
             schema = load_schema(schema_path)
         except Exception as err:  # re-raised with the option's name
@@ -415,6 +446,7 @@ class ValidateDay(beam.PTransform):
         self._stats_sample_fraction = float(stats_sample_fraction)
         self._stats_seed = stats_seed
         self._claim = None if claim is None else tuple(claim)
+        self._volume_ratios = (float(min_volume_ratio), float(max_volume_ratio))
 
     def expand(self, inputs):
         import tensorflow_data_validation as tfdv  # heavy; imported where it is used
@@ -440,7 +472,8 @@ class ValidateDay(beam.PTransform):
             | "GateDay" >> beam.ParDo(
                 _GateDayFn(self._schema, self._output_dir, self._run_date,
                            self._max_quarantine_fraction, self._allow_anomalies,
-                           self._stats_sample_fraction, self._stats_seed, self._claim),
+                           self._stats_sample_fraction, self._stats_seed, self._claim,
+                           self._volume_ratios),
                 client_stats=beam.pvalue.AsSingleton(stats[contract.CLIENT]),
                 server_stats=beam.pvalue.AsSingleton(stats[contract.SERVER]),
                 counts=beam.pvalue.AsSingleton(counts),
