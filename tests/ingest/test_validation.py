@@ -573,7 +573,7 @@ def test_validate_day_refuses_an_input_anomaly(tmp_path):
 
 
 @pytest.mark.composites
-def test_validate_day_drift_against_last_blessed_day(tmp_path):
+def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path):
     # The previous day, blessed, its statistics from a seeded half sample.
     before = DAY - dt.timedelta(days=1)
     first = _make_day(before, 2000, seed=4)
@@ -625,6 +625,16 @@ def test_validate_day_drift_against_last_blessed_day(tmp_path):
     assert (summary["blessed"], summary["overridden"], summary["reasons"]) == (True, True, [ANOMALIES])
     assert len(summary["anomalies"]) == 2
 
+    # An overridden day is not the next day's baseline: the day after it, with normal
+    # prices, is compared with the day before it and blessed (against the overridden
+    # day it would drift on price and be refused).
+    after = DAY + dt.timedelta(days=1)
+    third = _make_day(after, 2000, seed=6)
+    _run(tmp_path, after, third, _day_counts(third))
+    summary = _summary(tmp_path, after)
+    assert (summary["blessed"], summary["overridden"], summary["reasons"],
+            summary["previous_blessed_date"]) == (True, False, [], "2024-05-01")
+
 
 @pytest.mark.functions
 def test_gate_anomalies_name_the_gate_reasons_in_words():
@@ -641,28 +651,6 @@ def test_gate_anomalies_name_the_gate_reasons_in_words():
     assert validation.gate_anomalies(empty, [EMPTY_DAY], 0.05) == [
         {"feature": "", "severity": "ERROR", "environment": "DATASET",
          "description": "empty day: 0 rows read, 0 valid; usually an upstream outage"}]
-
-
-@pytest.mark.composites
-def test_an_overridden_day_is_not_the_next_days_baseline(tmp_path):
-    """A blessed normally, B (prices x1000) blessed only through allow_anomalies, C (normal
-    prices) validated against A: blessed, previous_blessed_date A. Against B it would
-    drift on price and be refused."""
-    day_a, day_b, day_c = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
-    first = _make_day(day_a, 2000, seed=4)
-    _run(tmp_path, day_a, first, _day_counts(first))
-    assert (_summary(tmp_path, day_a)["blessed"], _summary(tmp_path, day_a)["overridden"]) == (
-        True, False)
-    second = _make_day(day_b, 2000, seed=5, price_scale=1000)
-    _run(tmp_path, day_b, second, _day_counts(second), allow_anomalies=True)
-    summary = _summary(tmp_path, day_b)
-    assert (summary["blessed"], summary["overridden"], summary["reasons"],
-            summary["previous_blessed_date"]) == (True, True, [ANOMALIES], "2024-05-02")
-    third = _make_day(day_c, 2000, seed=6)
-    _run(tmp_path, day_c, third, _day_counts(third))
-    summary = _summary(tmp_path, day_c)
-    assert (summary["blessed"], summary["overridden"], summary["reasons"],
-            summary["previous_blessed_date"]) == (True, False, [], "2024-05-02")
 
 
 @pytest.mark.functions

@@ -115,31 +115,29 @@ def test_validated_manifest_records_the_dedup_shards(clean_run):
         + [f"manifest-{manifest['run_id']}.json", "manifest.json", "_SUCCESS"])
 
 
-def test_validation_with_fixed_and_auto_shards_gives_the_same_rows(clean_run, tmp_path):
-    """--dedup_shards=7 and auto with 2,000 rows a shard (several shards) publish exactly
-    the valid rows of the default run."""
+def every_validated_row(out):
+    return sorted(validated_rows(out)[1].to_pylist(), key=repr)
+
+
+def test_validation_with_auto_shards_gives_the_same_rows(clean_run, tmp_path):
+    """auto with 2,000 rows a shard (several shards) publishes exactly the valid rows of
+    the default run (a fixed --dedup_shards: the rerun in
+    test_rerun_gives_the_same_content_and_keeps_the_index)."""
     _, out, root = clean_run
-    def every_row(folder):
-        return sorted(validated_rows(folder)[1].to_pylist(), key=repr)
-    reference = every_row(out)
-    for flags, resolved in ((["--dedup_shards=7"], 7),
-                            (["--dedup_shards=auto", "--max_rows_per_shard=2000"], None)):
-        target = str(tmp_path / flags[0].split("=")[1])
-        validate_events.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
-                                     f"--output_dir={target}", "--target_shard_mb=0.05"]
-                            + flags)
-        assert every_row(target) == reference
-        manifest = published_manifest(os.path.join(target, "validated", f"dt={RUN_DATE}"))
-        checked = summary_of(target)["rows_valid"] + summary_of(target)["duplicates_dropped"]
-        assert manifest["dedup_shards_resolved"] == (resolved or -(-checked // 2000))
-        assert manifest["dedup_shards_resolved"] > 1
-        files = manifest["file_sets"]["part"]["files"]
-        # One file per non-empty shard here: a file is cut at a chunk boundary (8,192 rows)
-        # past --target_shard_mb, and no shard of this day holds more than one chunk.
-        assert len(files) == manifest["dedup_shards_resolved"]
-        assert sum(f["rows"] for f in files) == manifest["file_sets"]["part"]["rows"]
-        assert summary_of(target)["quarantined_by_reason"] == \
-            summary_of(out)["quarantined_by_reason"]
+    target = str(tmp_path / "auto")
+    validate_events.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
+                                 f"--output_dir={target}", "--target_shard_mb=0.05",
+                                 "--dedup_shards=auto", "--max_rows_per_shard=2000"])
+    assert every_validated_row(target) == every_validated_row(out)
+    manifest = published_manifest(os.path.join(target, "validated", f"dt={RUN_DATE}"))
+    checked = summary_of(target)["rows_valid"] + summary_of(target)["duplicates_dropped"]
+    assert manifest["dedup_shards_resolved"] == -(-checked // 2000) > 1
+    files = manifest["file_sets"]["part"]["files"]
+    # One file per non-empty shard here: a file is cut at a chunk boundary (8,192 rows)
+    # past --target_shard_mb, and no shard of this day holds more than one chunk.
+    assert len(files) == manifest["dedup_shards_resolved"]
+    assert sum(f["rows"] for f in files) == manifest["file_sets"]["part"]["rows"]
+    assert summary_of(target)["quarantined_by_reason"] == summary_of(out)["quarantined_by_reason"]
 
 
 def test_validated_rows_are_unique_normalised_and_in_span(clean_run):
@@ -288,12 +286,17 @@ def test_rerun_gives_the_same_content_and_keeps_the_index(clean_run, tmp_path_fa
     # Running the first day again publishes the same graph records (under new run-unique
     # names, the previous run's files kept for the retention), with the newest
     # index version extended: day two's articles keep theirs.
+    # The rerun de-duplicates over a fixed --dedup_shards=7: the same valid rows.
     file_sets = ("edges", "neighbors", "nodes")
     before = {f: decoded_records(gdir, f) for f in file_sets}
+    valid_before = every_validated_row(out)
     old_names = set(listing(gdir))
     daily.run(LOCAL + [f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
-                       f"--output_dir={out}"])
+                       f"--output_dir={out}", "--dedup_shards=7"])
     assert {f: decoded_records(gdir, f) for f in file_sets} == before
+    assert every_validated_row(out) == valid_before
+    assert published_manifest(os.path.join(out, "validated", f"dt={RUN_DATE}"))[
+        "dedup_shards_resolved"] == 7
     again = {n["article_id"][0]: n["index"][0] for n in read_set(gdir, "index")}
     assert again == second
     assert published_manifest(gdir)["article_index"]["version"] == first_version + 2
