@@ -144,3 +144,33 @@ def test_verdicts_and_empty_statistics():
     page = render_stats_html(_stats(), _summary(blessed=True, reasons=[], anomalies=[], drift=[]))
     assert '<div class="verdict blessed">BLESSED</div>' in page
     assert "Gate reasons" not in page
+
+
+def test_the_volume_check_is_on_the_page():
+    check = {"level_days": ["2024-04-28", "2024-05-01"], "level_since_override": None,
+             "checked": True, "min_ratio": 0.6, "max_ratio": 3.0, "missing_partitions": [],
+             "failed": ["2024-05-02"], "note": "",
+             "figures": [
+                 {"scope": "source", "name": "client", "value": 900, "level_days": 4,
+                  "median": 1000, "ratio": 0.9, "passed": True},
+                 {"scope": "partition", "name": "2024-05-02", "span_hours": 15.0,
+                  "value": 12.5, "level_days": 4, "median": 50.0, "ratio": 0.25,
+                  "passed": False},
+                 {"scope": "partition", "name": "2024-05-03", "span_hours": 9.0,
+                  "value": 3.0, "level_days": 2, "median": None, "ratio": None,
+                  "passed": True}]}
+    page = render_stats_html(_stats(), _summary(volume_check=check))
+    assert ("<p>Level: the median of 2 day(s) (2024-04-28 to 2024-05-01); allowed 0.6 to 3 "
+            "times it.</p>") in page
+    assert ('<tr><td>client valid rows</td><td class="num">900</td><td class="num">1,000</td>'
+            "<td>0.90</td><td>within</td></tr>") in page
+    assert ('<tr><td>UTC partition 2024-05-02 (15 h), valid rows per hour</td>'
+            '<td class="num">12.5</td><td class="num">50</td><td>0.25</td>'
+            "<td>OUT OF RANGE</td></tr>") in page
+    assert ('<tr><td>UTC partition 2024-05-03 (9 h), valid rows per hour</td>'
+            '<td class="num">3</td><td>n/a</td><td>n/a</td><td>not compared</td></tr>') in page
+    page = render_stats_html(_stats(), _summary(volume_check=dict(
+        check, level_days=[], note="only 0 day(s) in the 7 days before set the volume level")))
+    assert "<p>Level: the median of 0 day(s); allowed 0.6 to 3 times it.</p>" in page
+    assert "<p>only 0 day(s) in the 7 days before set the volume level.</p>" in page
+    assert "Volume against the days before" not in render_stats_html(_stats(), _summary())

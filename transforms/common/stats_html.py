@@ -198,6 +198,7 @@ def _header(summary: dict) -> List[str]:
                           header=["environment", "severity", "feature", "description"]))
     else:
         out.append("<p>None.</p>")
+    out.extend(_volume_section(summary.get("volume_check")))
     if summary["drift"]:
         out.append("<h2>Drift against the previous blessed day</h2>")
         out.append(_table([[d["environment"], d["feature"], d["type"], f"{d['value']:.4g}",
@@ -205,6 +206,30 @@ def _header(summary: dict) -> List[str]:
                             "above" if d["value"] > d["threshold"] else "under"]
                            for d in summary["drift"]],
                           header=["environment", "feature", "measure", "value", "threshold", ""]))
+    return out
+
+
+def _volume_section(check: Optional[dict]) -> List[str]:
+    """The volume check (docs/validation.md#the-volume-check): each figure beside its level."""
+    if not check:
+        return []
+    days = check["level_days"]
+    out = ["<h2>Volume against the days before</h2>",
+           f"<p>Level: the median of {len(days)} day(s)"
+           + (f" ({_e(days[0])} to {_e(days[-1])})" if days else "")
+           + f"; allowed {check['min_ratio']:g} to {check['max_ratio']:g} times it.</p>"]
+    if check["note"]:
+        out.append(f"<p>{_e(check['note'])}.</p>")
+    rows = []
+    for figure in check["figures"]:
+        what = (f"{figure['name']} valid rows" if figure["scope"] == "source" else
+                f"UTC partition {figure['name']} ({figure['span_hours']:g} h), valid rows per hour")
+        ratio = "n/a" if figure["ratio"] is None else f"{figure['ratio']:.2f}"
+        median = "n/a" if figure["median"] is None else figure["median"]
+        verdict = "not compared" if figure["median"] is None else (
+            "within" if figure["passed"] else "OUT OF RANGE")
+        rows.append([what, figure["value"], median, ratio, verdict])
+    out.append(_table(rows, header=["figure", "day", "level (median)", "ratio", ""]))
     return out
 
 
