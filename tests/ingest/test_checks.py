@@ -1,6 +1,7 @@
 """Tier 1: the row checks, quarantine lines and de-duplication on small literal inputs."""
 
 import datetime as dt
+import gzip
 import itertools
 import json
 import random
@@ -403,6 +404,43 @@ def test_quarantine_lines_round_trip():
          "platform": "ios", "properties": '{"q": "a\\"b"}', "_error_reason": "malformed_id",
          "_error_detail": "article_id contains a U+00A0 character"},
     ]
+
+
+def test_a_quarantine_line_with_unicode_line_breaks_reads_back_as_one_line(tmp_path):
+    """U+2028, U+2029 and U+0085 in a quarantined row: the published file holds them as JSON
+    escapes, every line reader (ours splits on \\n; str.splitlines on any line break) sees
+    one line per row, and the row reads back as it was."""
+    from transforms.publishing.readers import read_jsonl_file
+    from transforms.publishing.writers import write_piece
+    values = ["a\u2028b", "\u2029", "x\u0085y\u2028\u2029z"]
+    out = check([row(event_id=f"q{i}", user_id=None, properties=json.dumps({"query": value}),
+                     region_id=value) for i, value in enumerate(values)])
+    lines = checks.quarantine_lines(out.quarantined)
+    assert len(lines) == 3 and "\u2028" in lines[0]          # raw in the JSON text
+    [record] = write_piece(str(tmp_path), "r1", "jsonl", "quarantine", "k", lines, 1 << 20)
+    assert record.rows == 3
+    path = str(tmp_path / record.name)
+    raw = gzip.decompress(open(path, "rb").read()).decode("utf-8")
+    assert not {"\u2028", "\u2029", "\u0085"} & set(raw)
+    assert raw.count("\n") == 3 and len(raw.splitlines()) == 3
+    read = read_jsonl_file(path)
+    assert len(read) == 3
+    assert [json.loads(line) for line in read] == [json.loads(line) for line in lines]
+    assert [json.loads(line)["region_id"] for line in read] == values
+    assert [json.loads(json.loads(line)["properties"])["query"] for line in read] == values
+    # A file an earlier version wrote (the characters raw) also reads one line per row.
+    older = tmp_path / "older.jsonl.gz"
+    older.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
+    assert read_jsonl_file(str(older)) == lines
+
+
+def test_a_json_line_with_a_raw_line_break_is_refused():
+    from transforms.publishing.writers import json_lines_bytes
+    assert json_lines_bytes(['{"a": "\u2028"}', "{}"]) == b'{"a": "\\u2028"}\n{}\n'
+    assert json_lines_bytes([]) == b""
+    for bad in (['{"a": "x\ny"}'], ['{"a": "x\ry"}']):
+        with pytest.raises(ValueError, match="raw line break"):
+            json_lines_bytes(bad)
 
 
 def test_quarantine_line_text_is_json_dumps_of_the_row():

@@ -306,7 +306,8 @@ def quarantine_lines(quarantined: pa.RecordBatch) -> List[str]:
     """One JSON object per row, as json.dumps(row, ensure_ascii=False) writes it: the contract
     columns (event_timestamp as ISO-8601 UTC with microseconds, null as null), then
     _error_reason and _error_detail. Built column by column; only strings that need escaping
-    go through json.dumps."""
+    go through json.dumps. The writer escapes U+2028, U+2029 and U+0085 when it writes them
+    (transforms.publishing.writers.json_lines_bytes)."""
     names = contract.COLUMN_NAMES + (ERROR_REASON, ERROR_DETAIL)
     if quarantined.num_rows == 0:
         return []

@@ -82,9 +82,12 @@ def read_published(day_dir: str, file_set: str, read_one):
 
 
 def read_jsonl_file(path: str) -> List[str]:
-    """The lines of one GZIP JSON-lines file."""
+    """The lines of one GZIP JSON-lines file, split on \\n only (never on the other
+    Unicode line breaks str.splitlines knows; transforms.publishing.writers escapes them)."""
     with FileSystems.open(path, compression_type="uncompressed") as handle:
-        return gzip.decompress(handle.read()).decode("utf-8").splitlines()
+        text = gzip.decompress(handle.read()).decode("utf-8")
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_file_set(day_dir: str, file_set: str) -> List[Dict[str, list]]:

@@ -26,6 +26,24 @@ FORMATS = {"tfrecord": ".tfrecord.gz", "parquet": ".parquet", "jsonl": ".jsonl.g
 
 CHUNK_ROWS = 8192     # rows encoded and compressed at a time
 
+# JSON lines stay lines for every reader: JSON text may hold U+2028, U+2029 and U+0085
+# raw inside a string (json.dumps(ensure_ascii=False) leaves them), and readers that split
+# on Unicode line breaks (str.splitlines, many editors and log tools) cut a line there.
+# Written as JSON escapes they mean the same characters.
+LINE_BREAK_ESCAPES = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
+
+
+def json_lines_bytes(lines: Sequence[str]) -> bytes:
+    """`lines` (JSON texts) as UTF-8 JSON lines, each ended by \\n, with U+2028, U+2029 and
+    U+0085 escaped. A line holding a raw \\n or \\r (never valid JSON) is refused."""
+    if not lines:
+        return b""
+    text = "\n".join(lines)
+    if text.count("\n") != len(lines) - 1 or "\r" in text:
+        raise ValueError("a JSON line holds a raw line break (\\n or \\r); JSON text escapes "
+                         "them, so the line was not written by json.dumps")
+    return (text.translate(LINE_BREAK_ESCAPES) + "\n").encode("utf-8")
+
 
 def bytes_of_mb(megabytes: float) -> int:
     """--target_shard_mb as the byte count a file is cut at (at least 1)."""
@@ -185,7 +203,7 @@ def write_piece(final_dir: str, run_id: str, fmt: str, file_set: str, piece_key,
         if fmt == "tfrecord":
             current.write(tfrecord_frame(encode_examples(chunk)))
         elif fmt == "jsonl":
-            current.write(("\n".join(chunk) + "\n").encode("utf-8"))
+            current.write(json_lines_bytes(chunk))
         else:
             current.write(chunk)
         rows += len(chunk) if fmt == "jsonl" else chunk.num_rows
