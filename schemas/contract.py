@@ -5,6 +5,8 @@ reason codes. ``schemas/events_table.json`` is the same contract in
 BigQuery's JSON schema form; a test keeps the two equal.
 """
 
+from typing import NamedTuple, Tuple
+
 import pyarrow as pa
 
 # (name, BigQuery type, mode), in the table's column order.
@@ -90,3 +92,37 @@ REASONS = (
 )
 
 ENVIRONMENTS = {CLIENT: "CLIENT", SERVER: "SERVER"}
+
+
+class PropertyKey(NamedTuple):
+    """A known key of `properties` (a JSON object's text; docs/events.md#properties).
+
+    type: "int" (a JSON integer, not a boolean) or "string". A free-text key holds the
+    user's own words: no output but the quarantine and the validated rows shows it (the
+    statistics see its length only). Any other string key has a closed vocabulary:
+    statistics show one of `values` or "other", never the string sent."""
+    name: str
+    type: str
+    free_text: bool
+    events: Tuple[str, ...]
+    values: Tuple[str, ...]
+    meaning: str
+
+
+PROPERTY_KEYS = (
+    PropertyKey("position", "int", False, (IMPRESSION,), (),
+                "display position of the article in the list shown, 0 first"),
+    PropertyKey("surface", "string", False, (IMPRESSION,), ("home_feed", "search", "category"),
+                "the list the impression was shown in"),
+    # Not free text by intent, but a client can send a URL (a share link's parameters):
+    # statistics show it only as one of its values or "other".
+    PropertyKey("referrer", "string", False, (ARTICLE_VIEW,),
+                ("feed", "search", "chat", "share_link"), "where the view came from"),
+    PropertyKey("query", "string", True, (SEARCH,), (), "the search text the user typed"),
+    PropertyKey("channel", "string", False, (ARTICLE_SOLD,), ("chat",), "where the sale was agreed"),
+    PropertyKey("reason", "string", False, (ARTICLE_DELETED,),
+                ("seller", "moderation", "expired"), "why the article was deleted"),
+)
+PROPERTY_KEY_NAMES = tuple(key.name for key in PROPERTY_KEYS)
+# The value statistics show for a closed-vocabulary key's string outside its values.
+OTHER_VALUE = "other"

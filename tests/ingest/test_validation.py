@@ -50,14 +50,19 @@ def test_stats_batch_types_and_values():
         "category_id": ["c1", None, "c2"],
         "price": [15000, None, 0],
         "platform": ["ios", "web", "server"],
-        "properties": ['{"q": 1}', None, "{}"],
+        "properties": ['{"q": 1, "referrer": "feed"}', '{"query": "alice 010-1234"}',
+                       '{"reason": "moderation"}'],
     })
     out = stats_batch(valid)
     strings, ints = pa.list_(pa.string()), pa.list_(pa.int64())
     assert out.schema == pa.schema([
         ("event_name", strings), ("source", strings), ("user_bucket", ints),
         ("article_id", strings), ("region_id", strings), ("category_id", strings),
-        ("price", ints), ("platform", strings), ("properties", strings), ("hour_of_day", ints)])
+        ("price", ints), ("platform", strings), ("properties_position", ints),
+        ("properties_surface", strings), ("properties_referrer", strings),
+        ("properties_query_length", ints), ("properties_channel", strings),
+        ("properties_reason", strings), ("properties_other_keys", ints),
+        ("hour_of_day", ints)])
     got = out.to_pydict()
     bucket = got["user_bucket"][0][0]
     assert 0 <= bucket < validation.USER_BUCKETS
@@ -70,7 +75,13 @@ def test_stats_batch_types_and_values():
         "category_id": [["c1"], None, ["c2"]],
         "price": [[15000], None, [0]],
         "platform": [["ios"], ["web"], ["server"]],
-        "properties": [['{"q": 1}'], None, ["{}"]],
+        "properties_position": [None, None, None],
+        "properties_surface": [None, None, None],
+        "properties_referrer": [["feed"], None, None],
+        "properties_query_length": [None, [14], None],
+        "properties_channel": [None, None, None],
+        "properties_reason": [None, None, ["moderation"]],
+        "properties_other_keys": [[1], [0], [0]],
         "hour_of_day": [[0], [13], [23]],
     }
     # No raw user id anywhere, under any name.
@@ -115,7 +126,10 @@ def test_stats_batches_by_source_cuts_to_environment_features():
     out = validation.stats_batches_by_source(valid, features, 1.0, 0)
     assert sorted(out) == ["client", "server"]
     assert out["client"].schema.names == list(features["client"])
-    assert out["server"].schema.names == [n for n in features["client"] if n != "user_bucket"]
+    assert out["server"].schema.names == list(features["server"])
+    assert set(features["client"]) ^ set(features["server"]) == {
+        "user_bucket", "properties_position", "properties_surface", "properties_referrer",
+        "properties_query_length", "properties_channel", "properties_reason"}
     assert out["client"].column("event_name").to_pylist() == [["impression"], ["search"]]
     assert out["server"].column("price").to_pylist() == [[2]]
     assert validation.stats_batches_by_source(valid.slice(0, 0), features, 1.0, 0) == {}
@@ -240,9 +254,14 @@ def test_schema_environments_and_domains():
     assert set(contract.ENVIRONMENTS.values()) == {"CLIENT", "SERVER"}
     features = {f.name: f for f in schema.feature}
     with_domain = {name for name, f in features.items() if f.WhichOneof("domain_info") == "domain"}
-    assert with_domain == {"event_name", "source", "platform"}
+    closed_keys = {f"properties_{key.name}": key.values for key in contract.PROPERTY_KEYS
+                   if key.values}
+    assert with_domain == {"event_name", "source", "platform"} | set(closed_keys)
     domains = {d.name: tuple(d.value) for d in schema.string_domain}
-    assert set(domains) == {"event_name", "source", "platform"}
+    assert set(domains) == {"event_name", "source", "platform"} | set(closed_keys)
+    for name, values in closed_keys.items():
+        assert features[name].domain == name
+        assert domains[name] == values + (contract.OTHER_VALUE,)
     assert set(domains["event_name"]) == set(contract.EVENT_NAMES)
     assert len(domains["event_name"]) == len(contract.EVENT_NAMES)
     assert domains["source"] == contract.SOURCES
@@ -251,6 +270,7 @@ def test_schema_environments_and_domains():
         assert features[name].WhichOneof("domain_info") in (None, "int_domain")
         assert features[name].domain == ""
     assert "user_id" not in features and "event_id" not in features
+    assert "properties" not in features and "properties_query" not in features
     assert features["user_bucket"].int_domain.max == validation.USER_BUCKETS - 1
     for name in ("event_name", "source", "hour_of_day"):
         assert features[name].presence.min_fraction == 1.0
@@ -260,9 +280,15 @@ def test_schema_environments_and_domains():
 def test_schema_environment_features_and_drift():
     schema = day_files.load_schema(SCHEMA_PATH)
     everything = [f.name for f in schema.feature]
-    assert validation.environment_features(schema, "CLIENT") == tuple(everything)
+    server_keys = {f"properties_{k.name}" for k in contract.PROPERTY_KEYS
+                   if set(k.events) <= set(contract.SERVER_EVENTS)}
+    client_keys = {f"properties_{k.name}" + ("_length" if k.free_text else "")
+                   for k in contract.PROPERTY_KEYS if set(k.events) <= set(contract.CLIENT_EVENTS)}
+    assert server_keys == {"properties_channel", "properties_reason"}
+    assert validation.environment_features(schema, "CLIENT") == tuple(
+        n for n in everything if n not in server_keys)
     assert validation.environment_features(schema, "SERVER") == tuple(
-        n for n in everything if n != "user_bucket")
+        n for n in everything if n != "user_bucket" and n not in client_keys)
     l_infinity = {f.name for f in schema.feature if f.drift_comparator.HasField("infinity_norm")}
     jsd = {f.name for f in schema.feature
            if f.drift_comparator.HasField("jensen_shannon_divergence")}
@@ -509,7 +535,8 @@ def test_validate_day_blesses_a_clean_day(tmp_path):
     server_features = {".".join(f.path.step) for f in server.datasets[0].features}
     assert client_features == set(validation.environment_features(
         day_files.load_schema(SCHEMA_PATH), "CLIENT"))
-    assert server_features == client_features - {"user_bucket"}
+    assert server_features == set(validation.environment_features(
+        day_files.load_schema(SCHEMA_PATH), "SERVER"))
     for name in ("anomalies_client.pbtxt", "anomalies_server.pbtxt"):
         anomalies = tfdv.load_anomalies_text(os.path.join(directory, name))
         assert not anomalies.anomaly_info and not anomalies.data_missing, name
@@ -572,6 +599,22 @@ def test_validate_day_refuses_an_input_anomaly(tmp_path):
                                      "description": "column missing from the files"}]
 
 
+def _add_raw_properties_feature(output_dir, day):
+    """Adds a `properties` BYTES feature with a top value to each statistics file of `day`."""
+    import tensorflow_data_validation as tfdv
+    for name in day_files.STATS_FILES.values():
+        path = os.path.join(_files(output_dir, day), name)
+        stats = tfdv.load_statistics(path)
+        for dataset in stats.datasets:
+            feature = dataset.features.add(type=statistics_pb2.FeatureNameStatistics.STRING)
+            feature.path.step.append("properties")
+            feature.string_stats.common_stats.num_non_missing = dataset.num_examples
+            feature.string_stats.top_values.add(value='{"query": "010-1234-5678"}', frequency=1)
+        with open(path, "wb") as handle:
+            handle.write(day_files.tfrecord_bytes(stats.SerializeToString()))
+        assert "properties" in {f.path.step[0] for f in tfdv.load_statistics(path).datasets[0].features}
+
+
 @pytest.mark.composites
 def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path):
     # The previous day, blessed, its statistics from a seeded half sample.
@@ -586,6 +629,9 @@ def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path):
     assert summary["stats_examples"] == {
         "client": int((mask & (sources == "client")).sum()),
         "server": int((mask & (sources == "server")).sum())}
+    # Its statistics as a version before issue 32 wrote them: with the raw `properties`
+    # text. The next days are compared with them all the same.
+    _add_raw_properties_feature(tmp_path, before)
 
     # The same day with a unit change in prices (over a folder left by an earlier version,
     # whose single anomalies.pbtxt the rerun removes).

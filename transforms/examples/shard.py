@@ -3,7 +3,6 @@ row selection, display properties, sessions cut at the split boundary, the encod
 records of every kind with their split and seeded keys, and the files each record goes
 to (docs/examples.md#how-the-stage-scales). The composite (composite.py) shells them."""
 
-import json
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
@@ -14,6 +13,7 @@ import pyarrow.compute as pc
 from schemas import contract
 from transforms.common import privacy
 from transforms.common.columns import sorted_dictionary
+from transforms.common.properties import property_values
 from transforms.examples import draws, ranking, sequences, skipgram
 from transforms.examples.params import EXAMPLE_COLUMNS, EXAMPLE_EVENTS, SPLITS, STRENGTH, \
     ExampleParams
@@ -56,27 +56,11 @@ def compact_rows(table: pa.Table) -> pa.Table:
 
 def parse_display_properties(properties) -> Tuple[pa.Array, np.ndarray]:
     """(surface per row, null when absent; display position per row, -1 when absent or not
-    a whole number) from the rows' JSON `properties` (each distinct value parsed once)."""
-    if isinstance(properties, pa.ChunkedArray):
-        properties = properties.combine_chunks()
-    encoded = pc.dictionary_encode(properties.cast(pa.string()))
-    surfaces, positions = [], []
-    for text in encoded.dictionary.to_pylist():
-        try:
-            value = json.loads(text) if text else None
-        except ValueError:
-            value = None
-        value = value if isinstance(value, dict) else {}
-        surface = value.get("surface")
-        surfaces.append(surface if isinstance(surface, str) else None)
-        position = value.get("position")
-        positions.append(position if isinstance(position, int)
-                         and not isinstance(position, bool) else -1)
-    indices = encoded.indices
-    surface = pa.array(surfaces, pa.string()).take(indices)
-    codes = indices.fill_null(len(positions)).to_numpy(zero_copy_only=False).astype(np.int64)
-    display = np.array(positions + [-1], dtype=np.int64)[codes]
-    return surface, display
+    a whole number) from the rows' JSON `properties`, as the contract types its keys
+    (transforms.common.properties)."""
+    values = property_values(properties, ("surface", "position"))
+    position = values["position"].fill_null(-1).to_numpy(zero_copy_only=False)
+    return values["surface"], position.astype(np.int64)
 
 
 class Batch(NamedTuple):

@@ -27,6 +27,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from schemas import contract
 from transforms.common.anomalies import anomaly_dicts, drift_dicts
+from transforms.common.properties import statistics_columns
 from transforms.common.sharding import mix64, stable_hash
 from transforms.common.stats_html import render_stats_html
 from transforms.ingest.quarantine import volume_summary
@@ -42,8 +43,9 @@ HOUR_OF_DAY = "hour_of_day"
 USER_BUCKET = "user_bucket"
 USER_BUCKETS = 1024
 
-# Contract columns left out of the statistics (user_id only as USER_BUCKET).
-DROPPED_COLUMNS = ("event_id", "event_timestamp", "user_id")
+# Contract columns left out of the statistics (user_id only as USER_BUCKET, properties only
+# as its known keys parsed: transforms.common.properties.STATISTICS_FEATURES).
+DROPPED_COLUMNS = ("event_id", "event_timestamp", "user_id", "properties")
 
 # Gate reasons.
 EMPTY_DAY = "empty_day"
@@ -84,16 +86,22 @@ def user_buckets(user_ids: pa.Array) -> pa.Array:
 
 def stats_batch(valid: pa.RecordBatch) -> pa.RecordBatch:
     """The feature batch TFDV's GenerateStatistics takes: every feature a list column
-    (a null value -> a null list), no timestamp, no event_id, no raw user_id.
+    (a null value -> a null list), no timestamp, no event_id, no raw user_id, no
+    `properties` text.
 
     Columns: the contract's columns in order, with event_id and event_timestamp left
-    out and user_id replaced by user_bucket, then hour_of_day (UTC hour of
-    event_timestamp)."""
+    out, user_id replaced by user_bucket and properties by its known keys parsed
+    (transforms.common.properties.statistics_columns: no string a user or client sent),
+    then hour_of_day (UTC hour of event_timestamp)."""
     names, columns = [], []
     for name in contract.COLUMN_NAMES:
         if name == "user_id":
             names.append(USER_BUCKET)
             columns.append(_as_list_column(user_buckets(valid.column(name))))
+        elif name == "properties":
+            for feature, values in statistics_columns(valid.column(name)).items():
+                names.append(feature)
+                columns.append(_as_list_column(values))
         elif name not in DROPPED_COLUMNS:
             names.append(name)
             columns.append(_as_list_column(valid.column(name)))
