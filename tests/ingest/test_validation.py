@@ -14,6 +14,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from schemas import contract
 from transforms.common.anomalies import anomaly_dicts
+from transforms.common.stats_html import render_stats_html
 from transforms.ingest import day_files, validation
 from transforms.ingest.validation import ANOMALIES, EMPTY_DAY, QUARANTINE_FRACTION, \
     ValidateDay, gate_decision, sample_mask, stats_batch
@@ -613,10 +614,17 @@ def _add_raw_properties_feature(output_dir, day):
         with open(path, "wb") as handle:
             handle.write(day_files.tfrecord_bytes(stats.SerializeToString()))
         assert "properties" in {f.path.step[0] for f in tfdv.load_statistics(path).datasets[0].features}
+    # Its page, as that version rendered it: the top values of properties.
+    directory = _files(output_dir, day)
+    old = day_files.load_day_stats(str(output_dir), day.isoformat())
+    page = render_stats_html(old, day_files.read_summary(directory))
+    assert "010-1234-5678" in page
+    with open(os.path.join(directory, day_files.HTML_FILE), "w", encoding="utf-8") as handle:
+        handle.write(page)
 
 
 @pytest.mark.composites
-def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path):
+def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path, capsys):
     # The previous day, blessed, its statistics from a seeded half sample.
     before = DAY - dt.timedelta(days=1)
     first = _make_day(before, 2000, seed=4)
@@ -680,6 +688,49 @@ def test_validate_day_drift_against_last_blessed_day_and_an_override(tmp_path):
     summary = _summary(tmp_path, after)
     assert (summary["blessed"], summary["overridden"], summary["reasons"],
             summary["previous_blessed_date"]) == (True, False, [], "2024-05-01")
+
+    # The documented rewrite takes the raw properties out of the earlier day's statistics
+    # and page; every other file of the validated days stays as it was.
+    _rewrite_the_days_before_issue_32(tmp_path, [before, DAY, after], capsys)
+
+
+def _validation_files(output_dir, days):
+    """(day, name) -> bytes of each validation file (the local store's _cas- counters of a
+    compare-and-swap left out)."""
+    return {(day, name): open(os.path.join(_files(output_dir, day), name), "rb").read()
+            for day in days for name in sorted(os.listdir(_files(output_dir, day)))
+            if not name.startswith("_cas-")}
+
+
+def _rewrite_the_days_before_issue_32(output_dir, days, capsys):
+    import tensorflow_data_validation as tfdv
+    from beam_jobs import rewrite_stats
+    first = days[0]
+    kept = _validation_files(output_dir, days)
+    assert rewrite_stats.main([f"--output_dir={output_dir}"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{first}  rewritten  (features removed: client 1, server 1)",
+        f"{days[1]}  clean  (features removed: client 0, server 0)",
+        f"{days[2]}  clean  (features removed: client 0, server 0)",
+        f"3 day(s) read under {output_dir}"]
+    now = _validation_files(output_dir, days)
+    assert set(now) == set(kept)
+    changed = {key for key in kept if kept[key] != now[key]}
+    assert changed == {(first, name) for name in (
+        "stats_client.tfrecord", "stats_server.tfrecord", day_files.HTML_FILE)}
+    for name in day_files.STATS_FILES.values():
+        stats = tfdv.load_statistics(os.path.join(_files(output_dir, first), name))
+        names = [f.path.step[0] for f in stats.datasets[0].features]
+        assert "properties" not in names and "price" in names
+    page = now[(first, day_files.HTML_FILE)].decode("utf-8")
+    assert "010-1234-5678" not in page and "<h3>price</h3>" in page and "BLESSED" in page
+    # A second pass finds every day clean and writes nothing.
+    assert rewrite_stats.main([f"--output_dir={output_dir}", f"--from_date={first}",
+                               f"--to_date={days[1]}"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"{first}  clean  (features removed: client 0, server 0)",
+        f"{days[1]}  clean  (features removed: client 0, server 0)"]
+    assert _validation_files(output_dir, days) == now
 
 
 @pytest.mark.functions

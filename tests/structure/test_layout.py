@@ -64,6 +64,7 @@ MAY_IMPORT = {
     "beam_jobs.daily": JOB | {"beam_jobs.validate_events", "beam_jobs.cooccurrence_graph",
                               "beam_jobs.training_examples", "beam_jobs.features"},
     "beam_jobs.report": JOB,
+    "beam_jobs.rewrite_stats": JOB,
     # The trainers' side reads published days and the index; it never runs a job.
     "training": LOWER | {"transforms.graph.index_store"},
     "datagen": BASE,
