@@ -58,7 +58,7 @@ def test_property_values_are_typed_as_the_contract_says():
     values = property_values(ROWS, ("surface", "position", "query"))
     assert values["surface"].type == pa.string() and values["position"].type == pa.int64()
     assert values["surface"].to_pylist() == [
-        "home_feed", None, "banner", None, None, None, None, None, None, "home_feed", None]
+        "home_feed", None, "other", None, None, None, None, None, None, "home_feed", None]
     assert values["position"].to_pylist() == [3, None, None, None, None, None, None, None,
                                               None, 3, None]
     assert values["query"].to_pylist()[4] == "자전거 010-1234-5678"

@@ -87,12 +87,14 @@ def test_files_follow_the_bytes_and_a_file_is_in_key_order_whatever_the_arrival(
 
 
 def test_display_properties_are_parsed_once_per_distinct_value():
-    props = pa.array(['{"surface":"home","position":3}', None, '{"position":"3"}',
+    props = pa.array(['{"surface":"home_feed","position":3}', None, '{"position":"3"}',
                       '{"surface":7,"position":true}', '{"surface":"search"}', "[1, 2]",
-                      '{"surface":"home","position":3}'])
+                      '{"surface":"home_feed","position":3}', '{"surface":"made up"}'])
     surface, position = shard.parse_display_properties(props)
-    assert surface.to_pylist() == ["home", None, None, None, "search", None, "home"]
-    assert position.tolist() == [3, -1, -1, -1, -1, -1, 3]
+    # A surface outside the contract's values reads as "other" (never the string sent).
+    assert surface.to_pylist() == ["home_feed", None, None, None, "search", None, "home_feed",
+                                   "other"]
+    assert position.tolist() == [3, -1, -1, -1, -1, -1, 3, -1]
 
 
 def test_lookup_indexes_gives_0_for_unknown_and_null_ids():

@@ -7,9 +7,12 @@ One daily run on a small generated day, shared by the module; file lists come fr
 published manifests (transforms.publish.published_files), never from a glob."""
 
 import datetime as dt
+import gzip
 import json
 import os
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs import daily
@@ -30,11 +33,37 @@ SCHEMA_PATH = os.path.join(ROOT, "schemas", "events_schema.pbtxt")
 GRAPH_FILE_SETS = ("edges", "neighbors", "nodes", "index")
 
 
+# Free text a user typed, planted in `properties` (docs/events.md#properties): it must
+# reach no output but quarantine/ and validated/ (test_no_free_text_leaves_...).
+MARKER = "MARKER-7f3a-call-010-5555-0199"
+PLANTED = {
+    contract.SEARCH: [{"query": f"{MARKER} 자전거"}, {"query": "x", MARKER: MARKER}],
+    contract.IMPRESSION: [{"surface": MARKER, "position": 2}],
+    contract.ARTICLE_VIEW: [{"referrer": f"https://example.com/?q={MARKER}"}],
+    contract.ARTICLE_SOLD: [{"channel": MARKER}],
+    contract.ARTICLE_DELETED: [{"reason": MARKER}],
+}
+
+
+def plant_marker(table: pa.Table) -> pa.Table:
+    """The first valid-looking rows of each event name above get a marked `properties`,
+    and one row more gets the marker as text that is not JSON (quarantined)."""
+    names = table.column("event_name").to_pylist()
+    properties = table.column("properties").to_pylist()
+    for name, objects in PLANTED.items():
+        rows = [i for i, n in enumerate(names) if n == name][10:10 + 3 * len(objects)]
+        for number, i in enumerate(rows):
+            properties[i] = json.dumps(objects[number % len(objects)], ensure_ascii=False)
+    properties[[i for i, n in enumerate(names) if n == contract.SEARCH][40]] = f"{{{MARKER}"
+    return table.set_column(table.schema.get_field_index("properties"), "properties",
+                            pa.array(properties, pa.string()))
+
+
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     root = tmp_path_factory.mktemp("loaders")
     day = generate_events(3000, DAY, seed=7)
-    write_export_layout(day.table, str(root / "events"), null_partition=DAY,
+    write_export_layout(plant_marker(day.table), str(root / "events"), null_partition=DAY,
                         drop_columns=day.drop_columns)
     output_dir = str(root / "out")
     daily.run(["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}",
@@ -271,3 +300,44 @@ def test_the_report_lists_every_stage(out):
         "article_index"]["vocab_size"]
     assert (f"article_index/  version 1 (extends None), vocab_size {vocab:,}; "
             "1 version(s) published, CURRENT names 1") in text
+
+
+def _decoded(path: str) -> bytes:
+    """A file's bytes as a reader sees them: GZIP decompressed (TFRecords' strings are then
+    plain bytes), Parquet decoded to its values; anything else as stored."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
+    if path.endswith(".parquet"):
+        data += repr(pq.read_table(path, partitioning=None).to_pylist()).encode("utf-8")
+    return data
+
+
+def test_no_free_text_leaves_the_quarantine_and_the_validated_rows(out):
+    """The planted query, referrer, surface, channel, reason and unknown key are in no file
+    of the day's outputs but quarantine/ and validated/ (statistics, stats.html, summaries,
+    graph, examples, features and their transform graphs), decoded as their readers read
+    them; the same search finds them where they are meant to be."""
+    marker = MARKER.encode("utf-8")
+    found, searched = {}, 0
+    for folder, _, names in os.walk(out):
+        for name in names:
+            path = os.path.join(folder, name)
+            top = os.path.relpath(path, out).split(os.sep)[0]
+            if marker in _decoded(path):
+                found.setdefault(top, []).append(os.path.relpath(path, out))
+            searched += top not in ("quarantine", "validated")
+    assert searched > 50
+    assert sorted(found) == ["quarantine", "validated"], found
+    # The day was blessed with the planted rows, and the statistics described them.
+    summary = _summary(out)
+    assert summary["blessed"] is True
+    assert summary["quarantined_by_reason"]["bad_properties"] >= 1
+    import tensorflow_data_validation as tfdv
+    client = tfdv.load_statistics(os.path.join(day_files.day_dir(out, RUN_DATE),
+                                               "stats_client.tfrecord"))
+    features = {".".join(f.path.step): f for f in client.datasets[0].features}
+    assert "properties" not in features
+    surface = features["properties_surface"].string_stats
+    assert "other" in {v.value for v in surface.top_values}

@@ -44,9 +44,13 @@ def _objects(properties) -> tuple:
 
 
 def _typed(value, key: contract.PropertyKey):
+    """The value as the contract types it (None for another type); a closed-vocabulary
+    string outside its values as "other"."""
     if key.type == "int":
         return value if isinstance(value, int) and not isinstance(value, bool) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return value if key.free_text or value in key.values else contract.OTHER_VALUE
 
 
 def _column(values: List, arrow_type: pa.DataType, indices: pa.Array) -> pa.Array:
@@ -56,7 +60,8 @@ def _column(values: List, arrow_type: pa.DataType, indices: pa.Array) -> pa.Arra
 def property_values(properties, names: Sequence[str]) -> Dict[str, pa.Array]:
     """name -> one value per row of the known key `name`, typed as the contract says (int64
     or string), null where the row has no properties, no such key, or a value of another
-    type."""
+    type; a closed-vocabulary key's string outside its values reads as "other", so no stage
+    carries a string a client made up."""
     objects, indices = _objects(properties)
     found = {}
     for name in names:
@@ -68,11 +73,7 @@ def property_values(properties, names: Sequence[str]) -> Dict[str, pa.Array]:
 
 def _statistics_value(obj, key: contract.PropertyKey):
     value = None if obj is None else _typed(obj.get(key.name), key)
-    if value is None or key.type == "int":
-        return value
-    if key.free_text:
-        return len(value)
-    return value if value in key.values else contract.OTHER_VALUE
+    return len(value) if key.free_text and value is not None else value
 
 
 def statistics_columns(properties) -> Dict[str, pa.Array]:
