@@ -48,7 +48,7 @@ def _feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
 
 def _png(figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img class="chart" alt="chart" src="data:image/png;base64,{data}">'
 
@@ -60,6 +60,7 @@ def _histogram_chart(histogram: statistics_pb2.Histogram, title: str) -> str:
     widths = [b.high_value - b.low_value for b in histogram.buckets]
     counts = [b.sample_count for b in histogram.buckets]
     figure = Figure(figsize=(5, 2.2))
+    figure.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.14)
     axes = figure.add_subplot()
     axes.bar(lows, counts, width=[w if w > 0 else 1.0 for w in widths], align="edge",
              color="#4c78a8", edgecolor="white")
@@ -79,7 +80,11 @@ def _chart_label(rank: int, value: str) -> str:
 def _top_values_chart(values: List[str], counts: List[float], title: str) -> str:
     from matplotlib.figure import Figure
 
+    # Fixed margins, not bbox_inches="tight" (which draws every chart twice): room on the
+    # left for a label of 30 characters.
     figure = Figure(figsize=(5, 0.6 + 0.22 * len(values)))
+    figure.subplots_adjust(left=0.38, right=0.97, top=1 - 0.3 / figure.get_figheight(),
+                           bottom=0.25 / figure.get_figheight())
     axes = figure.add_subplot()
     positions = list(range(len(values)))
     axes.barh(positions, counts, color="#f58518")
