@@ -64,6 +64,14 @@ def tft_subprocess_results():
 
 
 @pytest.fixture(scope="session")
+def marked_daily_run(tmp_path_factory):
+    """One daily run (every stage) of the marked day (tests/helpers/jobs.py run_marked_day):
+    (events table, export folder, output folder). Tests read it and never write to it."""
+    from tests.helpers.jobs import run_marked_day
+    return run_marked_day(tmp_path_factory.mktemp("marked_day"))
+
+
+@pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory):
     """A real Cloud Storage server on loopback (tests/helpers/gcs_server.py), started
     once for the session by the first test that asks for it."""

@@ -1,6 +1,7 @@
 """Tier 3: the daily job is deterministic. One small generated day through beam_jobs.daily
 three times, each into a fresh output folder (so the article index state is the same
-empty one): a first run, then two reruns, one with two worker processes, one with the
+empty one): a first run (the session's shared run of the marked day, every stage), then
+two reruns without the features stage, one with two worker processes, one with the
 same rows written to the export layout in another order and split over other file names
 (a plain rerun would test nothing these two do not). Every published output (validated
 Parquet rows, quarantine lines, each graph file set, the validation summary's counts)
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs import daily
-from datagen.events import generate_events, write_export_layout
+from datagen.events import write_export_layout
 from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
     read_jsonl_file
 from transforms.publishing.tfrecord import read_tfrecord_file
@@ -88,26 +89,25 @@ def content(out):
 
 
 @pytest.fixture(scope="session")
-def daily_runs(tmp_path_factory):
+def daily_runs(tmp_path_factory, marked_daily_run):
+    """The first run is the shared daily run of the marked day (tests/helpers/jobs.py,
+    every stage; only the outputs of validation, the graph and the examples are compared);
+    the other two run here without the features stage."""
     root = tmp_path_factory.mktemp("determinism")
-    day = generate_events(3000, DAY, seed=21)
-    table = day.table
-    write_export_layout(table, str(root / "events"), null_partition=DAY,
-                        drop_columns=day.drop_columns)
+    table, events, first = marked_daily_run
     # The same rows in reverse order, cut into files of 333 rows: each file name now
     # holds other rows than in the first layout, and the rows of a file are reversed.
     reversed_rows = table.take(pa.array(range(table.num_rows - 1, -1, -1)))
     paths = write_export_layout(reversed_rows, str(root / "events_reordered"),
-                                null_partition=DAY, rows_per_file=333,
-                                drop_columns=day.drop_columns)
+                                null_partition=DAY, rows_per_file=333)
     assert len(paths) > 5
-    outs = {}
-    for name in VARIANTS:
-        events = root / ("events_reordered" if name == "reordered-input" else "events")
+    outs = {"first": first}
+    for name in VARIANTS[1:]:
+        folder = str(root / "events_reordered") if name == "reordered-input" else events
         extra = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"] \
             if name == "two-workers" else []
         outs[name] = str(root / f"out-{name}")
-        daily.run(LOCAL + extra + [f"--events={events}", f"--run_date={RUN_DATE}",
+        daily.run(LOCAL + extra + [f"--events={folder}", f"--run_date={RUN_DATE}",
                                    "--timezone=Asia/Seoul", f"--output_dir={outs[name]}"])
     return {name: content(out) for name, out in outs.items()}, outs
 

@@ -3,73 +3,35 @@
 (tf.data.TFRecordDataset parsed with a tf.io feature spec built from the manifest's
 feature_spec) and tf.Transform's (tft.TFTransformOutput) where features are published.
 
-One daily run on a small generated day, shared by the module; file lists come from the
+One daily run on a small generated day with a marker planted in `properties` (the session
+fixture marked_daily_run, shared with tests/jobs/test_determinism.py); file lists come from the
 published manifests (transforms.publish.published_files), never from a glob."""
 
-import datetime as dt
 import gzip
 import json
 import os
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs import daily
-from datagen.events import generate_events, write_export_layout
 from schemas import contract
 from transforms.examples.params import KINDS, SPLITS
 from transforms.ingest import day_files, validation
 from transforms.publishing.files import SUCCESS
 from transforms.publishing.readers import published_files, published_manifest
+from tests.helpers.jobs import MARKER
 from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.jobs
 
 RUN_DATE = "2026-11-26"
-DAY = dt.date(2026, 11, 26)
-SALT_FILE = os.path.join(ROOT, "tests", "data", "user_id_salt")
 SCHEMA_PATH = os.path.join(ROOT, "schemas", "events_schema.pbtxt")
 GRAPH_FILE_SETS = ("edges", "neighbors", "nodes", "index")
 
 
-# Free text a user typed, planted in `properties` (docs/events.md#properties): it must
-# reach no output but quarantine/ and validated/ (test_no_free_text_leaves_...).
-MARKER = "MARKER-7f3a-call-010-5555-0199"
-PLANTED = {
-    contract.SEARCH: [{"query": f"{MARKER} 자전거"}, {"query": "x", MARKER: MARKER}],
-    contract.IMPRESSION: [{"surface": MARKER, "position": 2}],
-    contract.ARTICLE_VIEW: [{"referrer": f"https://example.com/?q={MARKER}"}],
-    contract.ARTICLE_SOLD: [{"channel": MARKER}],
-    contract.ARTICLE_DELETED: [{"reason": MARKER}],
-}
-
-
-def plant_marker(table: pa.Table) -> pa.Table:
-    """The first valid-looking rows of each event name above get a marked `properties`,
-    and one row more gets the marker as text that is not JSON (quarantined)."""
-    names = table.column("event_name").to_pylist()
-    properties = table.column("properties").to_pylist()
-    for name, objects in PLANTED.items():
-        rows = [i for i, n in enumerate(names) if n == name][10:10 + 3 * len(objects)]
-        for number, i in enumerate(rows):
-            properties[i] = json.dumps(objects[number % len(objects)], ensure_ascii=False)
-    properties[[i for i, n in enumerate(names) if n == contract.SEARCH][40]] = f"{{{MARKER}"
-    return table.set_column(table.schema.get_field_index("properties"), "properties",
-                            pa.array(properties, pa.string()))
-
-
 @pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loaders")
-    day = generate_events(3000, DAY, seed=7)
-    write_export_layout(plant_marker(day.table), str(root / "events"), null_partition=DAY,
-                        drop_columns=day.drop_columns)
-    output_dir = str(root / "out")
-    daily.run(["--runner=FnApiRunner", f"--user_id_salt_file={SALT_FILE}",
-               f"--events={root / 'events'}", f"--run_date={RUN_DATE}",
-               "--timezone=Asia/Seoul", f"--output_dir={output_dir}"])
-    return output_dir
+def out(marked_daily_run):
+    return marked_daily_run[2]
 
 
 def _summary(out):
