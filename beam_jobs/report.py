@@ -1,6 +1,7 @@
-"""Print what a day's run produced: where each output is and what it holds.
+"""Print what a day's run produced (where each output is and what it holds) and build the
+day's report page again from its published outputs alone (docs/report.md).
 
-python -m beam_jobs.report --output_dir=DIR --run_date=YYYY-MM-DD
+python -m beam_jobs.report --output_dir=DIR|gs://... --run_date=YYYY-MM-DD [--no_page]
 """
 
 import argparse
@@ -8,20 +9,32 @@ import json
 import os
 from typing import Dict, List, Optional
 
+from apache_beam.io.filesystems import FileSystems
+
 from schemas import contract
 from transforms.graph import index_store
 from transforms.ingest.day_files import read_summary
-from transforms.publishing.files import SUCCESS
+from transforms.publishing.files import SUCCESS, is_local
 from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
     read_jsonl_file
+from transforms.report.publish import publish_report
 
 DETAIL_CHARS = 80   # an example's _error_detail is cut here on the console
 
 
+def where(path: str) -> str:
+    """A path as the console shows it: absolute when local."""
+    return os.path.abspath(path) if is_local(path) else path
+
+
+def is_published(day_folder: str) -> bool:
+    return FileSystems.exists(f"{day_folder}/{SUCCESS}")
+
+
 def report(output_dir: str, run_date: str) -> List[str]:
-    """The report's lines (local output directories)."""
+    """The console summary's lines (local or gs:// output directories)."""
     out = output_dir.rstrip("/")
-    lines = [f"Outputs of {run_date} under {os.path.abspath(out)}"]
+    lines = [f"Outputs of {run_date} under {where(out)}"]
     vdir = f"{out}/validation/dt={run_date}"
     try:
         s = read_summary(vdir)
@@ -39,12 +52,12 @@ def report(output_dir: str, run_date: str) -> List[str]:
         f"  anomalies: {len(s['anomalies'])}" + "".join(
             f"\n    [{a.get('environment', '-')}] {a['severity']} {a['feature']}: "
             f"{a['description']}" for a in s["anomalies"]),
-        f"  statistics page (opens offline): {os.path.abspath(vdir)}/stats.html",
+        f"  statistics page (opens offline): {where(vdir)}/stats.html",
     ]
     qdir = f"{out}/quarantine/dt={run_date}"
-    if os.path.exists(f"{qdir}/{SUCCESS}"):
+    if is_published(qdir):
         files = published_files(qdir, "quarantine")
-        lines.append(f"quarantine/  {os.path.abspath(qdir)}: {len(files)} file(s) of GZIP JSON "
+        lines.append(f"quarantine/  {where(qdir)}: {len(files)} file(s) of GZIP JSON "
                      "lines listed by its manifest (each line: the row, _error_reason, "
                      "_error_detail)")
         lines += [f"  e.g. {reason}: {detail}"
@@ -52,10 +65,10 @@ def report(output_dir: str, run_date: str) -> List[str]:
     else:
         lines.append("quarantine/  not published")
     validated = f"{out}/validated/dt={run_date}"
-    if os.path.exists(f"{validated}/{SUCCESS}"):
+    if is_published(validated):
         part = published_manifest(validated)["file_sets"]["part"]
         lines.append(f"validated/  {part['rows']:,} rows of Parquet in {len(part['files'])} "
-                     f"file(s) in {os.path.abspath(validated)}")
+                     f"file(s) in {where(validated)}")
     return lines + graph_lines(out, run_date) + examples_lines(out, run_date) + \
         features_lines(out, run_date)
 
@@ -78,12 +91,12 @@ def example_details(paths: List[str]) -> Dict[str, str]:
 
 def graph_lines(out: str, run_date: str) -> List[str]:
     gdir = f"{out}/cooccurrence/dt={run_date}"
-    if not os.path.exists(f"{gdir}/{SUCCESS}"):
+    if not is_published(gdir):
         return ["cooccurrence/  not published"]
     lines = []
     m = published_manifest(gdir)
     sets = m["file_sets"]
-    lines.append(f"cooccurrence/  {os.path.abspath(gdir)}  (weighting "
+    lines.append(f"cooccurrence/  {where(gdir)}  (weighting "
                  f"{m['options']['weighting']}, top_k {m['options']['top_k']})")
     for name in ("edges", "neighbors", "nodes", "index"):
         if name in sets:
@@ -116,7 +129,7 @@ def examples_lines(out: str, run_date: str) -> List[str]:
     lines = []
     for kind in contract.EXAMPLE_KINDS:
         edir = f"{out}/examples/{kind}/dt={run_date}"
-        if not os.path.exists(f"{edir}/{SUCCESS}"):
+        if not is_published(edir):
             lines.append(f"examples/{kind:<10} not published")
             continue
         m = published_manifest(edir)
@@ -125,7 +138,7 @@ def examples_lines(out: str, run_date: str) -> List[str]:
         lines.append(f"examples/{kind:<10}" + "  ".join(
             f"{split} {sets[split]['rows']:,} records in {len(sets[split]['files'])} file(s)"
             for split in contract.SPLITS if split in sets) + f"  ({held})")
-        lines.append(f"  {os.path.abspath(edir)}")
+        lines.append(f"  {where(edir)}")
     return lines
 
 
@@ -134,7 +147,7 @@ def features_lines(out: str, run_date: str) -> List[str]:
     lines = []
     for entity in ("articles", "users"):
         fdir = f"{out}/features/{entity}/dt={run_date}"
-        if not os.path.exists(f"{fdir}/{SUCCESS}"):
+        if not is_published(fdir):
             lines.append(f"features/{entity:<9} not published")
             continue
         m = published_manifest(fdir)
@@ -145,17 +158,25 @@ def features_lines(out: str, run_date: str) -> List[str]:
         lines.append(f"features/{entity:<9} {verdict}  train {sets['train']['rows']:,} rows, "
                      f"eval {sets['eval']['rows']:,} rows; lookback days used "
                      f"{len(m.get('lookback', {}).get('used', []))}, skipped {skipped}")
-        lines.append(f"  tft.TFTransformOutput: {os.path.abspath(fdir)}/{m['transform_output']}")
+        lines.append(f"  tft.TFTransformOutput: {where(fdir)}/{m['transform_output']}")
     return lines
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m beam_jobs.report",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", required=True, help="the jobs' --output_dir (local)")
+    parser.add_argument("--output_dir", required=True,
+                        help="the jobs' --output_dir (local or gs://)")
     parser.add_argument("--run_date", required=True, help="the day, YYYY-MM-DD")
+    parser.add_argument("--no_page", action="store_true",
+                        help="print the console summary only; build no page")
     args = parser.parse_args(argv)
     print("\n".join(report(args.output_dir, args.run_date)))
+    if args.no_page:
+        return ""
+    page = publish_report(args.output_dir, args.run_date)
+    print(f"report page: {where(page)}")
+    return page
 
 
 if __name__ == "__main__":

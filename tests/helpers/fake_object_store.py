@@ -189,7 +189,7 @@ class FakeConditionalStore(ConditionalStore):
             return Versioned(FakeObjectStore.objects.get(path),
                              FakeObjectStore.generations.get(path, 0))
 
-    def write_if(self, path, data, generation):
+    def write_if(self, path, data, generation, content_type="text/plain"):
         FakeObjectStore.operation("write", path)
         with FakeObjectStore.lock:
             if FakeObjectStore.generations.get(path, 0) != generation:

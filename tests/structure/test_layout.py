@@ -41,7 +41,8 @@ LOWER = BASE | {"transforms.publishing"}
 SHARED_BY_STAGES = {"transforms.ingest.read", "transforms.graph.index_store",
                     "transforms.graph.sessions"}
 JOB = LOWER | {f"transforms.{stage}" for stage in STAGES} | {"beam_jobs.options",
-                                                              "beam_jobs.launch"}
+                                                              "beam_jobs.launch",
+                                                              "transforms.report"}
 MAY_IMPORT = {
     "schemas": set(),
     "transforms": set(),
@@ -51,6 +52,8 @@ MAY_IMPORT = {
     "transforms.graph": LOWER | {"transforms.ingest.read"},
     "transforms.examples": LOWER | SHARED_BY_STAGES,
     "transforms.features": LOWER | SHARED_BY_STAGES | {"transforms.ingest.day_files"},
+    # The report reads what every stage published; no stage imports it.
+    "transforms.report": LOWER | {"transforms.ingest.day_files", "transforms.graph.index_store"},
     "beam_jobs": set(),
     "beam_jobs.options": BASE,
     "beam_jobs.launch": BASE,

@@ -22,9 +22,10 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    """Write `data` as is (no compression by file suffix), locally or on GCS."""
-    with FileSystems.create(path, mime_type="application/octet-stream",
+def write_bytes(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
+    """Write `data` as is (no compression by file suffix), locally or on GCS, served as
+    `mime_type` by an object store."""
+    with FileSystems.create(path, mime_type=mime_type,
                             compression_type="uncompressed") as handle:
         handle.write(data)
 

@@ -35,7 +35,10 @@ class ConditionalStore:
     def read(self, path: str) -> Versioned:
         raise NotImplementedError
 
-    def write_if(self, path: str, data: bytes, generation: int) -> Optional[int]:
+    def write_if(self, path: str, data: bytes, generation: int,
+                 content_type: str = "text/plain") -> Optional[int]:
+        """Writes `data` if `path` is at `generation` (0: absent); the new generation, or
+        None when it was not. `content_type` is what an object store serves it as."""
         raise NotImplementedError
 
     def delete_if(self, path: str, generation: int) -> bool:
@@ -80,7 +83,8 @@ class LocalStore(ConditionalStore):
             return Versioned(None, 0)
         return self._locked(path, lambda data, current, _, __: Versioned(data, current))
 
-    def write_if(self, path: str, data: bytes, generation: int) -> Optional[int]:
+    def write_if(self, path: str, data: bytes, generation: int,
+                 content_type: str = "text/plain") -> Optional[int]:
         def move(_, current, highest, counter_path):
             if current != generation:
                 return None
@@ -164,11 +168,12 @@ class GcsStore(ConditionalStore):
                 continue     # replaced or deleted between the two calls: read again
         raise RuntimeError(f"{path} kept changing while it was read")
 
-    def write_if(self, path: str, data: bytes, generation: int) -> Optional[int]:
+    def write_if(self, path: str, data: bytes, generation: int,
+                 content_type: str = "text/plain") -> Optional[int]:
         from google.api_core import exceptions
         blob = self._blob(path)
         try:
-            blob.upload_from_string(data, content_type="text/plain",
+            blob.upload_from_string(data, content_type=content_type,
                                     if_generation_match=generation)
             return int(blob.generation)
         except exceptions.PreconditionFailed:

@@ -1,0 +1,100 @@
+"""The day's report committed under <output_dir>/report/dt=<day>/ by the publishing protocol
+(docs/report.md#where-it-is): the page (page-<run>.html, served as text/html) and its
+figures (report-<run>.json) are a run's files; _SUCCESS names the run; index.html, the
+stable address, is a small page pointing at the committed page, and report.json a copy of
+its figures, both moved after _SUCCESS by compare-and-swap; report/LATEST names the
+newest day. report/ is never withdrawn: a refused day keeps its page.
+"""
+
+import json
+from typing import Dict, Optional, Tuple
+
+import google_crc32c
+
+from transforms.publishing.files import SUCCESS, read_bytes, write_atomic, write_bytes
+from transforms.publishing.protocol import publish_day, read_base
+from transforms.publishing.retention import DEFAULT_KEEP_HOURS
+from transforms.publishing.runs import Clock, new_run_id
+from transforms.publishing.store import store_for
+from transforms.publishing.writers import FileRecord
+from transforms.report.charts import day_charts
+from transforms.report.facts import day_facts
+from transforms.report.page import render_page
+
+REPORT_DIR = "report"
+INDEX = "index.html"
+REPORT_JSON = "report.json"
+PAGE, FIGURES = "page", "report"           # the run's two file sets
+HTML_TYPE = "text/html; charset=utf-8"
+
+
+def report_dir(output_dir: str, run_date: str) -> str:
+    return f"{output_dir.rstrip('/')}/{REPORT_DIR}/dt={run_date}"
+
+
+def build_report(output_dir: str, run_date: str,
+                 why_absent: Optional[str] = None) -> Tuple[Dict, str]:
+    """(report.json's content: the facts and each picture's labels; the page)."""
+    facts = day_facts(output_dir, run_date, why_absent)
+    charts = day_charts(facts)
+    page = render_page(facts, charts)
+    figures = [{"name": c["name"], "title": c["title"], "labels": c["labels"]} for c in charts]
+    return dict(facts, figures=figures), page
+
+
+def pointer_page(run_id: str) -> bytes:
+    """index.html: where the committed page of the day is."""
+    page = f"page-{run_id}.html"
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="0; url={page}">'
+            f"<title>report</title></head><body><a href=\"{page}\">{page}</a>"
+            f"</body></html>\n").encode("utf-8")
+
+
+def _file(final_dir: str, file_set: str, name: str, data: bytes, mime_type: str) -> FileRecord:
+    write_bytes(f"{final_dir}/{name}", data, mime_type)
+    return FileRecord(file_set, name, 1, len(data), {}, f"{google_crc32c.value(data):08x}")
+
+
+def point_index(final_dir: str) -> Optional[str]:
+    """index.html and report.json := those of the run _SUCCESS names, each index.html move
+    a compare-and-swap on the generation read, again while _SUCCESS moves. The run id, or
+    None when the day has no committed report."""
+    success = f"{final_dir}/{SUCCESS}"
+    store = store_for(success)
+    for _ in range(5):
+        before = store.read(success)
+        if not before.data or not before.data.strip():
+            return None
+        run_id = before.data.decode().strip()
+        index = store.read(f"{final_dir}/{INDEX}")
+        wanted = pointer_page(run_id)
+        if index.data != wanted and store.write_if(f"{final_dir}/{INDEX}", wanted,
+                                                   index.generation, HTML_TYPE) is None:
+            continue                      # another run moved it meanwhile: read again
+        figures = read_bytes(f"{final_dir}/{FIGURES}-{run_id}.json")
+        write_atomic(f"{final_dir}/{REPORT_JSON}", figures, run_id)
+        if store.read(success).generation == before.generation:
+            return run_id
+    raise RuntimeError(f"{success} kept moving while {INDEX} was pointed at it")
+
+
+def publish_report(output_dir: str, run_date: str, why_absent: Optional[str] = None,
+                   keep_hours: float = DEFAULT_KEEP_HOURS,
+                   clock: Optional[Clock] = None) -> str:
+    """Builds the day's report from its published outputs and commits it; the path of
+    index.html. `why_absent` says why the day has no validation, when that is known."""
+    final_dir = report_dir(output_dir, run_date)
+    base = read_base(final_dir)
+    run_id = new_run_id(clock)
+    report, page = build_report(output_dir, run_date, why_absent)
+    report["run_id"] = run_id
+    figures = (json.dumps(report, indent=1, sort_keys=True, default=str) + "\n").encode()
+    records = [_file(final_dir, PAGE, f"{PAGE}-{run_id}.html", page.encode("utf-8"),
+                     HTML_TYPE),
+               _file(final_dir, FIGURES, f"{FIGURES}-{run_id}.json", figures,
+                     "application/json")]
+    publish_day(final_dir, run_id, records, {"kind": REPORT_DIR, "run_date": run_date},
+                (PAGE, FIGURES), base, keep_hours, clock)
+    point_index(final_dir)
+    return f"{final_dir}/{INDEX}"
