@@ -40,7 +40,7 @@ demo: venv
 	$(PY) -m beam_jobs.daily --runner=$(RUNNER) --events=$(DEMO_DIR)/events \
 	    --run_date=$(DEMO_DATE) --timezone=Asia/Seoul --output_dir=$(DEMO_DIR)/out \
 	    --user_id_salt_file=$(DEMO_DIR)/user_id_salt
-	$(PY) -m beam_jobs.report --output_dir=$(DEMO_DIR)/out --run_date=$(DEMO_DATE)
+	$(PY) -m beam_jobs.report --output_dir=$(DEMO_DIR)/out --run_date=$(DEMO_DATE) --no_page
 
 bench: venv
 	$(PY) benchmarks/cooccurrence_bench.py

@@ -1,6 +1,7 @@
 """The whole day in one pipeline: read -> validate (gate) -> co-occurrence graph and the
 next article index version -> training examples and tf.Transform features
-(--daily_stages picks the stages after validation).
+(--daily_stages picks the stages after validation) -> the day's report page, its last
+step (or, on a gate's refusal, before the job fails).
 
 python -m beam_jobs.daily --events=DIR|bq://p.d.t --run_date=YYYY-MM-DD|auto \
     --output_dir=DIR (--user_id_salt_file=F | --user_id_salt_secret=V) \
@@ -14,6 +15,7 @@ from beam_jobs import cooccurrence_graph, features, launch, options as opts, tra
 from transforms.common import privacy
 from transforms.features.stage import build_features
 from transforms.graph.index_store import index_chunks_of
+from transforms.report.publish import PublishReport
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
                   opts.ValidationOptions, opts.GraphOptions, opts.SplitOptions,
@@ -53,20 +55,28 @@ def check_args(args) -> None:
 
 def build(pipeline, args, span) -> None:
     chosen = stages(args)
-    validated = validate_events.build_validation(pipeline, args, span)
-    if "graph" not in chosen:
-        return
-    graph = cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"],
-                                           validated["gate"], args.events, validated["input"])
+    out, day = args.output_dir.rstrip("/"), span.run_date.isoformat()
+    # The day's report (docs/report.md): the last step, or a gate's refusal before it fails.
+    on_refusal = validate_events.refusal_report(args, span)
+    validated = validate_events.build_validation(pipeline, args, span, on_refusal)
+    published = list(validated["published"])
+    if "graph" in chosen:
+        graph = cooccurrence_graph.build_graph(pipeline, args, span, validated["valid"],
+                                               validated["gate"], args.events,
+                                               validated["input"])
+        published += [graph["published"], graph["index"]]
     if "examples" in chosen:
-        training_examples.build_examples(pipeline, args, span, validated["valid"],
-                                         validated["gate"], graph["index"], graph["pieces"],
-                                         args.events, validated["input"])
+        published += list(training_examples.build_examples(
+            pipeline, args, span, validated["valid"], validated["gate"], graph["index"],
+            graph["pieces"], args.events, validated["input"]).values())
     if "features" in chosen:
-        build_features(pipeline, features.feature_params(args), span,
-                       validated["valid"], validated["gate"],
-                       index_chunks_of(graph["pieces"], "FeatureIndexChunks"), graph["index"],
-                       source=args.events, described=validated["input"])
+        published += list(build_features(
+            pipeline, features.feature_params(args), span, validated["valid"],
+            validated["gate"], index_chunks_of(graph["pieces"], "FeatureIndexChunks"),
+            graph["index"], source=args.events, described=validated["input"],
+            on_refusal=on_refusal).values())
+    _ = ({f"output{n}": p for n, p in enumerate(published)}
+         | "PublishReport" >> PublishReport(out, day, args.keep_replaced_hours))
 
 
 def run(argv: Optional[List[str]] = None):

@@ -68,7 +68,8 @@ def build(pipeline, args, span: DaySpan) -> None:
                                                       label="IndexArticles")
     build_features(pipeline, feature_params(args), span, valid, gate,
                    index_chunks_of(built["pieces"], "FeatureIndexChunks"), index,
-                   source=args.events or args.validated_events, described=described)
+                   source=args.events or args.validated_events, described=described,
+                   on_refusal=validate_events.refusal_report(args, span))
 
 
 def run(argv: Optional[List[str]] = None):

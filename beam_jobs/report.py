@@ -17,7 +17,7 @@ from transforms.ingest.day_files import read_summary
 from transforms.publishing.files import SUCCESS, is_local
 from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
     read_jsonl_file
-from transforms.report.publish import publish_report
+from transforms.report.publish import INDEX, publish_report, report_dir
 
 DETAIL_CHARS = 80   # an example's _error_detail is cut here on the console
 
@@ -169,12 +169,17 @@ def main(argv: Optional[List[str]] = None) -> str:
                         help="the jobs' --output_dir (local or gs://)")
     parser.add_argument("--run_date", required=True, help="the day, YYYY-MM-DD")
     parser.add_argument("--no_page", action="store_true",
-                        help="print the console summary only; build no page")
+                        help="print the console summary and the page the day's run committed; "
+                             "build no page")
     args = parser.parse_args(argv)
     print("\n".join(report(args.output_dir, args.run_date)))
     if args.no_page:
-        return ""
-    page = publish_report(args.output_dir, args.run_date)
+        page = f"{report_dir(args.output_dir, args.run_date)}/{INDEX}"
+        if not FileSystems.exists(page):
+            print("report page: none committed (rebuild it without --no_page)")
+            return ""
+    else:
+        page = publish_report(args.output_dir, args.run_date)
     print(f"report page: {where(page)}")
     return page
 

@@ -5,6 +5,7 @@ python -m beam_jobs.validate_events --events=DIR|bq://p.d.t --run_date=YYYY-MM-D
     --output_dir=DIR [--runner=DataflowRunner ...]
 """
 
+import functools
 import os
 from typing import Dict, List, Optional
 
@@ -19,6 +20,7 @@ from transforms.ingest.quarantine import CheckEvents, GroupQuarantine
 from transforms.ingest.read import ReadEvents, ReadValidatedEvents
 from transforms.ingest.validation import ValidateDay
 from transforms.publishing.protocol import PublishFileSets
+from transforms.report.publish import report_refusal
 
 OPTION_CLASSES = (opts.EventsOptions, opts.ScaleOptions, opts.PublishingOptions,
                   opts.ValidationOptions)
@@ -32,11 +34,13 @@ def default_tfdv_schema() -> str:
     return os.path.join(os.path.dirname(schemas.__file__), "events_schema.pbtxt")
 
 
-def build_validation(pipeline, args, span: DaySpan) -> Dict:
+def build_validation(pipeline, args, span: DaySpan, on_refusal=None) -> Dict:
     """read -> checks -> quarantine -> TFDV -> gate (a refused day's earlier outputs are
-    withdrawn by the gate, its quarantine kept). Returns {"valid": (shard, Table)
-    PCollection of the day's valid rows, "gate": the blessed day's summary, "input": one
-    dict describing what was read (transforms.ingest.provenance)}."""
+    withdrawn by the gate, its quarantine kept; `on_refusal` runs before a refusal fails
+    the job). Returns {"valid": (shard, Table) PCollection of the day's valid rows, "gate":
+    the blessed day's summary, "input": one dict describing what was read
+    (transforms.ingest.provenance), "published": the quarantine's and the validated rows'
+    commits}."""
     out = args.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     source = {"run_date": day, "timezone": span.timezone, "events": args.events}
@@ -66,17 +70,20 @@ def build_validation(pipeline, args, span: DaySpan) -> Dict:
         allow_anomalies=args.allow_anomalies,
         stats_sample_fraction=args.stats_sample_fraction, stats_seed=args.stats_seed,
         claim=(quarantine_dir, publish_quarantine.run_id),
-        min_volume_ratio=args.min_volume_ratio, max_volume_ratio=args.max_volume_ratio)
-    _ = (checked["valid"]
-         | "NameValidatedPieces" >> beam.Map(lambda e: ("part", e[0], e[1]))
-         | "PublishValidated" >> PublishFileSets(
-             f"{out}/validated/dt={day}", dict(source, dedup_shards_requested=args.dedup_shards),
-             gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
-             extra={"dedup_shards_resolved": checked["dedup_shards"],
-                    "input_provenance": described},
-             after={f"quarantine/dt={day}": quarantined},
-             keep_hours=args.keep_replaced_hours))
-    return {"valid": checked["valid"], "gate": gate, "input": described}
+        min_volume_ratio=args.min_volume_ratio, max_volume_ratio=args.max_volume_ratio,
+        on_refusal=on_refusal)
+    validated = (
+        checked["valid"]
+        | "NameValidatedPieces" >> beam.Map(lambda e: ("part", e[0], e[1]))
+        | "PublishValidated" >> PublishFileSets(
+            f"{out}/validated/dt={day}", dict(source, dedup_shards_requested=args.dedup_shards),
+            gate, fmt="parquet", target_shard_mb=args.target_shard_mb, file_sets=("part",),
+            extra={"dedup_shards_resolved": checked["dedup_shards"],
+                   "input_provenance": described},
+            after={f"quarantine/dt={day}": quarantined},
+            keep_hours=args.keep_replaced_hours))
+    return {"valid": checked["valid"], "gate": gate, "input": described,
+            "published": [quarantined, validated]}
 
 
 def check_args(args) -> None:
@@ -108,7 +115,7 @@ def read_input(pipeline, args, span: DaySpan, columns=None, event_names=None):
     inline here) or --validated_events (a blessed day, read with `columns` and only the
     rows of `event_names`, all when None)."""
     if args.events:
-        validated = build_validation(pipeline, args, span)
+        validated = build_validation(pipeline, args, span, refusal_report(args, span))
         return validated["valid"], validated["gate"], validated["input"]
     day = span.run_date.isoformat()
     read = pipeline | "ReadValidatedEvents" >> ReadValidatedEvents(
@@ -118,7 +125,14 @@ def read_input(pipeline, args, span: DaySpan, columns=None, event_names=None):
 
 
 def build(pipeline, args, span: DaySpan) -> None:
-    build_validation(pipeline, args, span)
+    build_validation(pipeline, args, span, refusal_report(args, span))
+
+
+def refusal_report(args, span: DaySpan):
+    """What a gate calls when it refuses the day, before the job fails: the day's report
+    page with the refusal (docs/report.md). Every job hands it to its gates."""
+    return functools.partial(report_refusal, args.output_dir.rstrip("/"),
+                             span.run_date.isoformat(), args.keep_replaced_hours)
 
 
 def run(argv: Optional[List[str]] = None):

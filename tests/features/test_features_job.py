@@ -104,6 +104,14 @@ def test_refused_day_exits_1_after_writing_its_summary(run):
         {("train", "ctr"), ("eval", "ctr")}
     assert not os.path.exists(f"{day_dir}/_SUCCESS")
     assert not os.path.exists(f"{day_dir}/manifest.json")
+    # The refusal wrote the day's page before the job failed.
+    report_path = os.path.join(run["refused_out"], "report", f"dt={FEATURES_DAY}",
+                               "report.json")
+    with open(report_path) as handle:
+        report = json.load(handle)
+    assert report["verdict"]["label"] == "refused"
+    assert "features/articles: anomalies" in report["verdict"]["reasons"]
+    assert report["refusals"][0]["stage"] == "features/articles"
 
 
 def test_statistics_load_and_count_the_written_rows(run):

@@ -45,6 +45,7 @@ GRAPH_STEPS = {"ReadArticleIndex", "SelectIndexPieces", "BuildGraph", "PublishGr
 EXAMPLE_STEPS = {"BuildExamples", "IndexChunks", "RegionChunks", "SkipgramCounts",
                  "SequencesCounts", "RankingCounts", "PublishSkipgram", "PublishSequences",
                  "PublishRanking"}
+REPORT_STEPS = {"PublishReport"}     # the daily job's last step: the day's page
 READ_BIGQUERY_STEPS = {"ReadEvents/NameTable", "ReadEvents/CheckTableSchema",
                        "ReadEvents/ReadTable", "ReadEvents/BatchRows",
                        "ReadEvents/RowsToArrow", "ReadEvents/CountRows",
@@ -81,9 +82,11 @@ CASES = {
                                      {"ReadValidatedEvents", "DescribeInput"} | GRAPH_STEPS,
                                      READ_VALIDATED_STEPS),
     "daily-bigquery": ("daily", [BIGQUERY, SALT, NO_FEATURES],
-                       VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS, READ_BIGQUERY_STEPS),
+                       VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS | REPORT_STEPS,
+                       READ_BIGQUERY_STEPS),
     "daily-export": ("daily", [EXPORT, SALT, NO_FEATURES],
-                     VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS, READ_EXPORT_STEPS),
+                     VALIDATION_STEPS | GRAPH_STEPS | EXAMPLE_STEPS | REPORT_STEPS,
+                     READ_EXPORT_STEPS),
     "training_examples-validated": ("training_examples", [VALIDATED, SALT],
                                     {"ReadValidatedEvents", "DescribeInput", "IndexArticles",
                                      "ReadArticleIndex", "SelectIndexPieces",

@@ -339,6 +339,14 @@ def test_a_broken_day_is_refused_and_nothing_is_published(tmp_path, breakage, fe
             "in the span were quarantined (max 5.00%): unknown_event_name ")
     assert not os.path.exists(os.path.join(out, "cooccurrence", f"dt={RUN_DATE}"))
     assert not os.path.exists(os.path.join(out, "validated", f"dt={RUN_DATE}"))
+    # The refusal wrote the day's page before the job failed: its verdict and reasons.
+    with open(os.path.join(out, "report", f"dt={RUN_DATE}", "report.json")) as handle:
+        report = json.load(handle)
+    assert (report["verdict"]["label"], report["verdict"]["reasons"]) == ("refused",
+                                                                           s["reasons"])
+    assert [r["stage"] for r in report["refusals"]] == ["validation"]
+    assert report["refusals"][0]["message"].startswith(f"day {RUN_DATE} is not blessed")
+    assert os.path.exists(os.path.join(out, "report", f"dt={RUN_DATE}", "index.html"))
 
 
 def test_price_drift_against_the_last_blessed_day_is_refused(tmp_path):

@@ -110,6 +110,27 @@ def test_the_rebuild_commits_a_page_with_every_section_and_its_pictures(rebuilt,
 
 
 @pytest.mark.jobs
+def test_the_daily_job_commits_the_page_as_its_last_step(marked_daily_run):
+    """The marked day's daily run (every stage) ended with its page: every output's commit
+    is on it, and the page was committed after all of them."""
+    out = marked_daily_run[2]
+    final_dir = report_dir(out, RUN_DATE)
+    page = committed_page(final_dir)
+    assert parse(page).sections == SECTIONS and len(parse(page).images) >= 6
+    report = json.loads(read_text(f"{final_dir}/{REPORT_JSON}"))
+    stages = report["run"]["stages"]
+    assert {s["kind"] for s in stages} == {
+        "quarantine", "validated", "cooccurrence", "examples/skipgram", "examples/sequences",
+        "examples/ranking", "features/articles", "features/users"}
+    with open(os.path.join(final_dir, "manifest.json")) as handle:
+        committed = json.load(handle)["committed_at"]
+    assert all(s["committed"] <= committed for s in stages)
+    assert report["verdict"]["label"] == "blessed" and report["refusals"] == []
+    with open(os.path.join(out, "report", "LATEST")) as handle:
+        assert handle.read().strip() == RUN_DATE
+
+
+@pytest.mark.jobs
 def test_no_user_id_marker_or_quarantine_line_is_on_the_page(rebuilt, marked_daily_run):
     out, _ = rebuilt
     final_dir = report_dir(out, RUN_DATE)

@@ -64,13 +64,15 @@ class GateFeatures(beam.DoFn):
     folder under names holding the run id (F.gate_file_name; never a published day's
     file), then emits {"summary", "records"} for the commit or (refused: the day is
     withdrawn first, if still as the run found it at its start; nothing of this run is
-    committed) raises FeatureAnomaliesError naming the run's summary."""
+    committed) raises FeatureAnomaliesError naming the run's summary, after `on_refusal`
+    (the job's report of the day, a picklable callable of {"stage", "reasons",
+    "message"}) when given."""
 
     def __init__(self, entity: str, final_dir: str, schema_text: str, allow: bool,
-                 run_date: str, window: Dict, run_id: str):
+                 run_date: str, window: Dict, run_id: str, on_refusal=None):
         self._entity, self._final_dir, self._schema_text = entity, final_dir, schema_text
         self._allow, self._run_date, self._window = allow, run_date, window
-        self._run_id = run_id
+        self._run_id, self._on_refusal = run_id, on_refusal
 
     def process(self, _, train_stats, eval_stats, ingestion, daily_manifest, plan, base=None):
         # Imported here: TFDV loads TensorFlow, kept out of pipeline construction.
@@ -112,8 +114,11 @@ class GateFeatures(beam.DoFn):
         for name, data in files.items():   # summary last
             write_bytes(f"{self._final_dir}/{names[name]}", data)
         if not summary["blessed"]:
-            raise FeatureAnomaliesError(refusal_message(self._entity, self._run_date, found,
-                                                        summary_path))
+            message = refusal_message(self._entity, self._run_date, found, summary_path)
+            if self._on_refusal is not None:    # the job's report of the day, before it fails
+                self._on_refusal({"stage": f"features/{self._entity}",
+                                  "reasons": summary["reasons"], "message": message})
+            raise FeatureAnomaliesError(message)
         yield {"summary": summary,
                "records": [FileRecord("stats", names[name], 0, len(data), {})
                            for name, data in files.items()]}

@@ -135,7 +135,8 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
     gate = (pipeline | f"Start{name}Gate" >> beam.Create([None])
             | f"Gate{name}" >> beam.ParDo(
                 GateFeatures(entity, final_dir, ctx["schema_text"],
-                             ctx["allow_anomalies"], ctx["day"], ctx["window"], run_id),
+                             ctx["allow_anomalies"], ctx["day"], ctx["window"], run_id,
+                             ctx["on_refusal"]),
                 beam.pvalue.AsSingleton(stats["train"]), beam.pvalue.AsSingleton(stats["eval"]),
                 beam.pvalue.AsSingleton(ctx["gate"]), beam.pvalue.AsSingleton(ctx["daily"]),
                 beam.pvalue.AsSingleton(ctx["plan"]), base=base_input))
@@ -171,7 +172,7 @@ def transform_entity(pipeline, entity: str, rows: Dict, ctx: Dict):
 
 
 def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, index_chunks,
-                   index, source: str, described) -> Dict:
+                   index, source: str, described, on_refusal=None) -> Dict:
     """Valid rows -> published features/_daily/dt=<run_date> and
     features/{articles,users}/dt=<run_date>.
 
@@ -183,7 +184,8 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
     features manifest records as article_index, so each commit waits on it. Returns
     {"daily": the partials' manifest, "articles": manifest, "users": manifest} (one-element
     PCollections). `source` names the input in the manifests; `described` (one dict,
-    transforms.ingest.provenance) says what was read."""
+    transforms.ingest.provenance) says what was read; `on_refusal` runs before a features
+    gate's refusal fails the job (the job's report of the day)."""
     out = params.output_dir.rstrip("/")
     day = span.run_date.isoformat()
     boundary = split_boundary_us(span.end_us, params.eval_split, params.eval_hours)
@@ -226,7 +228,7 @@ def build_features(pipeline, params: FeatureParams, span: DaySpan, valid, gate, 
            "allow_anomalies": params.allow_anomalies, "window": window, "gate": gate,
            "daily": daily, "plan": plan, "target_bytes": bytes_of_mb(params.target_shard_mb),
            "manifest": manifest, "described": described, "index": index,
-           "keep_hours": params.keep_replaced_hours}
+           "keep_hours": params.keep_replaced_hours, "on_refusal": on_refusal}
     published = {entity: transform_entity(pipeline, entity, rows, ctx)
                  for entity in F.ENTITIES}
     return dict(published, daily=daily)

@@ -17,7 +17,7 @@ takes an outsized share. It is deterministic, so it needs no key to manage.
 """
 
 import datetime as dt
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -370,8 +370,9 @@ class _GateDayFn(beam.DoFn):
 
     def __init__(self, schema, output_dir, run_date, max_quarantine_fraction, allow_anomalies,
                  stats_sample_fraction, stats_seed, claim=None,
-                 volume_ratios=DEFAULT_VOLUME_RATIOS):
+                 volume_ratios=DEFAULT_VOLUME_RATIOS, on_refusal=None):
         self._schema = schema
+        self._on_refusal = on_refusal
         self._volume_ratios = tuple(volume_ratios)
         self._claim = claim
         self._output_dir = output_dir
@@ -391,7 +392,11 @@ class _GateDayFn(beam.DoFn):
             self._allow_anomalies, self._stats_sample_fraction, self._stats_seed, bases,
             self._volume_ratios)
         if not summary["blessed"]:
-            raise DayNotBlessedError(not_blessed_message(summary, summary_path))
+            message = not_blessed_message(summary, summary_path)
+            if self._on_refusal is not None:    # the job's report of the day, before it fails
+                self._on_refusal({"stage": "validation", "reasons": summary["reasons"],
+                                  "message": message})
+            raise DayNotBlessedError(message)
         yield summary
 
 
@@ -405,15 +410,19 @@ class ValidateDay(beam.PTransform):
     (DayNotBlessedError) when the gate refuses the day. See the module docstring
     for the files it writes. With `claim` (the folder of the run's first commit, and
     the run id), the gate writes nothing and withdraws nothing unless that folder still
-    names the run (docs/publishing.md#one-claim-per-run)."""
+    names the run (docs/publishing.md#one-claim-per-run). `on_refusal` (a picklable
+    callable of {"stage", "reasons", "message"}) runs when the gate refuses, after the
+    day's files are written and before the pipeline fails: the job's report of the day."""
 
     def __init__(self, output_dir: str, run_date: dt.date, schema_path: str,
                  max_quarantine_fraction: float = 0.05, allow_anomalies: bool = False,
                  stats_sample_fraction: float = 1.0, stats_seed: int = 0,
                  claim: Optional[Tuple[str, str]] = None,
                  min_volume_ratio: float = DEFAULT_VOLUME_RATIOS[0],
-                 max_volume_ratio: float = DEFAULT_VOLUME_RATIOS[1]):
+                 max_volume_ratio: float = DEFAULT_VOLUME_RATIOS[1],
+                 on_refusal: Optional[Callable[[Dict], object]] = None):
         super().__init__()
+        self._on_refusal = on_refusal
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"--output_dir={output_dir!r} must be a non-empty path or gs:// URI")
         if not isinstance(run_date, dt.date) or isinstance(run_date, dt.datetime):
@@ -481,7 +490,7 @@ class ValidateDay(beam.PTransform):
                 _GateDayFn(self._schema, self._output_dir, self._run_date,
                            self._max_quarantine_fraction, self._allow_anomalies,
                            self._stats_sample_fraction, self._stats_seed, self._claim,
-                           self._volume_ratios),
+                           self._volume_ratios, self._on_refusal),
                 client_stats=beam.pvalue.AsSingleton(stats[contract.CLIENT]),
                 server_stats=beam.pvalue.AsSingleton(stats[contract.SERVER]),
                 counts=beam.pvalue.AsSingleton(counts),

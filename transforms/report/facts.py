@@ -4,7 +4,7 @@ no quarantine line, user id or pseudonym is read into them. docs/report.md#what-
 """
 
 import datetime as dt
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -132,9 +132,11 @@ def stage_timing(kind: str, manifest: Dict) -> Dict:
             else round((committed - started).total_seconds(), 1)}
 
 
-def day_facts(output_dir: str, run_date: str, why_absent: Optional[str] = None) -> Dict:
+def day_facts(output_dir: str, run_date: str, why_absent: Optional[str] = None,
+              refusals: Sequence[Dict] = ()) -> Dict:
     """Every figure and label of the day's page but the pictures' (see charts.py).
-    `why_absent` says why the day has no validation (a run that failed before it)."""
+    `why_absent` says why the day has no validation (a run that failed before it);
+    `refusals` are the running job's gate refusals ({"stage", "reasons", "message"})."""
     out = output_dir.rstrip("/")
     day = dt.date.fromisoformat(run_date)
     summary = summary_or_none(out, run_date)
@@ -153,7 +155,8 @@ def day_facts(output_dir: str, run_date: str, why_absent: Optional[str] = None) 
             absent[kind] = "not published"
     facts = {
         "run_date": run_date, "output_dir": out, "suite": suite_fields(),
-        "absent": absent, "verdict": _verdict(summary, manifests, out),
+        "absent": absent, "verdict": _verdict(summary, manifests, refusals),
+        "refusals": [dict(r) for r in refusals],
         "volume": _volume(summary, out, day),
         "validation": _validation(summary, run_date),
         "article_index": index_facts(out, manifests["cooccurrence"]),
@@ -166,10 +169,13 @@ def day_facts(output_dir: str, run_date: str, why_absent: Optional[str] = None) 
     return facts
 
 
-def _verdict(summary: Optional[Dict], manifests: Dict, out: str) -> Dict:
-    if summary is None:
-        return {"label": "not validated", "reasons": [], "warnings": [], "withdrawn": []}
+def _verdict(summary: Optional[Dict], manifests: Dict, refusals: Sequence[Dict]) -> Dict:
+    """The day's verdict: the validation gate's, then the features gates' (published, or
+    refused by the running job: `refusals`), and the warnings a person should read."""
+    summary = summary or {}
     reasons = list(summary.get("reasons") or [])
+    reasons += [f"{r['stage']}: " + ", ".join(r["reasons"]) for r in refusals
+                if r["stage"] != "validation"]
     warnings = [f"[{a['environment']}] {a['feature'] or '(dataset)'}: {a['description']}"
                 for a in summary.get("anomalies", []) if a.get("severity") != "ERROR"]
     note = (summary.get("volume_check") or {}).get("note")
@@ -183,7 +189,9 @@ def _verdict(summary: Optional[Dict], manifests: Dict, out: str) -> Dict:
         skipped = len(((manifest or {}).get("lookback") or {}).get("skipped", []))
         if skipped:
             warnings.append(f"features/{entity}: {skipped} lookback day(s) skipped")
-    return {"label": verdict_label(summary), "reasons": reasons, "warnings": warnings,
+    label = "refused" if refusals else (
+        verdict_label(summary) if summary else "not validated")
+    return {"label": label, "reasons": reasons, "warnings": warnings,
             "withdrawn": list(summary.get("withdrawn") or [])}
 
 

@@ -68,6 +68,9 @@ def _verdict(facts: Dict) -> List[str]:
         if items:
             out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{_e(i)}</li>" for i in items)
                        + "</ul>")
+    for refusal in facts.get("refusals") or []:
+        out.append(f"<h3>Refused by {_e(refusal['stage'])}</h3><pre>{_e(refusal['message'])}"
+                   "</pre>")
     if facts["absent"]:
         out.append("<h3>Absent</h3>" + table(sorted(facts["absent"].items()),
                                               ("output", "why")))

@@ -7,8 +7,9 @@ newest day. report/ is never withdrawn: a refused day keeps its page.
 """
 
 import json
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
+import apache_beam as beam
 import google_crc32c
 
 from transforms.publishing.files import SUCCESS, read_bytes, write_atomic, write_bytes
@@ -32,10 +33,10 @@ def report_dir(output_dir: str, run_date: str) -> str:
     return f"{output_dir.rstrip('/')}/{REPORT_DIR}/dt={run_date}"
 
 
-def build_report(output_dir: str, run_date: str,
-                 why_absent: Optional[str] = None) -> Tuple[Dict, str]:
+def build_report(output_dir: str, run_date: str, why_absent: Optional[str] = None,
+                 refusals: Sequence[Dict] = ()) -> Tuple[Dict, str]:
     """(report.json's content: the facts and each picture's labels; the page)."""
-    facts = day_facts(output_dir, run_date, why_absent)
+    facts = day_facts(output_dir, run_date, why_absent, refusals)
     charts = day_charts(facts)
     page = render_page(facts, charts)
     figures = [{"name": c["name"], "title": c["title"], "labels": c["labels"]} for c in charts]
@@ -80,14 +81,16 @@ def point_index(final_dir: str) -> Optional[str]:
 
 
 def publish_report(output_dir: str, run_date: str, why_absent: Optional[str] = None,
-                   keep_hours: float = DEFAULT_KEEP_HOURS,
-                   clock: Optional[Clock] = None) -> str:
+                   keep_hours: float = DEFAULT_KEEP_HOURS, clock: Optional[Clock] = None,
+                   refusals: Sequence[Dict] = ()) -> str:
     """Builds the day's report from its published outputs and commits it; the path of
-    index.html. `why_absent` says why the day has no validation, when that is known."""
+    index.html. `why_absent` says why the day has no validation, when that is known;
+    `refusals` are the gates' refusals of the running job ({"stage", "reasons",
+    "message"}), whose files are not published."""
     final_dir = report_dir(output_dir, run_date)
     base = read_base(final_dir)
     run_id = new_run_id(clock)
-    report, page = build_report(output_dir, run_date, why_absent)
+    report, page = build_report(output_dir, run_date, why_absent, refusals)
     report["run_id"] = run_id
     figures = (json.dumps(report, indent=1, sort_keys=True, default=str) + "\n").encode()
     records = [_file(final_dir, PAGE, f"{PAGE}-{run_id}.html", page.encode("utf-8"),
@@ -98,3 +101,29 @@ def publish_report(output_dir: str, run_date: str, why_absent: Optional[str] = N
                 (PAGE, FIGURES), base, keep_hours, clock)
     point_index(final_dir)
     return f"{final_dir}/{INDEX}"
+
+
+def report_refusal(output_dir: str, run_date: str, keep_hours: float, refusal: Dict) -> str:
+    """A gate's refusal hook (functools.partial(report_refusal, out, day, keep_hours) is
+    what a job hands a gate): the day's page, with the refusal, before the gate raises."""
+    return publish_report(output_dir, run_date, keep_hours=keep_hours, refusals=[refusal])
+
+
+class PublishReport(beam.PTransform):
+    """The day's report as a job's last step: {name: PCollection} of everything the job
+    publishes (its commits' outputs) -> one element, the path of the report's index.html,
+    written once every one of them is complete."""
+
+    def __init__(self, output_dir: str, run_date: str, keep_hours: float = DEFAULT_KEEP_HOURS):
+        super().__init__()
+        self._output_dir, self._run_date, self._keep_hours = output_dir, run_date, keep_hours
+
+    def expand(self, published):
+        published = list(published.values()) if isinstance(published, dict) else \
+            list(published)
+        waits = {f"after_{n}": beam.pvalue.AsList(p) for n, p in enumerate(published)}
+        out, day, keep = self._output_dir, self._run_date, self._keep_hours
+        return (published[0].pipeline
+                | "StartReport" >> beam.Create([None])
+                | "BuildReport" >> beam.Map(
+                    lambda _, **after: publish_report(out, day, keep_hours=keep), **waits))
