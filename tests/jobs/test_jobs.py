@@ -410,13 +410,14 @@ def test_the_command_line_exits_non_zero_on_a_refused_day(tmp_path):
 
 def test_no_raw_user_id_leaves_the_intermediates(clean_run):
     """Raw user ids are only in quarantine/ and validated/ (intermediates); the statistics,
-    the summary, the statistics page and every graph file hold none of them."""
+    the summary, the statistics page, every graph file and the day's report (its page and
+    report.json) hold none of them."""
     _, out, _ = clean_run
     rows, _ = validated_rows(out)
     users = {r["user_id"] for r in rows if r["user_id"] is not None}
     assert len(users) > 100
     checked = 0
-    for kind in ("validation", "cooccurrence"):
+    for kind in ("validation", "cooccurrence", "report"):
         folder = os.path.join(out, kind, f"dt={RUN_DATE}")
         for name in sorted(os.listdir(folder)):
             with open(os.path.join(folder, name), "rb") as handle:
@@ -427,7 +428,7 @@ def test_no_raw_user_id_leaves_the_intermediates(clean_run):
             leaked = [u for u in users if u in text]
             assert leaked == [], (kind, name, leaked[:3])
             checked += 1
-    assert checked >= 8
+    assert checked >= 12
     # The same check finds them where raw ids are meant to be: the quarantine lines.
     lines = "".join(gzip.decompress(open(path, "rb").read()).decode("utf-8") for path in
                     published_files(os.path.join(out, "quarantine", f"dt={RUN_DATE}"),

@@ -146,6 +146,7 @@ def test_withdraw_day_unpublishes_every_kind_but_the_quarantine(out):
         publish(out, kind, "2026-11-25")
         publish(out, kind, "2026-11-26")
     publish(out, "examples/ranking", "2026-11-25")    # no 11-26: nothing to withdraw
+    publish(out, "report", "2026-11-26")
     withdrawn = withdraw_day(out, "2026-11-26")
     assert withdrawn == ["cooccurrence", "examples/skipgram", "features/user", "validated"]
     for kind in KINDS[:-1]:
@@ -158,6 +159,9 @@ def test_withdraw_day_unpublishes_every_kind_but_the_quarantine(out):
     assert latest_raw(out, "quarantine") == "2026-11-26\n"
     assert len(published_files(f"{out}/quarantine/dt=2026-11-26", "lines")) == 1
     assert latest_raw(out, "examples/ranking") == "2026-11-25\n"
+    # The day's report is never withdrawn: a refused day keeps its page (docs/report.md).
+    assert success(out, "report", "2026-11-26")
+    assert latest_raw(out, "report") == "2026-11-26\n"
     # Again: nothing left to withdraw.
     assert withdraw_day(out, "2026-11-26") == []
 
