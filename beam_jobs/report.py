@@ -2,9 +2,11 @@
 day's report page again from its published outputs alone (docs/report.md).
 
 python -m beam_jobs.report --output_dir=DIR|gs://... --run_date=YYYY-MM-DD [--no_page]
+    [--events=EXPORT_DIR --timezone=TZ]
 """
 
 import argparse
+import datetime as dt
 import json
 import os
 from typing import Dict, List, Optional
@@ -12,8 +14,10 @@ from typing import Dict, List, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import contract
+from transforms.common.span import day_span
 from transforms.graph import index_store
 from transforms.ingest.day_files import read_summary
+from transforms.ingest.read import list_parquet_files, partition_dirs
 from transforms.publishing.files import SUCCESS, is_local
 from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
     read_jsonl_file
@@ -162,12 +166,35 @@ def features_lines(out: str, run_date: str) -> List[str]:
     return lines
 
 
+def why_not_validated(output_dir: str, run_date: str, events: str, timezone: str) -> Optional[str]:
+    """Why a day has no validation summary, as far as its export shows: the UTC partitions
+    of its span with no Parquet file (the run then fails before validation). None when the
+    day was validated, or when no --events (an export folder) is given."""
+    if not events or events.startswith("bq://"):
+        return None
+    if FileSystems.exists(f"{output_dir.rstrip('/')}/validation/dt={run_date}/summary.json"):
+        return None
+    span = day_span(dt.date.fromisoformat(run_date), timezone)
+    missing = [folder.rpartition("/")[2] for folder in partition_dirs(events, span)
+               if not list_parquet_files(folder)]
+    if not missing:
+        return None
+    return (f"the run failed before validation: {len(missing)} UTC partition(s) of the span "
+            f"have no Parquet file in {events}: {', '.join(missing)}")
+
+
 def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m beam_jobs.report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True,
                         help="the jobs' --output_dir (local or gs://)")
     parser.add_argument("--run_date", required=True, help="the day, YYYY-MM-DD")
+    parser.add_argument("--events", default="",
+                        help="the day's export folder (optional): a day that was not "
+                             "validated is checked for missing UTC partitions, named on the "
+                             "page")
+    parser.add_argument("--timezone", default="Asia/Seoul",
+                        help="IANA time zone of --run_date (with --events)")
     parser.add_argument("--no_page", action="store_true",
                         help="print the console summary and the page the day's run committed; "
                              "build no page")
@@ -179,7 +206,8 @@ def main(argv: Optional[List[str]] = None) -> str:
             print("report page: none committed (rebuild it without --no_page)")
             return ""
     else:
-        page = publish_report(args.output_dir, args.run_date)
+        page = publish_report(args.output_dir, args.run_date, why_not_validated(
+            args.output_dir, args.run_date, args.events, args.timezone))
     print(f"report page: {where(page)}")
     return page
 

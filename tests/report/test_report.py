@@ -173,6 +173,18 @@ def test_a_rebuild_of_some_stages_names_the_absent_ones(marked_daily_run, tmp_pa
     assert report["verdict"]["label"] == "not validated"
     assert report["absent"]["validation"] == "no summary.json: the day was not validated"
     assert "NOT VALIDATED" in committed_page(report_dir(out, RUN_DATE))
+    # A run that failed before validation for a missing partition: the rebuild, given the
+    # export, names it.
+    events = str(tmp_path / "events")
+    shutil.copytree(marked_daily_run[1], events)
+    shutil.rmtree(os.path.join(events, "dt=2026-11-25"))
+    index = report_job.main([f"--output_dir={out}", f"--run_date={RUN_DATE}",
+                             f"--events={events}", "--timezone=Asia/Seoul"])
+    report = json.loads(read_text(index.replace(INDEX, REPORT_JSON)))
+    assert report["absent"]["validation"] == (
+        "the run failed before validation: 1 UTC partition(s) of the span have no Parquet "
+        f"file in {events}: dt=2026-11-25")
+    assert "dt=2026-11-25" in committed_page(report_dir(out, RUN_DATE))
 
 
 @pytest.mark.jobs

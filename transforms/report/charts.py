@@ -34,14 +34,16 @@ def _figure(height: float, left: float = 0.1):
 
 def bars(name: str, title: str, categories: Sequence[str], series: Dict[str, Sequence[float]],
          axis_label: str, horizontal: bool = False, colors: Sequence[str] = (),
-         line: Optional[float] = None, line_label: str = "") -> Optional[Dict]:
-    """Grouped bars: one group per category, one bar per series (a legend when several)."""
+         line: Optional[float] = None, line_label: str = "", log: bool = False
+         ) -> Optional[Dict]:
+    """Grouped bars: one group per category, one bar per series (a legend when several);
+    `log` for a value axis on a log scale (counts of very different sizes)."""
     if not categories or not series:
         return None
     count = len(series)
     height = max(2.2, 0.7 + 0.28 * len(categories) * max(1, count * 0.6)) if horizontal else 2.6
     longest = max(len(str(c)) for c in categories)
-    figure, axes = _figure(height, left=min(0.45, 0.06 + 0.012 * longest) if horizontal else 0.1)
+    figure, axes = _figure(height, left=min(0.45, 0.06 + 0.012 * longest) if horizontal else 0.15)
     width = 0.8 / count
     positions = list(range(len(categories)))
     for number, (label, values) in enumerate(series.items()):
@@ -68,6 +70,8 @@ def bars(name: str, title: str, categories: Sequence[str], series: Dict[str, Seq
     if count > 1 or line is not None:
         axes.legend(fontsize=7)
         labels += list(series) if count > 1 else []
+    if log:
+        (axes.set_xscale if horizontal else axes.set_yscale)("log")
     axes.tick_params(labelsize=7)
     axes.set_title(title, fontsize=9)
     return _chart(name, title, figure, labels)
@@ -89,7 +93,8 @@ def rows_chart(volume: Dict) -> Optional[Dict]:
     values = [volume["rows_valid"]] + list(volume["quarantined_by_reason"].values()) + \
         [volume["duplicates_dropped"], volume["out_of_span"]]
     return bars("rows_of_the_day", f"Where the {volume['rows_read']:,} rows read went",
-                categories, {"rows": values}, "rows", horizontal=True, colors=(CLIENT_COLOR,))
+                categories, {"rows": values}, "rows (log scale)", horizontal=True,
+                colors=(CLIENT_COLOR,), log=True)
 
 
 def events_chart(volume: Dict) -> Optional[Dict]:
@@ -99,7 +104,8 @@ def events_chart(volume: Dict) -> Optional[Dict]:
     fraction = volume.get("stats_sample_fraction")
     sample = "" if fraction in (None, 1, 1.0) else f" (statistics sample {fraction:g})"
     return bars("events_by_name", f"Valid events by source and name{sample}", categories,
-                {"events": values}, "events", horizontal=True, colors=(SERVER_COLOR,))
+                {"events": values}, "events (log scale)", horizontal=True,
+                colors=(SERVER_COLOR,), log=True)
 
 
 def drift_chart(drift: List[Dict]) -> Optional[Dict]:
