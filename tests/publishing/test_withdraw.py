@@ -256,6 +256,14 @@ def test_a_refused_rerun_withdraws_the_day_and_moves_latest_back(tmp_path):
     s = summary_of(out, day)
     examples = ["examples/ranking", "examples/sequences", "examples/skipgram"]
     assert (s["blessed"], s["withdrawn"]) == (False, ["cooccurrence"] + examples + ["validated"])
+    # Refused for its quarantined share, said in words.
+    assert s["reasons"] == ["quarantine_fraction"]
+    assert s["quarantined_by_reason"]["unknown_event_name"] >= 0.3 * 3000 * 0.9
+    gate = [a for a in s["anomalies"] if a["environment"] == "DATASET"]
+    assert [(a["feature"], a["severity"]) for a in gate] == [("event_name", "ERROR")]
+    assert gate[0]["description"].startswith(
+        f"{s['rows_quarantined'] / (s['rows_read'] - s['out_of_span']):.2%} of the rows "
+        "in the span were quarantined (max 5.00%): unknown_event_name ")
     assert not success(out, "validated", day) and not success(out, "cooccurrence", day)
     for kind in examples:
         assert not success(out, kind, day) and latest_raw(out, kind) in (None, ""), kind
