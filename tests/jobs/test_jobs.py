@@ -322,9 +322,10 @@ def test_a_broken_day_is_refused_and_nothing_is_published(tmp_path):
     tests/publishing/test_withdraw.py.)"""
     write_day(tmp_path / "events", 6000, seed=5, breakage="drop_column:platform")
     out = str(tmp_path / "out")
-    with pytest.raises(Exception, match="not blessed"):
+    with pytest.raises(Exception, match="not blessed") as refused:
         daily.run(LOCAL + [f"--events={tmp_path / 'events'}", f"--run_date={RUN_DATE}",
                            f"--output_dir={out}"])
+    assert f"the day's page: {out}/report/dt={RUN_DATE}/index.html" in str(refused.value)
     s = summary_of(out)
     assert s["blessed"] is False
     assert any(a["feature"] == "platform" and a["severity"] == "ERROR" for a in s["anomalies"])

@@ -249,3 +249,16 @@ def test_the_page_escapes_every_text():
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "NOT BLESSED" in page and "a &amp; b" in page and "&lt;/pre&gt;" in page
     assert parse(page).sections == SECTIONS
+
+
+@pytest.mark.functions
+def test_a_page_that_cannot_be_written_never_hides_the_refusal(tmp_path, monkeypatch):
+    from transforms.report import publish
+    refusal = {"stage": "validation", "reasons": ["anomalies"], "message": "day refused"}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(publish, "publish_report", broken)
+    assert publish.report_refusal(str(tmp_path), RUN_DATE, 48, refusal) == (
+        "the day's page could not be written: OSError: disk full")

@@ -66,7 +66,7 @@ class GateFeatures(beam.DoFn):
     withdrawn first, if still as the run found it at its start; nothing of this run is
     committed) raises FeatureAnomaliesError naming the run's summary, after `on_refusal`
     (the job's report of the day, a picklable callable of {"stage", "reasons",
-    "message"}) when given."""
+    "message"} returning a line for the error) when given."""
 
     def __init__(self, entity: str, final_dir: str, schema_text: str, allow: bool,
                  run_date: str, window: Dict, run_id: str, on_refusal=None):
@@ -116,8 +116,9 @@ class GateFeatures(beam.DoFn):
         if not summary["blessed"]:
             message = refusal_message(self._entity, self._run_date, found, summary_path)
             if self._on_refusal is not None:    # the job's report of the day, before it fails
-                self._on_refusal({"stage": f"features/{self._entity}",
-                                  "reasons": summary["reasons"], "message": message})
+                message += "\n" + self._on_refusal({
+                    "stage": f"features/{self._entity}", "reasons": summary["reasons"],
+                    "message": message})
             raise FeatureAnomaliesError(message)
         yield {"summary": summary,
                "records": [FileRecord("stats", names[name], 0, len(data), {})

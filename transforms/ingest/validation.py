@@ -394,8 +394,8 @@ class _GateDayFn(beam.DoFn):
         if not summary["blessed"]:
             message = not_blessed_message(summary, summary_path)
             if self._on_refusal is not None:    # the job's report of the day, before it fails
-                self._on_refusal({"stage": "validation", "reasons": summary["reasons"],
-                                  "message": message})
+                message += "\n" + self._on_refusal({
+                    "stage": "validation", "reasons": summary["reasons"], "message": message})
             raise DayNotBlessedError(message)
         yield summary
 
@@ -411,8 +411,9 @@ class ValidateDay(beam.PTransform):
     for the files it writes. With `claim` (the folder of the run's first commit, and
     the run id), the gate writes nothing and withdraws nothing unless that folder still
     names the run (docs/publishing.md#one-claim-per-run). `on_refusal` (a picklable
-    callable of {"stage", "reasons", "message"}) runs when the gate refuses, after the
-    day's files are written and before the pipeline fails: the job's report of the day."""
+    callable of {"stage", "reasons", "message"} returning a line for the error) runs when
+    the gate refuses, after the day's files are written and before the pipeline fails: the
+    job's report of the day."""
 
     def __init__(self, output_dir: str, run_date: dt.date, schema_path: str,
                  max_quarantine_fraction: float = 0.05, allow_anomalies: bool = False,

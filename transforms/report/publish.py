@@ -105,8 +105,15 @@ def publish_report(output_dir: str, run_date: str, why_absent: Optional[str] = N
 
 def report_refusal(output_dir: str, run_date: str, keep_hours: float, refusal: Dict) -> str:
     """A gate's refusal hook (functools.partial(report_refusal, out, day, keep_hours) is
-    what a job hands a gate): the day's page, with the refusal, before the gate raises."""
-    return publish_report(output_dir, run_date, keep_hours=keep_hours, refusals=[refusal])
+    what a job hands a gate): the day's page, with the refusal, before the gate raises.
+    Returns a line for the refusal's message: where the page is, or why it could not be
+    written (the refusal stays the job's error either way; a page that fails to build must
+    not hide why the day was refused)."""
+    try:
+        page = publish_report(output_dir, run_date, keep_hours=keep_hours, refusals=[refusal])
+        return f"the day's page: {page}"
+    except Exception as err:  # reported in the refusal's message, never dropped
+        return f"the day's page could not be written: {type(err).__name__}: {err}"
 
 
 class PublishReport(beam.PTransform):
