@@ -19,7 +19,8 @@ ROWS = pa.array([
     '{"surface":7,"position":true,"experiment":"b"}', '{"query":"자전거 010-1234-5678"}',
     "[1, 2]", '{"referrer":"https://example.com/?u=42","x":1,"y":2}', "not json",
     '{"channel":"chat","reason":"moderation"}', '{"surface":"home_feed","position":3}',
-    '{"position":2.0,"query":""}'])
+    '{"position":2.0,"query":""}', '{"position":100000000000000000000}',
+    '{"position":-9223372036854775808}'])
 
 
 def test_the_contract_names_each_key_once_with_a_type_and_free_text_apart():
@@ -58,9 +59,11 @@ def test_property_values_are_typed_as_the_contract_says():
     values = property_values(ROWS, ("surface", "position", "query"))
     assert values["surface"].type == pa.string() and values["position"].type == pa.int64()
     assert values["surface"].to_pylist() == [
-        "home_feed", None, "other", None, None, None, None, None, None, "home_feed", None]
+        "home_feed", None, "other", None, None, None, None, None, None, "home_feed", None,
+        None, None]
+    # An integer outside int64 (the row checks accept any length) reads as absent.
     assert values["position"].to_pylist() == [3, None, None, None, None, None, None, None,
-                                              None, 3, None]
+                                              None, 3, None, None, -(1 << 63)]
     assert values["query"].to_pylist()[4] == "자전거 010-1234-5678"
     chunked = property_values(pa.chunked_array([ROWS.slice(0, 5), ROWS.slice(5)]), ("surface",))
     assert chunked["surface"].to_pylist() == values["surface"].to_pylist()
@@ -73,15 +76,17 @@ def test_statistics_columns_hold_no_string_a_user_or_client_sent():
         "properties_query_length", "properties_channel", "properties_reason",
         OTHER_KEYS_FEATURE)
     assert columns["properties_surface"].to_pylist() == [
-        "home_feed", None, "other", None, None, None, None, None, None, "home_feed", None]
+        "home_feed", None, "other", None, None, None, None, None, None, "home_feed", None,
+        None, None]
     assert columns["properties_position"].to_pylist() == [
-        3, None, None, None, None, None, None, None, None, 3, None]
+        3, None, None, None, None, None, None, None, None, 3, None, None, -(1 << 63)]
     assert columns["properties_referrer"].to_pylist()[6] == "other"
     assert columns["properties_query_length"].to_pylist() == [
-        None, None, None, None, 17, None, None, None, None, None, 0]
+        None, None, None, None, 17, None, None, None, None, None, 0, None, None]
     assert columns["properties_channel"].to_pylist()[8] == "chat"
     assert columns["properties_reason"].to_pylist()[8] == "moderation"
-    assert columns[OTHER_KEYS_FEATURE].to_pylist() == [0, None, 0, 1, 0, None, 2, None, 0, 0, 0]
+    assert columns[OTHER_KEYS_FEATURE].to_pylist() == [0, None, 0, 1, 0, None, 2, None, 0, 0, 0,
+                                                       0, 0]
     strings = {value for name, column in columns.items() if column.type == pa.string()
                for value in column.to_pylist() if value is not None}
     allowed = {v for key in contract.PROPERTY_KEYS for v in key.values} | {contract.OTHER_VALUE}

@@ -70,8 +70,10 @@ def test_a_rerun_of_the_day_meanwhile_keeps_its_files(tmp_path, monkeypatch):
     result = stats_rewrite.rewrite_day(str(tmp_path), "2026-11-20")
     assert result == {"day": "2026-11-20", "status": stats_rewrite.CHANGED,
                       "removed": {"client": 1, "server": 1}}
+    # The rerun's statistics are kept; the page was rewritten first (from the statistics
+    # read, without properties), and the rerun writes its own after them.
     assert open(client, "rb").read() == rerun
-    assert open(os.path.join(directory, day_files.HTML_FILE)).read() == "old page"
+    assert open(os.path.join(directory, day_files.HTML_FILE)).read() == "page of 2026-11-20"
     # Without a rerun in between, the day is rewritten.
     write_day(tmp_path, "2026-11-21", "price", "properties")
     monkeypatch.setattr(stats_rewrite, "render_stats_html",
@@ -80,3 +82,33 @@ def test_a_rerun_of_the_day_meanwhile_keeps_its_files(tmp_path, monkeypatch):
         stats_rewrite.REWRITTEN
     directory = day_files.day_dir(str(tmp_path), "2026-11-21")
     assert open(os.path.join(directory, day_files.HTML_FILE)).read() == "page without properties"
+
+
+def test_a_pass_that_stopped_after_the_page_is_finished_by_the_next(tmp_path, monkeypatch):
+    """The page is written before the statistics: a pass that stops between them leaves
+    statistics that still hold the feature, so the next pass rewrites the day again (had
+    the statistics gone first, the day would read clean and keep the page's top values)."""
+    directory = write_day(tmp_path, "2026-11-20", "price", "properties")
+    monkeypatch.setattr(stats_rewrite, "render_stats_html",
+                        lambda new_stats, summary: "page without properties")
+    real_tfrecord_bytes = stats_rewrite.tfrecord_bytes
+
+    def stop(*args):
+        raise KeyboardInterrupt("stopped after the page")
+
+    monkeypatch.setattr(stats_rewrite, "tfrecord_bytes", stop)
+    with pytest.raises(KeyboardInterrupt):
+        stats_rewrite.rewrite_day(str(tmp_path), "2026-11-20")
+    assert open(os.path.join(directory, day_files.HTML_FILE)).read() == "page without properties"
+    monkeypatch.setattr(stats_rewrite, "tfrecord_bytes", real_tfrecord_bytes)
+    assert stats_rewrite.rewrite_day(str(tmp_path), "2026-11-20") == {
+        "day": "2026-11-20", "status": stats_rewrite.REWRITTEN,
+        "removed": {"client": 1, "server": 1}}
+    assert stats_rewrite.rewrite_day(str(tmp_path), "2026-11-20")["status"] == stats_rewrite.CLEAN
+
+
+def test_a_summary_removed_by_a_rerun_meanwhile_is_a_change(tmp_path):
+    directory = write_day(tmp_path, "2026-11-20", "price", "properties")
+    os.remove(os.path.join(directory, day_files.SUMMARY_FILE))
+    assert stats_rewrite.rewrite_day(str(tmp_path), "2026-11-20")["status"] == \
+        stats_rewrite.CHANGED

@@ -262,3 +262,37 @@ def test_a_page_that_cannot_be_written_never_hides_the_refusal(tmp_path, monkeyp
     monkeypatch.setattr(publish, "publish_report", broken)
     assert publish.report_refusal(str(tmp_path), RUN_DATE, 48, refusal) == (
         "the day's page could not be written: OSError: disk full")
+
+
+@pytest.mark.functions
+def test_the_index_series_stops_at_the_days_version(tmp_path):
+    """A rebuild of an older day shows the versions up to its own; a seeded version has no
+    count of new articles (its articles came from elsewhere)."""
+    from transforms.graph import index_store
+    from transforms.report.facts import index_facts
+    out = str(tmp_path)
+    sizes = {1: (None, 10, None), 2: (1, 15, None), 3: (2, 18, None)}
+    for version, (parent, vocab, seeded) in sizes.items():
+        folder = index_store.version_dir(out, version)
+        os.makedirs(folder)
+        run_id = f"2026112{version}T000000Z-0000000{version}"
+        with open(os.path.join(folder, f"manifest-{run_id}.json"), "w") as handle:
+            json.dump({"run_id": run_id, "version": version, "parent": parent,
+                       "vocab_size": vocab, "run_date": f"2026-11-2{version}",
+                       "seeded_from": seeded}, handle)
+        with open(os.path.join(folder, SUCCESS), "w") as handle:
+            handle.write(run_id + "\n")
+    day = {"article_index": {"version": 2, "parent": 1, "vocab_size": 15}}
+    facts = index_facts(out, day)
+    assert [(v["version"], v["new_articles"]) for v in facts["versions"]] == [(1, 9), (2, 5)]
+    assert facts["day"] == {"version": 2, "parent": 1, "vocab_size": 15, "new_articles": 5}
+    assert [v["version"] for v in index_facts(out, None)["versions"]] == [1, 2, 3]
+    # Version 1 seeded from another root: its articles are not new.
+    manifest_path = [os.path.join(index_store.version_dir(out, 1), n) for n in
+                     os.listdir(index_store.version_dir(out, 1)) if n.startswith("manifest-")][0]
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    with open(manifest_path, "w") as handle:
+        json.dump(dict(manifest, seeded_from="gs://other/out"), handle)
+    assert [(v["version"], v["new_articles"]) for v in index_facts(out, day)["versions"]] == [
+        (1, None), (2, 5)]

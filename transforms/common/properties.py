@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from schemas import contract
 
 KEYS = {key.name: key for key in contract.PROPERTY_KEYS}
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 # The statistics' features: one per known key (free text as its length), and the number of
 # keys the contract does not know.
 FEATURE_PREFIX = "properties_"
@@ -47,7 +48,10 @@ def _typed(value, key: contract.PropertyKey):
     """The value as the contract types it (None for another type); a closed-vocabulary
     string outside its values as "other"."""
     if key.type == "int":
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        # The row checks accept JSON integers of any length; one outside int64 reads as
+        # absent rather than failing the batch.
+        return value if isinstance(value, int) and not isinstance(value, bool) \
+            and INT64_MIN <= value <= INT64_MAX else None
     if not isinstance(value, str):
         return None
     return value if key.free_text or value in key.values else contract.OTHER_VALUE

@@ -68,14 +68,21 @@ def rewrite_day(output_dir: str, day: str, names: Sequence[str] = RAW_FEATURES) 
         return dict(result, status=CLEAN)
     html_path = f"{directory}/{HTML_FILE}"
     html_read = store.read(html_path)
-    page = render_stats_html(stats, read_summary(directory)).encode("utf-8")
+    try:
+        summary = read_summary(directory)
+    except FileNotFoundError:          # a rerun of the day removed it meanwhile
+        return dict(result, status=CHANGED)
+    page = render_stats_html(stats, summary).encode("utf-8")
+    # The page first: a pass that stops after it finds the statistics still holding the
+    # feature and writes both again; one that stopped after the statistics would find
+    # the day clean and leave the page's top values.
+    if store.write_if(html_path, page, html_read.generation, "text/html") is None:
+        return dict(result, status=CHANGED)
     for source, name in STATS_FILES.items():
         path = f"{directory}/{name}"
         if store.write_if(path, tfrecord_bytes(stats[source].SerializeToString()),
                           read[path].generation) is None:
             return dict(result, status=CHANGED)
-    if store.write_if(html_path, page, html_read.generation) is None:
-        return dict(result, status=CHANGED)
     return dict(result, status=REWRITTEN)
 
 

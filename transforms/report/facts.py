@@ -95,18 +95,26 @@ def verdict_label(summary: Dict) -> str:
 def index_facts(output_dir: str, graph: Optional[Dict]) -> Dict:
     """The day's article index version (from its graph manifest) and the newest published
     versions up to it: version, parent, vocabulary size, articles new in it."""
+    day = (graph or {}).get("article_index")
+    numbers = index_store.published_versions(output_dir)
+    if day is not None:                # the versions up to the day's (a rebuild of an old day)
+        numbers = [n for n in numbers if n <= day["version"]]
     versions = []
-    for version in index_store.published_versions(output_dir)[-INDEX_VERSIONS:]:
+    for version in numbers[-INDEX_VERSIONS - 1:]:
         manifest = published(index_store.version_dir(output_dir, version)) or {}
         versions.append({"version": version, "parent": manifest.get("parent"),
                          "vocab_size": manifest.get("vocab_size"),
-                         "run_date": manifest.get("run_date")})
+                         "run_date": manifest.get("run_date"),
+                         "seeded_from": manifest.get("seeded_from")})
     sizes = {v["version"]: v["vocab_size"] for v in versions}
     for entry in versions:
-        parent = sizes.get(entry["parent"]) if entry["parent"] else 1
+        # A first version counts every article as new (index 0 is the unknown article); a
+        # seeded one, or one whose parent is out of the series, has no count.
+        parent = sizes.get(entry["parent"]) if entry["parent"] else (
+            None if entry["seeded_from"] else 1)
         entry["new_articles"] = None if parent is None or entry["vocab_size"] is None \
             else entry["vocab_size"] - parent
-    day = (graph or {}).get("article_index")
+    versions = versions[-INDEX_VERSIONS:]
     if day is None:
         return {"day": None, "versions": versions}
     new = {v["version"]: v["new_articles"] for v in versions}.get(day["version"])

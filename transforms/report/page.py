@@ -92,8 +92,11 @@ def _volumes(facts: Dict) -> List[str]:
     out.append(table([[d, c["rows_read"], c["rows_valid"], c["span_hours"]]
                       for d, c in volume["by_partition"].items()],
                      ("UTC partition", "read", "valid", "hours of the span")))
-    out.append(table([[h["day"], h["rows_read"], h["rows_valid"], h["verdict"]]
-                      for h in volume["history"]], ("day", "read", "valid", "verdict")))
+    out.append(table([[h["day"], h["rows_read"], h["rows_valid"],
+                       h["valid_by_source"].get("client") or "",
+                       h["valid_by_source"].get("server") or "", h["verdict"]]
+                      for h in volume["history"]],
+                     ("day", "read", "valid", "valid client", "valid server", "verdict")))
     return out
 
 
