@@ -11,7 +11,7 @@ DEMO_ROWS ?= 200000
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 RUNNER ?= FnApiRunner
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv browser test test-fast demo bench clean
 
 # requirements.lock: what the jobs run with (the image installs only it);
 # requirements-dev.lock: tests and operations tools, installed on top.
@@ -25,7 +25,15 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 
 venv: $(VENV)/.installed
 
-test: venv
+# The report's browser test (tests/report/test_report_browser.py) opens the day's page in
+# Debian's headless Chromium; installed here when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ]; then apt=apt-get; else apt="sudo apt-get"; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$apt update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$apt install -y -qq chromium; }
+
+test: venv browser
 	$(PY) -m pytest -q tests
 
 # Tiers 1 and 2 (tests/README.md): every test but whole jobs.
