@@ -272,7 +272,7 @@ def test_makefile_installs_the_runtime_then_the_dev_lock():
     dev = makefile.index("$(PY) -m pip install -q -r requirements-dev.lock")
     editable = makefile.index("$(PY) -m pip install -q --no-deps --no-build-isolation -e .")
     assert runtime < dev < editable
-    assert re.search(r"^test: venv$", makefile, re.M)
+    assert re.search(r"^test: venv browser$", makefile, re.M)   # Chromium: the report test
 
 
 def test_image_installs_only_the_runtime_lock():
