@@ -16,7 +16,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from schemas import contract
 from transforms.common.errors import Refusal
 from transforms.publishing.files import write_bytes
-from transforms.publishing.tfrecord import tfrecord_frame
+from transforms.publishing.tfrecord import read_tfrecord_bytes, tfrecord_frame
 
 VALIDATION_DIR = "validation"
 STATS_FILES = {contract.CLIENT: "stats_client.tfrecord", contract.SERVER: "stats_server.tfrecord"}
@@ -88,6 +88,13 @@ def load_day_stats(output_dir: str, day: str) -> Dict[str, statistics_pb2.Datase
 def tfrecord_bytes(record: bytes) -> bytes:
     """`record` framed as one TFRecord (length, masked CRC32C of it, data, masked CRC32C)."""
     return tfrecord_frame([record])
+
+
+def stats_from_bytes(data: bytes, origin: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """A statistics file's bytes (tfrecord_bytes of one DatasetFeatureStatisticsList)
+    parsed, without TFDV; raises naming `origin` when the framing is broken."""
+    [record] = read_tfrecord_bytes(data, origin)
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(record)
 
 
 def anomalies_text(anomalies: anomalies_pb2.Anomalies) -> str:

@@ -16,9 +16,8 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from transforms.common.stats_html import render_stats_html
 from transforms.ingest.day_files import HTML_FILE, STATS_FILES, SUMMARY_FILE, VALIDATION_DIR, \
-    day_dir, read_summary, tfrecord_bytes
+    day_dir, read_summary, stats_from_bytes, tfrecord_bytes
 from transforms.publishing.store import store_for
-from transforms.publishing.tfrecord import read_tfrecord_bytes
 
 RAW_FEATURES = ("properties",)      # features the statistics no longer hold
 REWRITTEN, CLEAN, CHANGED = "rewritten", "clean", "changed while rewritten"
@@ -60,8 +59,7 @@ def rewrite_day(output_dir: str, day: str, names: Sequence[str] = RAW_FEATURES) 
         read[path] = store.read(path)
         if read[path].data is None:
             raise FileNotFoundError(f"{path} does not exist: {day} has no statistics")
-        [record] = read_tfrecord_bytes(read[path].data)
-        stats[source] = statistics_pb2.DatasetFeatureStatisticsList.FromString(record)
+        stats[source] = stats_from_bytes(read[path].data, path)
         removed[source] = without_features(stats[source], names)
     result = {"day": day, "removed": removed}
     if not any(removed.values()):
@@ -81,7 +79,7 @@ def rewrite_day(output_dir: str, day: str, names: Sequence[str] = RAW_FEATURES) 
     for source, name in STATS_FILES.items():
         path = f"{directory}/{name}"
         if store.write_if(path, tfrecord_bytes(stats[source].SerializeToString()),
-                          read[path].generation) is None:
+                          read[path].generation, "application/octet-stream") is None:
             return dict(result, status=CHANGED)
     return dict(result, status=REWRITTEN)
 

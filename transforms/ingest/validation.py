@@ -428,15 +428,11 @@ class ValidateDay(beam.PTransform):
             raise ValueError(f"--output_dir={output_dir!r} must be a non-empty path or gs:// URI")
         if not isinstance(run_date, dt.date) or isinstance(run_date, dt.datetime):
             raise ValueError(f"--run_date={run_date!r} must be a datetime.date")
-        if (isinstance(max_quarantine_fraction, bool)
-                or not isinstance(max_quarantine_fraction, (int, float))
-                or not 0.0 <= max_quarantine_fraction <= 1.0):
+        if not _is_number(max_quarantine_fraction) or not 0.0 <= max_quarantine_fraction <= 1.0:
             raise ValueError(f"--max_quarantine_fraction={max_quarantine_fraction!r} must be in [0, 1]")
         if not isinstance(allow_anomalies, bool):
             raise ValueError(f"--allow_anomalies={allow_anomalies!r} must be true or false")
-        if (isinstance(stats_sample_fraction, bool)
-                or not isinstance(stats_sample_fraction, (int, float))
-                or not 0.0 < stats_sample_fraction <= 1.0):
+        if not _is_number(stats_sample_fraction) or not 0.0 < stats_sample_fraction <= 1.0:
             raise ValueError(f"--stats_sample_fraction={stats_sample_fraction!r} must be in (0, 1]")
         if isinstance(stats_seed, bool) or not isinstance(stats_seed, int) or stats_seed < 0:
             raise ValueError(f"--stats_seed={stats_seed!r} must be an integer >= 0")

@@ -7,7 +7,7 @@ its commit.
 """
 
 import json
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -112,19 +112,31 @@ def _run_files(final_dir: str, run_id: str) -> List[str]:
     return [f"{final_dir}/{name}" for name in listed_names(manifest)] + [path]
 
 
-def _write_copy_for_people(final_dir: str) -> None:
-    """manifest.json := the manifest of the run _SUCCESS names (again while it moves)."""
+def follow_success(final_dir: str, write: Callable[[str], bool]) -> Optional[str]:
+    """write(run id _SUCCESS names): the files that follow the published run (a copy for
+    people, a pointer), written again while _SUCCESS moves; `write` returns False when it
+    lost a race of its own and should be tried again. The run id it settled on, "" when
+    nothing is published, None when _SUCCESS was still moving after 5 reads."""
     success = f"{final_dir}/{SUCCESS}"
     store = store_for(success)
     for _ in range(5):
         before = store.read(success)
         if not before.data or not before.data.strip():
-            return
+            return ""
         run_id = before.data.decode().strip()
+        if write(run_id) and store.read(success).generation == before.generation:
+            return run_id
+    return None
+
+
+def _write_copy_for_people(final_dir: str) -> None:
+    """manifest.json := the manifest of the run _SUCCESS names (again while it moves)."""
+    def copy(run_id: str) -> bool:
         body = read_bytes(f"{final_dir}/{RUN_MANIFEST.format(run_id=run_id)}")
         write_atomic(f"{final_dir}/{MANIFEST}", body, run_id)
-        if store.read(success).generation == before.generation:
-            return
+        return True
+
+    follow_success(final_dir, copy)
 
 
 def publish_day(final_dir: str, run_id: str, records: Iterable[FileRecord], fields: Dict,

@@ -7,16 +7,14 @@ import datetime as dt
 from typing import Dict, List, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
-from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from schemas import contract
 from transforms.common.version import suite_fields
 from transforms.graph import index_store
-from transforms.ingest.day_files import STATS_FILES, day_dir, read_summary
-from transforms.publishing.files import READ_ERRORS, RUN_MANIFEST, read_bytes, read_json
-from transforms.publishing.readers import read_run_id
+from transforms.ingest.day_files import STATS_FILES, day_dir, read_summary, stats_from_bytes
+from transforms.publishing.files import READ_ERRORS, read_bytes, read_json
+from transforms.publishing.readers import published_manifest
 from transforms.publishing.runs import parse_stamp, run_id_time
-from transforms.publishing.tfrecord import read_tfrecord_bytes
 
 HISTORY_DAYS = 14        # the volume series: the day and the 13 before it
 INDEX_VERSIONS = 10      # the article index series: the newest versions up to the day's
@@ -25,10 +23,10 @@ ENTITIES = ("articles", "users")
 
 def published(day_folder: str) -> Optional[Dict]:
     """The manifest of the run `<day_folder>/_SUCCESS` names; None when it is not published."""
-    run_id = read_run_id(day_folder, missing_ok=True)
-    if not run_id:
+    try:
+        return published_manifest(day_folder)
+    except FileNotFoundError:        # no _SUCCESS: nothing published there
         return None
-    return read_json(f"{day_folder}/{RUN_MANIFEST.format(run_id=run_id)}")
 
 
 def summary_or_none(output_dir: str, day: str) -> Optional[Dict]:
@@ -53,10 +51,9 @@ def events_by_name(output_dir: str, day: str) -> Dict[str, Dict[str, int]]:
     for source, name in STATS_FILES.items():
         path = f"{day_dir(output_dir, day)}/{name}"
         try:
-            [record] = read_tfrecord_bytes(read_bytes(path), path)
+            stats = stats_from_bytes(read_bytes(path), path)
         except READ_ERRORS:
             continue
-        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(record)
         counts = {}
         for dataset in stats.datasets:
             for feature in dataset.features:

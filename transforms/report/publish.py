@@ -13,7 +13,7 @@ import apache_beam as beam
 import google_crc32c
 
 from transforms.publishing.files import SUCCESS, read_bytes, write_atomic, write_bytes
-from transforms.publishing.protocol import publish_day, read_base
+from transforms.publishing.protocol import follow_success, publish_day, read_base
 from transforms.publishing.retention import DEFAULT_KEEP_HOURS
 from transforms.publishing.runs import Clock, new_run_id
 from transforms.publishing.store import store_for
@@ -61,23 +61,23 @@ def point_index(final_dir: str) -> Optional[str]:
     """index.html and report.json := those of the run _SUCCESS names, each index.html move
     a compare-and-swap on the generation read, again while _SUCCESS moves. The run id, or
     None when the day has no committed report."""
-    success = f"{final_dir}/{SUCCESS}"
-    store = store_for(success)
-    for _ in range(5):
-        before = store.read(success)
-        if not before.data or not before.data.strip():
-            return None
-        run_id = before.data.decode().strip()
-        index = store.read(f"{final_dir}/{INDEX}")
+    index_path = f"{final_dir}/{INDEX}"
+    store = store_for(index_path)
+
+    def point(run_id: str) -> bool:
+        index = store.read(index_path)
         wanted = pointer_page(run_id)
-        if index.data != wanted and store.write_if(f"{final_dir}/{INDEX}", wanted,
-                                                   index.generation, HTML_TYPE) is None:
-            continue                      # another run moved it meanwhile: read again
+        if index.data != wanted and store.write_if(index_path, wanted, index.generation,
+                                                   HTML_TYPE) is None:
+            return False                  # another run moved it meanwhile: read again
         figures = read_bytes(f"{final_dir}/{FIGURES}-{run_id}.json")
         write_atomic(f"{final_dir}/{REPORT_JSON}", figures, run_id)
-        if store.read(success).generation == before.generation:
-            return run_id
-    raise RuntimeError(f"{success} kept moving while {INDEX} was pointed at it")
+        return True
+
+    run_id = follow_success(final_dir, point)
+    if run_id is None:
+        raise RuntimeError(f"{final_dir}/{SUCCESS} kept moving while {INDEX} was pointed at it")
+    return run_id or None
 
 
 def publish_report(output_dir: str, run_date: str, why_absent: Optional[str] = None,
@@ -126,11 +126,9 @@ class PublishReport(beam.PTransform):
         self._output_dir, self._run_date, self._keep_hours = output_dir, run_date, keep_hours
 
     def expand(self, published):
-        published = list(published.values()) if isinstance(published, dict) else \
-            list(published)
-        waits = {f"after_{n}": beam.pvalue.AsList(p) for n, p in enumerate(published)}
+        waits = {f"after_{name}": beam.pvalue.AsList(p) for name, p in published.items()}
         out, day, keep = self._output_dir, self._run_date, self._keep_hours
-        return (published[0].pipeline
+        return (next(iter(published.values())).pipeline
                 | "StartReport" >> beam.Create([None])
                 | "BuildReport" >> beam.Map(
                     lambda _, **after: publish_report(out, day, keep_hours=keep), **waits))
