@@ -16,8 +16,8 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import contract
 from transforms.common.span import day_span
 from transforms.graph import index_store
-from transforms.ingest.day_files import read_summary
-from transforms.ingest.read import list_parquet_files, partition_dirs
+from transforms.ingest.day_files import SUMMARY_FILE, day_dir, read_summary
+from transforms.ingest.read import list_parquet_files, missing_partitions, partition_dirs
 from transforms.publishing.files import SUCCESS, is_local
 from transforms.publishing.readers import published_files, published_manifest, read_file_set, \
     read_jsonl_file
@@ -172,15 +172,16 @@ def why_not_validated(output_dir: str, run_date: str, events: str, timezone: str
     day was validated, or when no --events (an export folder) is given."""
     if not events or events.startswith("bq://"):
         return None
-    if FileSystems.exists(f"{output_dir.rstrip('/')}/validation/dt={run_date}/summary.json"):
+    if FileSystems.exists(f"{day_dir(output_dir.rstrip('/'), run_date)}/{SUMMARY_FILE}"):
         return None
     span = day_span(dt.date.fromisoformat(run_date), timezone)
-    missing = [folder.rpartition("/")[2] for folder in partition_dirs(events, span)
-               if not list_parquet_files(folder)]
+    files = {d.isoformat(): len(list_parquet_files(folder))
+             for d, folder in zip(span.utc_dates(), partition_dirs(events, span))}
+    missing = missing_partitions(list(files), files)    # the export reader's rule
     if not missing:
         return None
     return (f"the run failed before validation: {len(missing)} UTC partition(s) of the span "
-            f"have no Parquet file in {events}: {', '.join(missing)}")
+            f"have no Parquet file in {events}: {', '.join('dt=' + d for d in missing)}")
 
 
 def main(argv: Optional[List[str]] = None) -> str:
